@@ -1,0 +1,5 @@
+"""Entry point for ``python -m digestd``."""
+
+from digestd.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""The one typed Settings object: every key with its default and help text in one table.
+
+Settings come from the defaults below, then a TOML file (``--config PATH`` or ``DIGESTD_CONFIG``),
+then ``DIGESTD_<SECTION>_<KEY>`` environment variables. Unknown keys and wrong types are refused at
+start with a one-line ConfigError naming the file, section and key. Relative paths are taken
+relative to the current directory; empty path keys default to a folder inside ``paths.data_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digestd.errors import ConfigError
+
+ENV_PREFIX = "DIGESTD_"
+CONFIG_ENV = "DIGESTD_CONFIG"
+
+
+def _key(default: Any, help_text: str, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"help": help_text, "choices": choices})
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = _key("", "SQLAlchemy URL; empty means a SQLite file digestd.db in paths.data_dir")
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    data_dir: str = _key("digestd-data", "folder for the database, secret key and default folders")
+    inbox: str = _key("", "folder the daemon watches for new dumps (default: <data_dir>/inbox)")
+    processed: str = _key("", "ingested dumps are moved here (default: <data_dir>/processed)")
+    quarantine: str = _key(
+        "", "unparseable dumps and their .reason (default: <data_dir>/quarantine)"
+    )
+    outbox: str = _key("", "the file backend writes .eml files here (default: <data_dir>/outbox)")
+    feeds: str = _key("", "Atom feeds and index.html are written here (default: <data_dir>/feeds)")
+    templates: str = _key("", "folder of Jinja templates (default: the bundled templates)")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = _key("localhost", "SMTP server host name")
+    port: int = _key(25, "SMTP server port (25, 587 for starttls, 465 for tls)")
+    security: str = _key("none", "transport security", ("none", "starttls", "tls"))
+    username: str = _key("", "login user name; empty means no login")
+    password: str = _key("", "login password")
+    from_address: str = _key("digestd@localhost", "envelope and header sender address")
+    from_name: str = _key("digestd", "display name of the sender")
+    timeout: float = _key(30.0, "seconds to wait for the server before giving up")
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    backend: str = _key(
+        "file", "file: write .eml files into paths.outbox; smtp: send", ("file", "smtp")
+    )
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    site_name: str = _key("digestd", "name shown in subjects, footers and feed titles")
+    max_papers: int = _key(25, "most papers in one digest; the rest are counted in a line")
+    lookback_days: int = _key(7, "papers first stored within this many days are digest candidates")
+    list_id: str = _key("", "List-Id domain; empty means digest.<domain of smtp.from_address>")
+    secret: str = _key("", "key for signed links; empty means <data_dir>/secret.key, made once")
+
+
+@dataclass(frozen=True)
+class FeedsSettings:
+    base_url: str = _key("http://localhost:8080", "public URL that feeds and links are built on")
+    max_entries: int = _key(50, "newest matching papers kept in each topic feed")
+    author_name: str = _key("digestd", "author named in every feed")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    ingest_interval_minutes: float = _key(15.0, "how often the daemon looks into the inbox")
+    send_check_minutes: float = _key(5.0, "how often the daemon looks for subscribers that are due")
+    default_send_hour: int = _key(7, "send hour (0-23, subscriber's timezone) for new subscribers")
+    default_timezone: str = _key("UTC", "IANA timezone for new subscribers")
+    weekly_day: str = _key(
+        "mon",
+        "weekday on which weekly digests go out",
+        ("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    feeds: FeedsSettings = field(default_factory=FeedsSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+
+    # Resolved views of the path keys, so no caller repeats the defaulting rule.
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.paths.data_dir).expanduser().resolve()
+
+    def folder(self, name: str) -> Path:
+        """The resolved folder for a [paths] key such as 'inbox' or 'feeds'."""
+        value = getattr(self.paths, name)
+        return Path(value).expanduser().resolve() if value else self.data_dir / name
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'digestd.db'}"
+
+    @property
+    def templates_dir(self) -> Path | None:
+        return Path(self.paths.templates).expanduser().resolve() if self.paths.templates else None
+
+    @property
+    def list_id(self) -> str:
+        return self.digest.list_id or f"digest.{self.smtp.from_address.rpartition('@')[2]}"
+
+    def link_secret(self) -> str:
+        """The secret for signed links: configured, or read from (made once in) the data dir."""
+        if self.digest.secret:
+            return self.digest.secret
+        key_file = self.data_dir / "secret.key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+            key_file.chmod(0o600)
+        return key_file.read_text(encoding="utf-8").strip()
+
+
+_SECTION_CLASSES: dict[str, type] = {
+    "database": DatabaseSettings,
+    "paths": PathsSettings,
+    "smtp": SmtpSettings,
+    "delivery": DeliverySettings,
+    "digest": DigestSettings,
+    "feeds": FeedsSettings,
+    "schedule": ScheduleSettings,
+}
+
+
+def settings_table() -> list[tuple[str, str, Any, str, tuple[str, ...]]]:
+    """Every (section, key, default, help, choices) row, in declaration order."""
+    rows = []
+    for section, cls in _SECTION_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            rows.append((section, f.name, f.default, f.metadata["help"], f.metadata["choices"]))
+    return rows
+
+
+def _coerce(value: Any, target: type, where: str) -> Any:
+    """Check a TOML value's type (or convert an environment string) for one key."""
+    if isinstance(value, str) and target is not str:
+        try:
+            if target is bool:
+                return {"true": True, "1": True, "false": False, "0": False}[value.lower()]
+            return target(value)
+        except (ValueError, KeyError):
+            raise ConfigError(f"{where}: expected {target.__name__}, got {value!r}") from None
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, target) or (target is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where}: expected {target.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _validate(settings: Settings, source: str) -> None:
+    for section, key, _default, _help, choices in settings_table():
+        value = getattr(getattr(settings, section), key)
+        if choices and value not in choices:
+            raise ConfigError(
+                f"{source}: [{section}] {key} = {value!r} is not one of {', '.join(choices)}"
+            )
+    hour = settings.schedule.default_send_hour
+    if not 0 <= hour <= 23:
+        raise ConfigError(f"{source}: [schedule] default_send_hour = {hour} is not an hour 0-23")
+    try:
+        zoneinfo.ZoneInfo(settings.schedule.default_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{source}: [schedule] default_timezone = {settings.schedule.default_timezone!r} "
+            "is not an IANA timezone"
+        ) from None
+    positive = (
+        ("digest", "max_papers"),
+        ("feeds", "max_entries"),
+        ("smtp", "port"),
+        ("schedule", "ingest_interval_minutes"),
+        ("schedule", "send_check_minutes"),
+    )
+    for section, key in positive:
+        if getattr(getattr(settings, section), key) <= 0:
+            raise ConfigError(f"{source}: [{section}] {key} must be positive")
+    if not settings.feeds.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: [feeds] base_url must start with http:// or https://")
+
+
+def load_settings(
+    path: Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from defaults, the TOML file ``path`` (or $DIGESTD_CONFIG), then DIGESTD_* vars."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_CLASSES}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for section, table in data.items():
+            if section not in _SECTION_CLASSES:
+                raise ConfigError(f"{path}: unknown section [{section}]")
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            known = {f.name: f for f in dataclasses.fields(_SECTION_CLASSES[section])}
+            for key, value in table.items():
+                if key not in known:
+                    raise ConfigError(f"{path}: unknown key [{section}] {key}")
+                target = type(known[key].default)
+                values[section][key] = _coerce(value, target, f"{path}: [{section}] {key}")
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        cls = _SECTION_CLASSES.get(section)
+        known = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+        if key not in known:
+            raise ConfigError(f"environment: {name} names no config key")
+        target = type(known[key].default)
+        values[section][key] = _coerce(raw, target, f"environment: {name}")
+    sections = {name: cls(**values[name]) for name, cls in _SECTION_CLASSES.items()}
+    settings = Settings(**sections)
+    _validate(settings, source)
+    return settings

@@ -1,0 +1,106 @@
+"""The daemon: an APScheduler scheduler running the ingest, send and feeds jobs, stopped cleanly
+by SIGTERM or Ctrl-C after the job in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from digestd.config import Settings
+from digestd.jobs import run_feeds, run_ingest, run_send
+
+log = logging.getLogger("digestd.daemon")
+
+
+def ingest_and_publish(settings: Settings, engine: Engine) -> None:
+    """Ingest the inbox and rebuild the feeds if papers arrived; failures are logged, not raised."""
+    try:
+        report = run_ingest(settings, engine)
+        if report.files:
+            log.info(
+                "ingest: %d files, %d new papers, %d already known, %d quarantined",
+                len(report.files),
+                report.new,
+                report.known,
+                report.quarantined,
+            )
+        if report.new:
+            written = run_feeds(settings, engine)
+            log.info("feeds: %d files written", len(written))
+    except Exception:
+        log.exception("ingest job failed; the daemon goes on")
+
+
+def send_due(settings: Settings, engine: Engine) -> None:
+    """Send the digests that are due now. Failures are logged, not raised."""
+    try:
+        report = asyncio.run(run_send(settings, engine))
+        if report.outcomes:
+            log.info(
+                "send: %d sent, %d failed, %d errors",
+                report.count("sent"),
+                report.count("failed"),
+                report.count("error"),
+            )
+    except Exception:
+        log.exception("send job failed; the daemon goes on")
+
+
+def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
+    """A scheduler with the ingest and send jobs; one worker, so jobs never overlap."""
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        timezone="UTC",
+    )
+    schedule = settings.schedule
+    scheduler.add_job(
+        ingest_and_publish,
+        "interval",
+        minutes=schedule.ingest_interval_minutes,
+        args=(settings, engine),
+        id="ingest",
+        name="ingest inbox",
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        send_due,
+        "interval",
+        minutes=schedule.send_check_minutes,
+        args=(settings, engine),
+        id="send",
+        name="send due digests",
+    )
+    return scheduler
+
+
+def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | None = None) -> None:
+    """Run the scheduler until SIGTERM, SIGINT or ``stop`` is set, then drain the job in flight."""
+    stop = stop or threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping after the job in flight", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+    scheduler = build_scheduler(settings, engine)
+    scheduler.start()
+    log.info(
+        "digestd running: inbox %s every %d min, due digests every %d min",
+        settings.folder("inbox"),
+        settings.schedule.ingest_interval_minutes,
+        settings.schedule.send_check_minutes,
+    )
+    stop.wait()
+    scheduler.shutdown(wait=True)
+    log.info("digestd stopped")

@@ -1,0 +1,54 @@
+"""The errors digestd raises on purpose, each with a hint for the operator.
+
+DigestError                 anything digestd reports as a one-line error
+├── ConfigError             a config file, key or value is wrong
+├── DumpError               a dump file cannot be parsed (it is quarantined)
+├── QueryError              a keyword query cannot be parsed (carries the position)
+├── NotFoundError           a subscriber, topic or paper named on the command line does not exist
+├── InputError              any other bad value given by the operator (address, timezone, hour)
+└── DeliveryError           the mail server cannot be reached or refuses the session
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """An error with a message fit for one line of terminal output and an optional hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(DigestError):
+    """A config file, key or value is wrong."""
+
+
+class DumpError(DigestError):
+    """A dump file cannot be parsed."""
+
+
+class QueryError(DigestError):
+    """A keyword query cannot be parsed; ``position`` is the 0-based character offset."""
+
+    def __init__(self, message: str, *, query: str, position: int) -> None:
+        super().__init__(f"{message} at position {position + 1} of query {query!r}")
+        self.reason = message
+        self.query = query
+        self.position = position
+
+
+class NotFoundError(DigestError):
+    """A named subscriber, topic or paper does not exist."""
+
+
+class InputError(DigestError):
+    """A bad value given by the operator."""
+
+
+class DeliveryError(DigestError):
+    """The mail server cannot be reached or refuses the whole session."""

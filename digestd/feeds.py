@@ -1,0 +1,233 @@
+"""Atom feeds per topic and the index page that lists them, written atomically.
+
+Building a feed is pure (values in, bytes out) and deterministic: the same topic
+and entries always give the same bytes, so a rebuild of unchanged data leaves
+feed readers and HTTP caches nothing new to fetch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from feedgen.feed import FeedGenerator
+
+from digestd import __version__
+from digestd.atomic import write_atomic
+from digestd.errors import InputError
+from digestd.render import render_page
+
+SITE_NAME = "digestd"
+GENERATOR = "digestd"
+INDEX_NAME = "index.html"
+INDEX_TEMPLATE = "feeds_index.html"
+# A feed without entries has no newest paper to date it by; a fixed instant keeps it
+# byte-identical across rebuilds where now() would not.
+EMPTY_FEED_UPDATED = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+_SLUG = re.compile(r"[a-z0-9-]+")
+# Everything outside the XML 1.0 Char production (C0 controls other than tab, LF and
+# CR, lone surrogates, U+FFFE and U+FFFF), which lxml refuses outright, and also DEL
+# and the C1 controls: XML allows those but discourages them, and feed readers
+# (feedparser among them) turn them into cp1252 punctuation, so they never survive.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Only files carrying this generator element are ours to delete; lxml escapes '>' in
+# text, so no title or abstract can forge it.
+_OWN_FEED_MARKER = f">{GENERATOR}</generator>".encode()
+_MARKER_SEARCH_BYTES = 65536
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One paper as it appears in a topic feed."""
+
+    uid: str
+    title: str
+    abstract: str
+    url: str
+    published: datetime.datetime
+    matched_terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TopicFeed:
+    """One topic's feed: its identity, query and entries, newest first."""
+
+    slug: str
+    title: str
+    query: str
+    entries: tuple[FeedEntry, ...]
+
+
+def feed_url(base_url: str, slug: str) -> str:
+    """The public URL of the Atom feed of topic ``slug``."""
+    return f"{base_url.rstrip('/')}/feeds/{slug}.atom"
+
+
+def index_url(base_url: str) -> str:
+    """The public URL of the page listing every topic feed."""
+    return f"{base_url.rstrip('/')}/feeds/{INDEX_NAME}"
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without control characters (but tab, LF, CR), lone surrogates, U+FFFE/U+FFFF."""
+    return _NOT_XML_CHAR.sub("", text)
+
+
+def feed_id(base_url: str, slug: str) -> str:
+    """The permanent Atom id of a topic feed: a name-based UUID URN of its URL."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, feed_url(base_url, slug)).urn
+
+
+def entry_id(uid: str) -> str:
+    """The permanent Atom id of a paper, the same in every feed and every rebuild."""
+    return "urn:digestd:paper:" + quote(xml_safe(uid), safe=":.-_~+@")
+
+
+def _as_utc(when: datetime.datetime) -> datetime.datetime:
+    # Naive times are taken as UTC rather than refused: one odd row must not sink a feed.
+    if when.tzinfo is None:
+        return when.replace(tzinfo=datetime.UTC)
+    return when.astimezone(datetime.UTC)
+
+
+def build_atom(
+    feed: TopicFeed, *, base_url: str, author_name: str, site_name: str = SITE_NAME
+) -> bytes:
+    """The Atom 1.0 document of ``feed``, UTF-8 encoded, identical for identical input."""
+    fg = FeedGenerator()
+    fg.id(feed_id(base_url, feed.slug))
+    fg.title(
+        f"{xml_safe(site_name).strip() or SITE_NAME}: {xml_safe(feed.title).strip() or feed.slug}"
+    )
+    query = xml_safe(feed.query).strip()
+    if query:
+        fg.subtitle(f"Papers matching: {query}")
+    fg.author(name=xml_safe(author_name).strip() or SITE_NAME)
+    fg.link(href=feed_url(base_url, feed.slug), rel="self", type="application/atom+xml")
+    fg.link(href=index_url(base_url), rel="alternate", type="text/html")
+    fg.generator(GENERATOR, version=__version__)
+    fg.updated(
+        max((_as_utc(entry.published) for entry in feed.entries), default=EMPTY_FEED_UPDATED)
+    )
+    for entry in feed.entries:
+        _add_entry(fg, entry, fallback_link=index_url(base_url))
+    data: bytes = fg.atom_str(pretty=True)
+    return data
+
+
+def _add_entry(fg: FeedGenerator, entry: FeedEntry, *, fallback_link: str) -> None:
+    fe = fg.add_entry(order="append")
+    fe.id(entry_id(entry.uid))
+    fe.title(xml_safe(entry.title).strip() or "(untitled)")
+    abstract = xml_safe(entry.abstract).strip()
+    if abstract:
+        fe.summary(abstract, type="text")
+    # Atom requires an alternate link on an entry without content.
+    fe.link(href=xml_safe(entry.url).strip() or fallback_link, rel="alternate")
+    published = _as_utc(entry.published)
+    fe.published(published)
+    fe.updated(published)
+    for term in entry.matched_terms:
+        clean = xml_safe(term).strip()
+        if clean:
+            fe.category(term=clean)
+
+
+def write_feeds(
+    feeds: Sequence[TopicFeed],
+    *,
+    out_dir: Path,
+    base_url: str,
+    author_name: str,
+    site_name: str = SITE_NAME,
+    templates_dir: Path | None = None,
+) -> list[Path]:
+    """Write one .atom file per topic and the index page; delete feeds of vanished topics.
+
+    Returns the paths written: the feeds in the order given, then the index page.
+    Raises InputError before writing anything if a slug is invalid or repeated.
+    """
+    _check_slugs(feeds)
+    written: list[Path] = []
+    for feed in feeds:
+        path = out_dir / f"{feed.slug}.atom"
+        write_atomic(
+            path,
+            build_atom(feed, base_url=base_url, author_name=author_name, site_name=site_name),
+        )
+        written.append(path)
+    index_path = out_dir / INDEX_NAME
+    write_atomic(
+        index_path,
+        render_index(
+            feeds, base_url=base_url, site_name=site_name, templates_dir=templates_dir
+        ).encode(),
+    )
+    written.append(index_path)
+    remove_stale_feeds(out_dir, keep={feed.slug for feed in feeds})
+    return written
+
+
+def render_index(
+    feeds: Sequence[TopicFeed],
+    *,
+    base_url: str,
+    site_name: str = SITE_NAME,
+    templates_dir: Path | None = None,
+) -> str:
+    """The HTML page listing every topic with its query, entry count and feed URL."""
+    topics = [
+        {
+            "title": xml_safe(feed.title).strip() or feed.slug,
+            "query": xml_safe(feed.query),
+            "count": len(feed.entries),
+            "url": feed_url(base_url, feed.slug),
+        }
+        for feed in feeds
+    ]
+    return render_page(
+        INDEX_TEMPLATE, templates_dir=templates_dir, site_name=site_name, topics=topics
+    )
+
+
+def remove_stale_feeds(out_dir: Path, *, keep: set[str]) -> list[Path]:
+    """Delete the .atom files digestd wrote in ``out_dir`` for topics not in ``keep``."""
+    removed: list[Path] = []
+    if not out_dir.is_dir():
+        return removed
+    for path in sorted(out_dir.glob("*.atom")):
+        if path.stem in keep or not path.is_file() or not _written_by_digestd(path):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _written_by_digestd(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_MARKER_SEARCH_BYTES)
+    except OSError:
+        return False
+    return _OWN_FEED_MARKER in head
+
+
+def _check_slugs(feeds: Sequence[TopicFeed]) -> None:
+    seen: set[str] = set()
+    for feed in feeds:
+        if not _SLUG.fullmatch(feed.slug):
+            raise InputError(
+                f"invalid topic slug {feed.slug!r}",
+                hint="use lowercase letters, digits and hyphens only",
+            )
+        if feed.slug in seen:
+            raise InputError(
+                f"two topics share the slug {feed.slug!r}", hint="give each topic its own slug"
+            )
+        seen.add(feed.slug)

@@ -1,0 +1,118 @@
+"""Ingest: dump files in, ParsedDump values out; unreadable files are quarantined with a reason.
+
+Each dump format has its own pure parser module (text -> ParsedDump); this module is the file edge:
+it reads and decodes bytes, picks the parser, and moves bad files aside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from digestd.atomic import write_atomic
+from digestd.errors import DumpError
+from digestd.ingest.daily_text import parse_daily_text
+from digestd.ingest.papers import ParsedDump, ParsedPaper, paper_uid, paper_url, title_key
+
+__all__ = [
+    "DumpFile",
+    "ParsedDump",
+    "ParsedPaper",
+    "dump_files",
+    "move_into",
+    "paper_uid",
+    "paper_url",
+    "parse_dump_bytes",
+    "quarantine_file",
+    "read_dump_file",
+    "title_key",
+]
+
+MAX_DUMP_BYTES = 64 * 1024 * 1024
+DUMP_SUFFIXES = {".txt", ".text", ".md", ""}
+
+
+@dataclass(frozen=True)
+class DumpFile:
+    """A dump file read and parsed, with the SHA-256 of its bytes."""
+
+    path: Path
+    sha256: str
+    parsed: ParsedDump
+
+
+def decode_dump(data: bytes) -> str:
+    """The text of a dump's bytes, refusing empty, binary and non-UTF-8 content."""
+    if not data.strip():
+        raise DumpError("file is empty")
+    if b"\x00" in data[:8192]:
+        raise DumpError("file is binary (contains NUL bytes), not a text dump")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DumpError(f"not UTF-8 text: undecodable byte at offset {exc.start}") from None
+
+
+def parse_dump_bytes(data: bytes, *, reference: date) -> ParsedDump:
+    """The papers in a dump's bytes, whatever format they are in (DumpError if none fits)."""
+    return parse_daily_text(decode_dump(data), reference=reference)
+
+
+def read_dump_file(path: Path, *, reference: date) -> DumpFile:
+    """Read, hash and parse one dump file; DumpError says why it cannot be ingested."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_DUMP_BYTES:
+            raise DumpError(f"file is {size} bytes, over the {MAX_DUMP_BYTES} byte limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DumpError(f"cannot read: {exc.strerror}") from None
+    return DumpFile(
+        path, hashlib.sha256(data).hexdigest(), parse_dump_bytes(data, reference=reference)
+    )
+
+
+def dump_files(paths: list[Path]) -> list[Path]:
+    """The dump files named by ``paths``: files as given, folders expanded, hidden files skipped."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.iterdir())
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DUMP_SUFFIXES
+            )
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DumpError(f"{path}: no such file or folder")
+    return found
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target = folder / name
+    counter = 1
+    while target.exists() or target.with_name(target.name + ".reason").exists():
+        target = folder / f"{Path(name).stem}.{counter}{Path(name).suffix}"
+        counter += 1
+    return target
+
+
+def quarantine_file(path: Path, reason: str, *, folder: Path) -> Path:
+    """Move ``path`` into ``folder`` (never overwriting) with a ``.reason`` file beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder, path.name)
+    write_atomic(target.with_name(target.name + ".reason"), (reason.strip() + "\n").encode())
+    shutil.move(path, target)
+    return target
+
+
+def move_into(path: Path, folder: Path) -> Path:
+    """Move a processed dump into ``folder`` without overwriting an older file of the same name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder, path.name)
+    shutil.move(path, target)
+    return target

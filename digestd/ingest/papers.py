@@ -1,0 +1,59 @@
+"""What every dump parser returns, and how a paper's identity is derived from its text."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import quote_plus
+
+ARXIV_ID = re.compile(
+    r"(?:arxiv\s*:\s*|arxiv\.org/(?:abs|pdf)/|huggingface\.co/papers/)"
+    r"(?P<id>\d{4}\.\d{4,5})(?:v\d+)?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ParsedPaper:
+    """One paper as a dump states it."""
+
+    title: str
+    abstract: str
+    arxiv_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedDump:
+    """The papers of one dump, its date, and what the parser tolerated."""
+
+    dump_date: date
+    papers: tuple[ParsedPaper, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def find_arxiv_id(title: str, abstract: str) -> str | None:
+    """The arXiv id (without version) that the text explicitly carries, if any."""
+    found = ARXIV_ID.search(title) or ARXIV_ID.search(abstract)
+    return found["id"] if found else None
+
+
+def title_key(title: str) -> str:
+    """A hash of the title folded to lower-case ASCII letters and digits, for deduplication."""
+    folded = unicodedata.normalize("NFKD", title).casefold()
+    words = re.findall(r"[^\W_]+", "".join(c for c in folded if not unicodedata.combining(c)))
+    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:32]
+
+
+def paper_uid(paper: ParsedPaper) -> str:
+    """The paper's identity: its arXiv id when the text has one, else a hash of its title."""
+    return f"arxiv:{paper.arxiv_id}" if paper.arxiv_id else f"t:{title_key(paper.title)}"
+
+
+def paper_url(*, arxiv_id: str | None, title: str) -> str:
+    """A link for the paper: its arXiv page, or an arXiv title search when no id is known."""
+    if arxiv_id:
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(title)}"

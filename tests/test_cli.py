@@ -1,0 +1,180 @@
+"""The admin CLI through its entry point: tables, idempotent ingest, quarantine, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def ready(cli: Cli) -> Cli:
+    assert cli("init").code == 0
+    return cli
+
+
+def test_commands_before_init_say_to_run_init(cli: Cli) -> None:
+    result = cli("topic", "list")
+    assert result.code == 1
+    assert result.err.strip().startswith("error: database")
+    assert "run digestd init" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_ingest_is_idempotent_and_counts(ready: Cli, sample_path: Path, tmp_path: Path) -> None:
+    first = ready("ingest", str(sample_path))
+    assert first.code == 0, first.err
+    assert "87 new, 0 already known, 0 quarantined" in first.out
+    again = ready("ingest", str(sample_path))
+    assert "0 new, 87 already known, 0 quarantined" in again.out
+    assert "already ingested" in again.out
+    # the same papers in a different file are not stored twice either
+    copy = tmp_path / "copy.txt"
+    copy.write_text(
+        sample_path.read_text(encoding="utf-8").replace("Mar 14", "Mar 15"), encoding="utf-8"
+    )
+    third = ready("ingest", str(copy))
+    assert "0 new, 87 already known" in third.out
+    assert sample_path.exists() and copy.exists()  # files named on the command line stay put
+
+
+def test_bad_file_is_quarantined_with_reason_and_nothing_stored(
+    ready: Cli, sample_path: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a-good.txt").write_bytes(sample_path.read_bytes())
+    (folder / "b-binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
+    (folder / "c-empty.txt").write_bytes(b"")
+    result = ready("ingest", str(folder))
+    assert result.code == 2
+    assert "87 new, 0 already known, 2 quarantined" in result.out
+    quarantine = tmp_path / "data" / "quarantine"
+    assert sorted(p.name for p in quarantine.iterdir()) == [
+        "b-binary.txt",
+        "b-binary.txt.reason",
+        "c-empty.txt",
+        "c-empty.txt.reason",
+    ]
+    assert "binary" in (quarantine / "b-binary.txt.reason").read_text()
+    assert "empty" in (quarantine / "c-empty.txt.reason").read_text()
+    assert (quarantine / "b-binary.txt").read_bytes() == b"\x00\x01\x02binary\x00"  # never lost
+    listing = ready("match", "model")
+    assert "of 87 papers match" in listing.out
+
+
+def test_inbox_ingest_moves_files_to_processed(
+    ready: Cli, sample_path: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "data" / "inbox"
+    (inbox / "today.txt").write_bytes(sample_path.read_bytes())
+    result = ready("ingest")
+    assert "87 new" in result.out
+    assert not (inbox / "today.txt").exists()
+    assert (tmp_path / "data" / "processed" / "today.txt").exists()
+
+
+def test_topics_and_subscribers(ready: Cli, sample_path: Path) -> None:
+    ready("ingest", str(sample_path))
+    assert (
+        ready(
+            "topic", "add", "text-to-sql", "--query", '"text-to-sql"', "--title", "Text-to-SQL"
+        ).code
+        == 0
+    )
+    dup = ready("topic", "add", "text-to-sql", "--query", "sql")
+    assert dup.code == 1 and "already exists" in dup.err
+    added = ready(
+        "subscriber",
+        "add",
+        "Ada@Example.org",
+        "--name",
+        "Ada",
+        "--query",
+        "oracle",
+        "--topic",
+        "text-to-sql",
+        "--timezone",
+        "Europe/Paris",
+        "--send-hour",
+        "8",
+    )
+    assert added.code == 0, added.err
+    listed = json.loads(ready("subscriber", "list", "--json").out)
+    assert listed == [
+        {
+            "email": "Ada@example.org",
+            "name": "Ada",
+            "status": "active",
+            "frequency": "daily",
+            "timezone": "Europe/Paris",
+            "send_hour": 8,
+            "weekday": "mon",
+            "queries": ["oracle"],
+            "topics": ["text-to-sql"],
+        }
+    ]
+    assert "followers" in ready("topic", "list").out
+    assert ready("subscriber", "pause", "ada@example.org").code == 0
+    assert "paused" in ready("subscriber", "show", "ada@example.org").out
+    assert ready("subscriber", "resume", "ada@example.org").code == 0
+    assert "active" in ready("subscriber", "show", "ada@example.org").out
+    assert ready("subscriber", "remove", "ada@example.org").code == 0
+    assert json.loads(ready("subscriber", "list", "--json").out) == []
+    assert ready("topic", "remove", "text-to-sql").code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("subscriber", "add", "not-an-address", "--query", "x"),
+            "email 'not-an-address' is not valid",
+        ),
+        (
+            ("subscriber", "add", "a@example.org", "--query", "x", "--timezone", "Mars/Base"),
+            "timezone",
+        ),
+        (
+            ("subscriber", "add", "a@example.org", "--query", "x", "--send-hour", "25"),
+            "send hour 25",
+        ),
+        (
+            ("subscriber", "add", "a@example.org", "--query", "x", "--frequency", "hourly"),
+            "frequency",
+        ),
+        (("subscriber", "add", "a@example.org", "--query", "(llm"), "position"),
+        (("subscriber", "add", "a@example.org", "--query", "-llm"), "position"),
+        (("subscriber", "add", "a@example.org", "--topic", "nope"), "no topic 'nope'"),
+        (("subscriber", "show", "nobody@example.org"), "no subscriber"),
+        (("topic", "add", "Bad Slug", "--query", "x"), "slug"),
+        (("match", 'title:"unterminated'), "position"),
+        (("ingest", "/no/such/file.txt"), "no such file"),
+        (("ingest", "--date", "yesterday", "x"), "--date 'yesterday'"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_nonzero_exit(
+    ready: Cli, args: tuple[str, ...], message: str
+) -> None:
+    result = ready(*args)
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.err + result.out
+
+
+def test_match_explains_why(ready: Cli, sample_path: Path) -> None:
+    ready("ingest", str(sample_path))
+    result = ready("match", '"text-to-sql"')
+    assert result.code == 0
+    assert "TrustSQL" in result.out
+    assert "text to sql" in result.out
+    assert "title" in result.out

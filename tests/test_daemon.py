@@ -1,0 +1,69 @@
+"""The daemon as a subprocess: it ingests a file dropped into its inbox and stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import CliResult
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
+    cli,
+    config_file: Path,
+    tmp_path: Path,
+    sample_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    config_file.write_text(
+        config_file.read_text(encoding="utf-8")
+        + "\n[schedule]\ningest_interval_minutes = 0.01\nsend_check_minutes = 0.01\n",
+        encoding="utf-8",
+    )
+    result: CliResult = cli("init")
+    assert result.code == 0
+    assert cli("topic", "add", "oracle", "--query", "oracle").code == 0
+    assert (
+        cli("subscriber", "add", "ada@example.org", "--query", "oracle", "--send-hour", "0").code
+        == 0
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "digestd", "--config", str(config_file), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        data = tmp_path / "data"
+        inbox_file = data / "inbox" / "mar14.txt"
+        inbox_file.write_bytes(sample_path.read_bytes())
+        assert wait_for(lambda: (data / "processed" / "mar14.txt").exists()), "dump not ingested"
+        assert not inbox_file.exists()
+        assert wait_for(lambda: (data / "feeds" / "oracle.atom").exists()), "feed not written"
+        assert wait_for(lambda: any((data / "outbox").glob("*.eml"))), "due digest not sent"
+        (data / "inbox" / "junk.txt").write_bytes(b"\x00\x00 not a dump")
+        assert wait_for(lambda: (data / "quarantine" / "junk.txt.reason").exists())
+        assert daemon.poll() is None  # a bad file does not stop the daemon
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, output
+    assert "digestd stopped" in output
+    assert "Traceback" not in output
+    assert "87 new papers" in output

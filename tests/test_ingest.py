@@ -1,0 +1,114 @@
+"""Ingest: the sample parses exactly, real-file quirks are tolerated, bad files are quarantined."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digestd.errors import DumpError
+from digestd.ingest import paper_uid, parse_dump_bytes, read_dump_file, title_key
+from digestd.ingest.daily_text import parse_daily_text
+
+REFERENCE = date(2026, 11, 23)
+
+
+def sample_blocks(sample_path: Path) -> list[tuple[str, str]]:
+    """The sample's (title, abstract) pairs, read independently of the parser: non-empty lines
+    after the date line alternate title, abstract."""
+    lines = sample_path.read_text(encoding="utf-8").split("\n")
+    body = [line for line in lines[lines.index("Mar 14") + 1 :] if line.strip()]
+    return list(zip(body[0::2], body[1::2], strict=True))
+
+
+def test_sample_parses_exactly(sample_path: Path) -> None:
+    dump = read_dump_file(sample_path, reference=REFERENCE)
+    expected = sample_blocks(sample_path)
+    assert len(dump.parsed.papers) == 87 == len(expected)
+    assert [(p.title, p.abstract) for p in dump.parsed.papers] == expected
+    assert dump.parsed.dump_date == date(2026, 3, 14)
+    assert dump.parsed.warnings == ()
+    assert dump.parsed.papers[0].title == (
+        "Bridging the Training-Inference Gap in LLMs by Leveraging Self-Generated Tokens"
+    )
+    assert dump.parsed.papers[-1].abstract.endswith("to enhance and utilize SLMs effectively.")
+    assert len({paper_uid(p) for p in dump.parsed.papers}) == 87
+
+
+def test_year_is_the_most_recent_not_in_the_future(sample_path: Path) -> None:
+    data = sample_path.read_bytes()
+    assert parse_dump_bytes(data, reference=date(2026, 3, 14)).dump_date == date(2026, 3, 14)
+    assert parse_dump_bytes(data, reference=date(2026, 3, 13)).dump_date == date(2025, 3, 14)
+    assert parse_dump_bytes(data, reference=date(2024, 12, 31)).dump_date == date(2024, 3, 14)
+
+
+def test_crlf_bom_and_trailing_whitespace_are_tolerated(sample_path: Path) -> None:
+    text = sample_path.read_text(encoding="utf-8")
+    messy = "\ufeff" + "\r\n".join(line + "  \t" for line in text.split("\n"))
+    clean = parse_dump_bytes(text.encode(), reference=REFERENCE)
+    parsed = parse_dump_bytes(messy.encode("utf-8"), reference=REFERENCE)
+    assert parsed.papers == clean.papers
+
+
+def test_title_without_abstract_is_kept_with_a_warning() -> None:
+    text = (
+        "header\n\nMar 14\n\nFirst Paper Title\n\nFirst abstract. It has sentences.\n\n"
+        "A Title With No Abstract\n\nThird Paper Title\n\nThird abstract text.\n\n"
+        "Last Title Alone\n"
+    )
+    parsed = parse_daily_text(text, reference=REFERENCE)
+    assert [(p.title, p.abstract) for p in parsed.papers] == [
+        ("First Paper Title", "First abstract. It has sentences."),
+        ("A Title With No Abstract", ""),
+        ("Third Paper Title", "Third abstract text."),
+        ("Last Title Alone", ""),
+    ]
+    assert len(parsed.warnings) == 2
+    assert "A Title With No Abstract" in parsed.warnings[0]
+
+
+def test_multi_paragraph_abstract_is_kept_whole() -> None:
+    text = (
+        "Mar 14\n\nA Title\n\nFirst paragraph ends here.\n\nSecond paragraph ends here.\n\n"
+        "Next Title\n\nB."
+    )
+    parsed = parse_daily_text(text, reference=REFERENCE)
+    assert parsed.papers[0].abstract == "First paragraph ends here.\n\nSecond paragraph ends here."
+    assert parsed.papers[1].title == "Next Title"
+
+
+def test_arxiv_id_gives_identity_and_dedup_key_ignores_case_and_accents() -> None:
+    text = "Mar 14\n\nA Paper\n\nWe study things. See arXiv:2403.01234v2 for details."
+    paper = parse_daily_text(text, reference=REFERENCE).papers[0]
+    assert paper.arxiv_id == "2403.01234"
+    assert paper_uid(paper) == "arxiv:2403.01234"
+    assert title_key("Naïve  Bayes: Revisited!") == title_key("naive bayes revisited")
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"Mar 14\n\nTitle\n\n\xff\xfe broken", "not UTF-8"),
+        (b"just some\n\ntext without a date\n", "no date line"),
+        (b"new\n\nMar 14\n\n", "no papers"),
+    ],
+)
+def test_files_that_are_not_dumps_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(DumpError, match=reason):
+        parse_dump_bytes(data, reference=REFERENCE)
+
+
+@given(st.binary(max_size=2000))
+def test_parser_never_fails_other_than_with_dump_error(data: bytes) -> None:
+    try:
+        parsed = parse_dump_bytes(data, reference=REFERENCE)
+    except DumpError:
+        return
+    assert parsed.papers
+    assert all(p.title for p in parsed.papers)

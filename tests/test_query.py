@@ -1,0 +1,205 @@
+"""The query parser: the AST it builds, and the errors it reports with their positions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digestd.errors import QueryError
+from digestd.match import CompiledQuery, compile_query
+from digestd.match.query import And, Not, Or, Phrase, Prefix, Word
+from digestd.match.text import stem
+
+
+def word(text: str, field: str | None = None) -> Word:
+    return Word(text, stem(text), field)  # type: ignore[arg-type]
+
+
+def root(text: str) -> object:
+    return compile_query(text).root
+
+
+def test_single_word_is_stemmed_and_case_folded() -> None:
+    assert root("Models") == Word("models", "model")
+
+
+def test_adjacent_clauses_are_anded() -> None:
+    assert root("graph neural") == And((word("graph"), word("neural")))
+
+
+def test_explicit_and_equals_implicit_and() -> None:
+    assert root("graph AND neural") == root("graph neural")
+
+
+def test_and_binds_tighter_than_or() -> None:
+    assert root("a b OR c") == Or((And((word("a"), word("b"))), word("c")))
+    assert root("a OR b c") == Or((word("a"), And((word("b"), word("c")))))
+
+
+def test_not_binds_tighter_than_and() -> None:
+    assert root("NOT a b") == And((Not(word("a")), word("b")))
+    assert root("b -a") == And((word("b"), Not(word("a"))))
+
+
+def test_parentheses_override_precedence() -> None:
+    assert root("(a OR b) c") == And((Or((word("a"), word("b"))), word("c")))
+
+
+def test_lower_case_operators_are_words() -> None:
+    assert root("a or b") == And((word("a"), word("or"), word("b")))
+    assert root("not a") == And((word("not"), word("a")))
+
+
+def test_quoted_phrase_is_tokenized_like_paper_text() -> None:
+    assert root('"Text-to-SQL"') == Phrase(("text", "to", "sql"), ("text", "to", "sql"))
+    assert root('"text-to-sql"') == root('"text to sql"')
+
+
+def test_bare_word_with_inner_punctuation_is_a_phrase() -> None:
+    assert root("text-to-sql") == root('"text to sql"')
+    assert root("GPT-4") == Phrase(("gpt", "4"), ("gpt", "4"))
+
+
+def test_quoted_single_word_is_a_word() -> None:
+    assert root('"models"') == root("models")
+
+
+def test_accents_are_folded() -> None:
+    assert root("naïve") == root("naive")
+    assert root("Naïve").display == "naive"  # type: ignore[attr-defined]
+
+
+def test_prefix() -> None:
+    assert root("Diffus*") == Prefix("diffus")
+    assert root("Diffus*").display == "diffus*"  # type: ignore[attr-defined]
+
+
+def test_field_prefix_restricts_a_term() -> None:
+    assert root("title:llm") == word("llm", "title")
+    assert root('abstract:"deep learning"') == Phrase(
+        ("deep", "learning"), ("deep", "learn"), "abstract"
+    )
+    assert root("Title:diff*") == Prefix("diff", "title")
+
+
+def test_field_prefix_applies_to_every_term_of_a_group() -> None:
+    assert root("title:(a OR -b c*)") == Or(
+        (word("a", "title"), And((Not(word("b", "title")), Prefix("c", "title"))))
+    )
+
+
+def test_compiled_query_keeps_text_and_is_hashable() -> None:
+    query = compile_query("a  OR b")
+    assert query.text == "a  OR b"
+    assert isinstance(query, CompiledQuery)
+    assert hash(query) == hash(compile_query("a  OR b"))
+    assert query == compile_query("a  OR b")
+
+
+def test_compiled_query_lists_positive_terms_once_in_order() -> None:
+    query = compile_query("b (a OR b) -c")
+    assert [term.display for term in query.terms] == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "reason"),
+    [
+        ("", 0, "empty query"),
+        ("   ", 0, "empty query"),
+        ("(a b", 0, "'(' is never closed"),
+        ("a (b OR c", 2, "'(' is never closed"),
+        ("a b)", 3, "')' has no matching '('"),
+        (") a", 0, "')' has no matching '('"),
+        ("()", 0, "empty parentheses"),
+        ('a "b c', 2, "unterminated quote"),
+        ('a ""', 2, "empty phrase"),
+        ('a "--"', 2, "empty phrase"),
+        ("a OR", 2, "'OR' needs a term after it"),
+        ("OR a", 0, "'OR' needs a term before it"),
+        ("a AND", 2, "'AND' needs a term after it"),
+        ("a AND OR b", 2, "'AND' needs a term after it"),
+        ("a (OR b)", 3, "'OR' needs a term before it"),
+        ("a NOT", 2, "'NOT' needs a term after it"),
+        ("a (NOT)", 3, "'NOT' needs a term after it"),
+        ("a -", 2, "'-' must be directly followed"),
+        ("a - b", 2, "'-' must be directly followed"),
+        ("a -)", 2, "'-' needs a term after it"),
+        ("a title:", 2, "'title:' must be directly followed"),
+        ("a title: b", 2, "'title:' must be directly followed"),
+        ("a (title:)", 3, "'title:' must be directly followed"),
+        ("a title:-b", 8, "put '-' before 'title:'"),
+        ("a xyz:b", 2, "unknown field 'xyz:'"),
+        ("a http://x.org", 2, "unknown field 'http:'"),
+        ("title:(abstract:a)", 7, "'abstract:' inside 'title:'"),
+        ("title:abstract:a", 6, "one field prefix"),
+        ("a & b", 2, "needs letters or digits"),
+        ("a *", 2, "needs letters or digits"),
+        ("a b*c", 3, "'*' is only allowed at the end"),
+        ("a foo-bar*", 2, "single word"),
+    ],
+)
+def test_syntax_errors_name_the_position(text: str, position: int, reason: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        compile_query(text)
+    assert caught.value.position == position
+    assert reason in caught.value.reason
+    assert caught.value.query == text
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("-llm", 0),
+        ("NOT llm", 0),
+        ("NOT (a OR b)", 0),
+        ("a OR -b", 5),
+        ("(-a -b)", 1),
+        ("title:(-a)", 7),
+        ("--a", 0),
+        ("(a -b) OR NOT c", 10),
+    ],
+)
+def test_queries_without_positive_term_are_refused(text: str, position: int) -> None:
+    with pytest.raises(QueryError, match="no positive term") as caught:
+        compile_query(text)
+    assert caught.value.position == position
+
+
+@pytest.mark.parametrize("text", ["a -b", "a NOT (b OR c)", "(a -b) OR c", "a (b OR -c)", "-a b"])
+def test_negation_next_to_a_positive_term_is_accepted(text: str) -> None:
+    compile_query(text)
+
+
+def test_error_message_points_at_the_problem_for_a_reader() -> None:
+    with pytest.raises(QueryError) as caught:
+        compile_query("llm xyz:foo")
+    assert str(caught.value) == (
+        "unknown field 'xyz:' (use title: or abstract:) at position 5 of query 'llm xyz:foo'"
+    )
+
+
+QUERY_ALPHABET = st.sampled_from(
+    [*'ab()"-*: \t', "AND", "OR", "NOT", "title:", "abstract:", "xy:", "é", "_", "ß"]
+)
+
+
+@given(st.text())
+def test_arbitrary_text_compiles_or_raises_query_error(text: str) -> None:
+    try:
+        query = compile_query(text)
+    except QueryError as error:
+        assert 0 <= error.position <= len(text)
+    else:
+        assert query.text == text
+        assert query.terms
+
+
+@given(st.lists(QUERY_ALPHABET, max_size=20).map("".join))
+def test_operator_soup_compiles_or_raises_query_error(text: str) -> None:
+    try:
+        query = compile_query(text)
+    except QueryError as error:
+        assert 0 <= error.position < max(len(text), 1)
+    else:
+        assert query.terms
