@@ -464,13 +464,25 @@ def fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; DigestError and other failures become one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="digestd")
+        code = app(args=args or ["--help"], prog_name="digestd", standalone_mode=False)
     except QueryError as exc:
         fail(str(exc), 2)
     except DigestError as exc:
         fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
     except Exception as exc:  # the promise is one line, never a traceback (unless --debug)
+        if type(exc).__name__ == "Abort":
+            fail("aborted", 130)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            # a usage error found by the argument parser (an empty one follows printed help)
+            message = exc.format_message()
+            if not message.strip():
+                sys.exit(exc.exit_code)
+            fail(f"{message} (see digestd --help)", exc.exit_code)
         if State.debug:
             raise
         fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", 70)
+    sys.exit(code if isinstance(code, int) else 0)

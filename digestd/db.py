@@ -63,7 +63,7 @@ def migrate(engine: Engine) -> None:
     """Bring the database schema up to the newest migration."""
     try:
         command.upgrade(_alembic_config(engine), "head")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         raise DigestError(
             f"cannot migrate database {engine.url!r}: {exc.orig}",
             hint="check [database] url in the config file",
@@ -79,7 +79,7 @@ def check_schema(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         raise DigestError(
             f"cannot open database {engine.url!r}: {exc.orig}",
             hint="check [database] url in the config file",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,3 +180,36 @@ def test_match_explains_why(ready: Cli, sample_path: Path) -> None:
     assert "TrustSQL" in result.out
     assert "text to sql" in result.out
     assert "title" in result.out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("subscriber", "add"), "Missing argument"),
+        (("send", "--bogus"), "No such option: --bogus"),
+        (("nosuch",), "No such command"),
+    ],
+)
+def test_usage_errors_are_one_line_too(cli: Cli, args: tuple[str, ...], message: str) -> None:
+    result = cli(*args)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_unexpected_failure_is_one_line_without_traceback(
+    cli: Cli, config_file: Path, tmp_path: Path
+) -> None:
+    # a database file that is not a database: SQLAlchemy fails in a way digestd did not foresee
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "digestd.db").write_bytes(b"this is not sqlite" * 100)
+    result = subprocess.run(
+        [sys.executable, "-m", "digestd", "--config", str(config_file), "topic", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr

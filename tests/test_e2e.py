@@ -164,3 +164,31 @@ def test_file_backend_preview_and_feeds(cli: Cli, tmp_path: Path, sample_path: P
     assert [e.id for e in first.entries] == [e.id for e in second.entries]
     index = (feeds_dir / "index.html").read_text(encoding="utf-8")
     assert "https://digest.example.org/feeds/oracle.atom" in index
+
+
+def test_later_dump_sends_only_new_papers(
+    cli: Cli, config_file: Path, sample_path: Path, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    use_smtp(config_file, smtp_server)
+    setup_pipeline(cli, sample_path)
+    assert cli("send", "--now").code == 0
+    sent_before = len(smtp_server.handler.envelopes)
+    old_title = (
+        "ORacle: Large Vision-Language Models for Knowledge-Guided Holistic OR Domain Modeling"
+    )
+    later = tmp_path / "mar15.txt"
+    later.write_text(
+        "new\n\nMar 15\n\n"
+        f"{old_title}\n\nThe same paper again, with a changed abstract about an oracle.\n\n"
+        "Oracle Sketches for Streaming Data\n\nA new paper about an oracle for streams.\n",
+        encoding="utf-8",
+    )
+    result = cli("ingest", str(later))
+    assert "1 new, 1 already known" in result.out
+    assert cli("send", "--now").code == 0
+    new_messages = smtp_server.handler.messages()[sent_before:]
+    assert [m["To"].addresses[0].addr_spec for m in new_messages] == ["ada@example.org"]
+    text = body(new_messages[0], "plain")
+    assert "Oracle Sketches for Streaming Data" in text
+    assert "ORacle" not in text
+    assert str(new_messages[0]["Subject"]) == "1 new paper for you — Mar 15"
