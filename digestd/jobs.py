@@ -33,7 +33,7 @@ from digestd.render import Digest, render_digest
 from digestd.tokens import unsubscribe_url
 
 log = logging.getLogger("digestd")
-Progress = Callable[[str], None]
+Progress = Callable[[str, int], None]  # called with (item name, total items) as each item starts
 
 
 def utc_now() -> datetime:
@@ -93,7 +93,7 @@ def run_ingest(
     report = IngestReport()
     for path in files:
         if progress:
-            progress(path.name)
+            progress(path.name, len(files))
         report.files.append(_ingest_one(settings, engine, path, today, from_inbox))
     return report
 
@@ -333,7 +333,7 @@ async def run_send(
     async with open_sender(settings) as sender:
         for item in prepared:
             if progress:
-                progress(item.email)
+                progress(item.email, len(prepared))
             report.outcomes.append(await _send_one(settings, engine, sender, item, now))
     return report
 

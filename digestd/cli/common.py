@@ -1,0 +1,106 @@
+"""What every CLI command shares: the Typer apps, global options, settings, tables, progress."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from digestd.config import Settings, load_settings
+from digestd.db import check_schema, make_engine
+
+app = typer.Typer(
+    help="digestd: paper dumps in, personalized email digests and topic Atom feeds out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+topic_app = typer.Typer(
+    help="Manage topics (admin-defined named queries with a feed).", no_args_is_help=True
+)
+subscriber_app = typer.Typer(
+    help="Manage subscribers and their keyword queries.", no_args_is_help=True
+)
+app.add_typer(topic_app, name="topic")
+app.add_typer(subscriber_app, name="subscriber")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    """What the global options set up for the commands."""
+
+    config_path: Path | None = None
+    debug: bool = False
+
+
+@app.callback()
+def global_options(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="config file (default: $DIGESTD_CONFIG)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks of unexpected errors")
+    ] = False,
+) -> None:
+    """Options that apply to every command."""
+    State.config_path = config
+    State.debug = debug
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def settings() -> Settings:
+    """The settings for this invocation."""
+    return load_settings(State.config_path)
+
+
+def ready_engine(config: Settings) -> Engine:
+    """An engine on a database whose schema is current."""
+    engine = make_engine(config.database_url)
+    check_schema(engine)
+    return engine
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[str, int], None]]:
+    """A rich progress bar on stderr (hidden when not a terminal); yields ``advance(item, total)``
+    to call once per item as it starts."""
+    with Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def advance(name: str, total: int) -> None:
+            bar.update(task, total=total, description=name)
+            bar.advance(task)
+
+        yield advance
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A table with the house style."""
+    result = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        result.add_column(column, overflow="fold")
+    return result
+
+
+# -- set-up and ingest --------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""CLI commands for topics and subscribers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from digestd import jobs, store
+from digestd.cli.common import out, ready_engine, settings, subscriber_app, table, topic_app
+from digestd.db import session_scope
+
+
+@topic_app.command("add")
+def topic_add(
+    slug: str,
+    query: Annotated[str, typer.Option("--query", "-q", help="the topic's query")],
+    title: Annotated[
+        str, typer.Option("--title", "-t", help="display title (default: the slug)")
+    ] = "",
+) -> None:
+    """Create a topic."""
+    with session_scope(ready_engine(settings())) as session:
+        store.add_topic(session, slug, query=query, title=title, now=jobs.utc_now())
+    out.print(f"topic {slug} added")
+
+
+@topic_app.command("list")
+def topic_list() -> None:
+    """List topics with their queries and followers."""
+    with session_scope(ready_engine(settings())) as session:
+        rows = store.topics(session)
+        followers = store.follower_counts(session)
+    result = table("slug", "title", "query", "followers")
+    for topic in rows:
+        result.add_row(topic.slug, topic.title, topic.query, str(followers.get(topic.id or 0, 0)))
+    out.print(result)
+
+
+@topic_app.command("remove")
+def topic_remove(slug: str) -> None:
+    """Delete a topic."""
+    with session_scope(ready_engine(settings())) as session:
+        store.remove_topic(session, slug)
+    out.print(f"topic {slug} removed")
+
+
+# -- subscribers --------------------------------------------------------------------------------
+
+
+@subscriber_app.command("add")
+def subscriber_add(
+    email: str,
+    name: Annotated[str, typer.Option("--name", help="display name")] = "",
+    query: Annotated[
+        list[str] | None, typer.Option("--query", "-q", help="a keyword query (repeatable)")
+    ] = None,
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", help="a topic slug to follow (repeatable)")
+    ] = None,
+    frequency: Annotated[str, typer.Option(help="daily or weekly")] = "daily",
+    timezone: Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris")] = None,
+    send_hour: Annotated[int | None, typer.Option(help="hour 0-23 in their timezone")] = None,
+    weekday: Annotated[
+        str | None, typer.Option(help="weekday of a weekly digest: mon..sun")
+    ] = None,
+) -> None:
+    """Add a subscriber with keyword queries and followed topics."""
+    config = settings()
+    with session_scope(ready_engine(config)) as session:
+        subscriber = store.add_subscriber(
+            session,
+            email,
+            name=name,
+            queries=query or [],
+            topic_slugs=topic or [],
+            frequency=frequency,
+            timezone=timezone or config.schedule.default_timezone,
+            send_hour=config.schedule.default_send_hour if send_hour is None else send_hour,
+            weekday=weekday or config.schedule.weekly_day,
+            now=jobs.utc_now(),
+        )
+    out.print(f"subscriber {subscriber.email} added")
+
+
+@subscriber_app.command("list")
+def subscriber_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List subscribers."""
+    with session_scope(ready_engine(settings())) as session:
+        people = store.subscribers(session)
+        queries = store.queries_by_subscriber(session)
+        followed = store.topics_by_subscriber(session)
+    rows: list[dict[str, Any]] = [
+        {
+            "email": s.email,
+            "name": s.name,
+            "status": "active" if s.active else "paused",
+            "frequency": s.frequency,
+            "timezone": s.timezone,
+            "send_hour": s.send_hour,
+            "weekday": s.weekday,
+            "queries": queries.get(s.id or 0, []),
+            "topics": [t.slug for t in followed.get(s.id or 0, [])],
+        }
+        for s in people
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return
+    result = table("email", "name", "status", "schedule", "queries", "topics")
+    for row in rows:
+        schedule = f"{row['frequency']} {row['send_hour']:02d}:00 {row['timezone']}"
+        result.add_row(
+            row["email"],
+            row["name"],
+            row["status"],
+            schedule,
+            "\n".join(row["queries"]),
+            ", ".join(row["topics"]),
+        )
+    out.print(result)
+
+
+@subscriber_app.command("show")
+def subscriber_show(email: str) -> None:
+    """Show one subscriber, their queries, topics and recent deliveries."""
+    with session_scope(ready_engine(settings())) as session:
+        s = store.subscriber_by_email(session, email)
+        queries = store.queries_by_subscriber(session).get(s.id or 0, [])
+        followed = store.topics_by_subscriber(session).get(s.id or 0, [])
+        deliveries = store.deliveries_of(session, s.id or 0)
+    about = table("field", "value", title=s.email)
+    for key, value in (
+        ("name", s.name),
+        ("status", "active" if s.active else "paused"),
+        ("frequency", s.frequency + (f" on {s.weekday}" if s.frequency == "weekly" else "")),
+        ("send hour", f"{s.send_hour:02d}:00 {s.timezone}"),
+        ("queries", "\n".join(queries)),
+        ("topics", ", ".join(t.slug for t in followed)),
+        ("since", s.created_at.isoformat(timespec="seconds")),
+    ):
+        about.add_row(key, value)
+    out.print(about)
+    if deliveries:
+        sent = table("when", "digest", "status", "papers", "reply", title="recent deliveries")
+        for d in deliveries:
+            sent.add_row(
+                d.created_at.isoformat(timespec="seconds"),
+                d.digest_key,
+                d.status,
+                str(d.paper_count),
+                d.reply,
+            )
+        out.print(sent)
+
+
+@subscriber_app.command("remove")
+def subscriber_remove(email: str) -> None:
+    """Delete a subscriber and their history."""
+    with session_scope(ready_engine(settings())) as session:
+        store.remove_subscriber(session, email)
+    out.print(f"subscriber {email} removed")
+
+
+@subscriber_app.command("pause")
+def subscriber_pause(email: str) -> None:
+    """Stop sending to a subscriber until resumed."""
+    with session_scope(ready_engine(settings())) as session:
+        store.set_active(session, email, False)
+    out.print(f"subscriber {email} paused")
+
+
+@subscriber_app.command("resume")
+def subscriber_resume(email: str) -> None:
+    """Send to a paused subscriber again."""
+    with session_scope(ready_engine(settings())) as session:
+        store.set_active(session, email, True)
+    out.print(f"subscriber {email} resumed")
+
+
+# -- matching, previews and sending -------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""CLI commands that run the pipeline: init, ingest, match, preview, send, feeds, run, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digestd import jobs, store
+from digestd.cli.common import app, out, progress_bar, ready_engine, settings, table
+from digestd.db import make_engine, migrate, session_scope
+from digestd.demo import run_demo
+from digestd.errors import DigestError
+
+
+@app.command()
+def init() -> None:
+    """Create the data folders and the database (running migrations)."""
+    config = settings()
+    for name in ("inbox", "processed", "quarantine", "outbox", "feeds"):
+        config.folder(name).mkdir(parents=True, exist_ok=True)
+    migrate(make_engine(config.database_url))
+    config.link_secret()
+    out.print(f"database ready at {config.database_url}; data folders under {config.data_dir}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="dump files or folders (default: the inbox)")
+    ] = None,
+    on_date: Annotated[
+        str | None,
+        typer.Option("--date", help="YYYY-MM-DD that dates without a year are read against"),
+    ] = None,
+) -> None:
+    """Ingest dump files or folders; print new / already known / quarantined counts."""
+    config = settings()
+    engine = ready_engine(config)
+    reference = _parse_date(on_date) if on_date else None
+    with progress_bar("ingest") as advance:
+        report = jobs.run_ingest(config, engine, paths, reference=reference, progress=advance)
+    result = table("file", "status", "new", "already known", "detail")
+    for f in report.files:
+        result.add_row(f.path.name, f.status, str(f.new), str(f.known), f.detail)
+    if report.files:
+        out.print(result)
+    out.print(f"{report.new} new, {report.known} already known, {report.quarantined} quarantined")
+    if report.quarantined:
+        raise typer.Exit(2)
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise DigestError(f"--date {text!r} is not a date like 2024-03-14") from None
+
+
+# -- topics -------------------------------------------------------------------------------------
+
+
+@app.command("match")
+def match_command(
+    query: str,
+    limit: Annotated[int, typer.Option(help="most papers to show")] = 20,
+) -> None:
+    """Show which stored papers a query matches, and why."""
+    from digestd.match import analyze_paper, compile_query, match_papers
+
+    compiled = compile_query(query)
+    with session_scope(ready_engine(settings())) as session:
+        papers = store.all_papers(session)
+    analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
+    found = match_papers({"q": compiled}, analyzed).get("q", {})
+    ranked = sorted(found.items(), key=lambda item: (-item[1].score, item[0] or 0))
+    by_id = {p.id: p for p in papers}
+    result = table(
+        "score", "date", "title", "matched", title=f"{len(found)} of {len(papers)} papers match"
+    )
+    for paper_id, match in ranked[:limit]:
+        paper = by_id[paper_id]
+        hits = ", ".join(f"{h.term} ({h.field} ×{h.count})" for h in match.hits)
+        result.add_row(f"{match.score:.2f}", paper.dump_date.isoformat(), paper.title, hits)
+    out.print(result)
+    if len(found) > limit:
+        out.print(f"… and {len(found) - limit} more (use --limit)")
+
+
+@app.command()
+def preview(
+    email: str,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="also write the HTML part to this file")
+    ] = None,
+) -> None:
+    """Show the digest a subscriber would get now, without sending or recording anything."""
+    from digestd.render import render_digest
+
+    config = settings()
+    prepared = jobs.prepare_digests(
+        config,
+        ready_engine(config),
+        now=jobs.utc_now(),
+        only_email=email,
+        ignore_schedule=True,
+        include_paused=True,
+    )
+    if not prepared:
+        out.print(f"{email}: no new papers match, no digest would be sent")
+        return
+    rendered = render_digest(prepared[0].digest, templates_dir=config.templates_dir)
+    out.print(f"[bold]Subject:[/bold] {rendered.subject}", markup=True, highlight=False)
+    sys.stdout.write(rendered.text)
+    if html:
+        html.write_text(rendered.html, encoding="utf-8")
+        out.print(f"HTML written to {html}")
+
+
+@app.command()
+def send(
+    now: Annotated[bool, typer.Option("--now", help="ignore send hours and weekdays")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show what would be sent; send nothing")
+    ] = False,
+    to: Annotated[str | None, typer.Option("--to", help="only this subscriber")] = None,
+) -> None:
+    """Send the digests that are due (and record them, so nothing is sent twice)."""
+    config = settings()
+    engine = ready_engine(config)
+    with progress_bar("send") as advance:
+        report = asyncio.run(
+            jobs.run_send(
+                config,
+                engine,
+                only_email=to,
+                ignore_schedule=now,
+                dry_run=dry_run,
+                progress=advance,
+            )
+        )
+    if report.outcomes:
+        result = table("to", "status", "papers", "subject", "detail")
+        for o in report.outcomes:
+            result.add_row(o.email, o.status, str(o.papers), o.subject, o.detail)
+        out.print(result)
+    out.print(
+        f"{report.due} due: {report.count('sent')} sent, {report.count('failed')} failed, "
+        f"{report.count('error')} errors, {report.nothing_new} with nothing new"
+        + (f", {report.count('dry-run')} would be sent" if dry_run else "")
+    )
+    if report.count("failed") or report.count("error"):
+        raise typer.Exit(3)
+
+
+@app.command()
+def feeds() -> None:
+    """Rebuild every topic feed and the feeds index."""
+    config = settings()
+    written = jobs.run_feeds(config, ready_engine(config))
+    out.print(f"{len(written)} files written to {config.folder('feeds')}")
+
+
+@app.command()
+def run() -> None:
+    """Run the daemon: ingest the inbox, send due digests, rebuild feeds, on a schedule."""
+    from digestd.daemon import run_daemon
+
+    config = settings()
+    engine = make_engine(config.database_url)
+    migrate(engine)
+    logging.getLogger().setLevel(logging.INFO)
+    run_daemon(config, engine)
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option("--dir", help="where the demo writes everything")] = Path(
+        "digestd-demo"
+    ),
+) -> None:
+    """Run the whole pipeline on the bundled sample into ./digestd-demo (no server needed)."""
+    run_demo(folder, console=out)
