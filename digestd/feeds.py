@@ -188,6 +188,7 @@ def render_index(
             "query": xml_safe(feed.query),
             "count": len(feed.entries),
             "url": feed_url(base_url, feed.slug),
+            "file": f"{feed.slug}.atom",
         }
         for feed in feeds
     ]
