@@ -34,7 +34,7 @@ class QuerySource:
 
     def reason(self) -> str:
         """The words a reader sees for why a paper matched."""
-        quoted = self.label if self.label.startswith(("\"", "“")) else f"“{self.label}”"
+        quoted = self.label if self.label.startswith(('"', "“")) else f"“{self.label}”"
         return f"your query {quoted}" if self.kind == "query" else f"topic {quoted}"
 
 
