@@ -56,6 +56,7 @@ class SmtpSettings:
     from_address: str = _key("digestd@localhost", "envelope and header sender address")
     from_name: str = _key("digestd", "display name of the sender")
     timeout: float = _key(30.0, "seconds to wait for the server before giving up")
+    ca_file: str = _key("", "PEM file of authorities to trust for TLS; empty means the system's")
 
 
 @dataclass(frozen=True)

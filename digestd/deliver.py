@@ -12,6 +12,7 @@ import datetime
 import email.policy
 import email.utils
 import re
+import ssl
 import uuid
 from dataclasses import dataclass
 from email.headerregistry import Address, BaseHeader, UnstructuredHeader
@@ -192,8 +193,10 @@ class SmtpSender:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        ca_file: str | None = None,
     ) -> None:
-        """A sender for ``host:port``; ``security`` is "none", "starttls" or "tls"."""
+        """A sender for ``host:port``; ``security`` is "none", "starttls" or "tls"; certificates
+        are verified against ``ca_file`` (PEM) when given, else the system's authorities."""
         if security not in SECURITY_MODES:
             raise ConfigError(
                 f"unknown SMTP security {security!r}",
@@ -205,6 +208,7 @@ class SmtpSender:
         self.username = username
         self.password = password
         self.timeout = timeout
+        self.ca_file = ca_file
         self._client: aiosmtplib.SMTP | None = None
         # One connection carries one transaction at a time.
         self._lock = asyncio.Lock()
@@ -289,6 +293,17 @@ class SmtpSender:
                 return SendResult(recipient, ok=True, reply=f"250 {reply}", message_id=message_id)
         raise AssertionError("unreachable")
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.security == "none" or not self.ca_file:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(
+                f"cannot load TLS certificate authorities from {self.ca_file}: {exc}",
+                hint="check [smtp] ca_file in the config file",
+            ) from None
+
     async def _connect(self) -> None:
         client = aiosmtplib.SMTP(
             hostname=self.host,
@@ -297,6 +312,7 @@ class SmtpSender:
             use_tls=self.security == "tls",
             # False, not None: "none" must not upgrade behind the operator's back.
             start_tls=self.security == "starttls",
+            tls_context=self._tls_context(),
         )
         try:
             await client.connect()

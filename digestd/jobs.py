@@ -298,6 +298,7 @@ def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
             username=smtp.username or None,
             password=smtp.password or None,
             timeout=smtp.timeout,
+            ca_file=smtp.ca_file or None,
         )
     return FileSender(settings.folder("outbox"))
 
