@@ -123,7 +123,7 @@ async def test_wrong_password_is_a_delivery_error_naming_the_login(
     starttls_server: tuple[int, RecordingHandler], ca_file: str
 ) -> None:
     port, handler = starttls_server
-    with pytest.raises(DeliveryError, match="cannot log in .* as digest"):
+    with pytest.raises(DeliveryError, match=r"cannot log in .* as digest"):
         async with SmtpSender(
             host="127.0.0.1",
             port=port,
