@@ -15,13 +15,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from digestd.config import Settings
-from digestd.jobs import run_feeds, run_ingest, run_send
+from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send
 
 log = logging.getLogger("digestd.daemon")
 
 
 def ingest_and_publish(settings: Settings, engine: Engine) -> None:
-    """Ingest the inbox and rebuild the feeds if papers arrived; failures are logged, not raised."""
+    """Ingest the inbox; rebuild the feeds if papers arrived or topics changed. Failures are
+    logged, not raised."""
     try:
         report = run_ingest(settings, engine)
         if report.files:
@@ -32,7 +33,7 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
                 report.known,
                 report.quarantined,
             )
-        if report.new:
+        if report.new or feeds_out_of_date(settings, engine):
             written = run_feeds(settings, engine)
             log.info("feeds: %d files written", len(written))
     except Exception:

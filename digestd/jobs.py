@@ -379,6 +379,15 @@ async def _send_one(
 # -- feeds --------------------------------------------------------------------------------------
 
 
+def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
+    """Whether the feeds folder lacks the index or holds other topics than the database."""
+    folder = settings.folder("feeds")
+    with session_scope(engine) as session:
+        slugs = {topic.slug for topic in store.topics(session)}
+    written = {path.stem for path in folder.glob("*.atom")}
+    return not (folder / "index.html").exists() or slugs != written
+
+
 def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
     """Rebuild every topic's Atom feed and the feeds index."""
     with session_scope(engine) as session:

@@ -55,6 +55,8 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
         assert not inbox_file.exists()
         assert wait_for(lambda: (data / "feeds" / "oracle.atom").exists()), "feed not written"
         assert wait_for(lambda: any((data / "outbox").glob("*.eml"))), "due digest not sent"
+        assert cli("topic", "add", "sql", "--query", "sql").code == 0  # added while it runs
+        assert wait_for(lambda: (data / "feeds" / "sql.atom").exists()), "new topic's feed missing"
         (data / "inbox" / "junk.txt").write_bytes(b"\x00\x00 not a dump")
         assert wait_for(lambda: (data / "quarantine" / "junk.txt.reason").exists())
         assert daemon.poll() is None  # a bad file does not stop the daemon
