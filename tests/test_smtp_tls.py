@@ -46,41 +46,31 @@ def server_context(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-@pytest.fixture
-def starttls_server(ca: trustme.CA) -> Iterator[tuple[int, RecordingHandler]]:
+def start_server(ca: trustme.CA, **options: object) -> Iterator[tuple[int, RecordingHandler]]:
     handler = RecordingHandler()
     port = free_port()
     controller = Controller(
         handler,
         hostname="127.0.0.1",
         port=port,
-        tls_context=server_context(ca),
-        require_starttls=True,
         authenticator=authenticate,
         auth_required=True,
+        **options,
     )
     controller.start()
     yield port, handler
     controller.stop()
+
+
+@pytest.fixture
+def starttls_server(ca: trustme.CA) -> Iterator[tuple[int, RecordingHandler]]:
+    yield from start_server(ca, tls_context=server_context(ca), require_starttls=True)
 
 
 @pytest.fixture
 def implicit_tls_server(ca: trustme.CA) -> Iterator[tuple[int, RecordingHandler]]:
-    handler = RecordingHandler()
-    port = free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        ssl_context=server_context(ca),
-        authenticator=authenticate,
-        auth_required=True,
-        # aiosmtpd does not see implicit TLS as TLS; the whole connection is encrypted here
-        auth_require_tls=False,
-    )
-    controller.start()
-    yield port, handler
-    controller.stop()
+    # aiosmtpd does not see implicit TLS as TLS; the whole connection is encrypted here
+    yield from start_server(ca, ssl_context=server_context(ca), auth_require_tls=False)
 
 
 def message():  # type: ignore[no-untyped-def]

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from digestd.config import Settings, load_settings
-from digestd.db import check_schema, make_engine
+from digestd.db import check_schema, make_engine, session_scope
 
 app = typer.Typer(
     help="digestd: paper dumps in, personalized email digests and topic Atom feeds out.",
@@ -72,6 +73,13 @@ def ready_engine(config: Settings) -> Engine:
     engine = make_engine(config.database_url)
     check_schema(engine)
     return engine
+
+
+@contextmanager
+def database() -> Iterator[Session]:
+    """A session on this invocation's database, committed when the command succeeds."""
+    with session_scope(ready_engine(settings())) as session:
+        yield session
 
 
 @contextmanager

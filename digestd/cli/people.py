@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import out, ready_engine, settings, subscriber_app, table, topic_app
+from digestd.cli.common import (
+    database,
+    out,
+    ready_engine,
+    settings,
+    subscriber_app,
+    table,
+    topic_app,
+)
 from digestd.db import session_scope
 
 
@@ -22,7 +30,7 @@ def topic_add(
     ] = "",
 ) -> None:
     """Create a topic."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         store.add_topic(session, slug, query=query, title=title, now=jobs.utc_now())
     out.print(f"topic {slug} added")
 
@@ -30,7 +38,7 @@ def topic_add(
 @topic_app.command("list")
 def topic_list() -> None:
     """List topics with their queries and followers."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         rows = store.topics(session)
         followers = store.follower_counts(session)
     result = table("slug", "title", "query", "followers")
@@ -42,7 +50,7 @@ def topic_list() -> None:
 @topic_app.command("remove")
 def topic_remove(slug: str) -> None:
     """Delete a topic."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         store.remove_topic(session, slug)
     out.print(f"topic {slug} removed")
 
@@ -90,7 +98,7 @@ def subscriber_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """List subscribers."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         people = store.subscribers(session)
         queries = store.queries_by_subscriber(session)
         followed = store.topics_by_subscriber(session)
@@ -128,7 +136,7 @@ def subscriber_list(
 @subscriber_app.command("show")
 def subscriber_show(email: str) -> None:
     """Show one subscriber, their queries, topics and recent deliveries."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         s = store.subscriber_by_email(session, email)
         queries = store.queries_by_subscriber(session).get(s.id or 0, [])
         followed = store.topics_by_subscriber(session).get(s.id or 0, [])
@@ -161,7 +169,7 @@ def subscriber_show(email: str) -> None:
 @subscriber_app.command("remove")
 def subscriber_remove(email: str) -> None:
     """Delete a subscriber and their history."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         store.remove_subscriber(session, email)
     out.print(f"subscriber {email} removed")
 
@@ -169,7 +177,7 @@ def subscriber_remove(email: str) -> None:
 @subscriber_app.command("pause")
 def subscriber_pause(email: str) -> None:
     """Stop sending to a subscriber until resumed."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         store.set_active(session, email, False)
     out.print(f"subscriber {email} paused")
 
@@ -177,9 +185,6 @@ def subscriber_pause(email: str) -> None:
 @subscriber_app.command("resume")
 def subscriber_resume(email: str) -> None:
     """Send to a paused subscriber again."""
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         store.set_active(session, email, True)
     out.print(f"subscriber {email} resumed")
-
-
-# -- matching, previews and sending -------------------------------------------------------------

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import app, out, progress_bar, ready_engine, settings, table
-from digestd.db import make_engine, migrate, session_scope
+from digestd.cli.common import app, database, out, progress_bar, ready_engine, settings, table
+from digestd.db import make_engine, migrate
 from digestd.demo import run_demo
 from digestd.errors import DigestError
 
@@ -74,7 +74,7 @@ def match_command(
     from digestd.match import analyze_paper, compile_query, match_papers
 
     compiled = compile_query(query)
-    with session_scope(ready_engine(settings())) as session:
+    with database() as session:
         papers = store.all_papers(session)
     analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
     found = match_papers({"q": compiled}, analyzed).get("q", {})
