@@ -213,3 +213,42 @@ def test_unexpected_failure_is_one_line_without_traceback(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_subscriber_edit_changes_queries_topics_and_schedule(ready: Cli) -> None:
+    assert ready("topic", "add", "sql", "--query", "sql").code == 0
+    assert ready("subscriber", "add", "a@example.org", "--query", "llm").code == 0
+    dup = ready("subscriber", "add", "A@EXAMPLE.ORG", "--query", "x")
+    assert dup.code == 1 and "already exists" in dup.err
+    result = ready(
+        "subscriber",
+        "edit",
+        "a@example.org",
+        "--add-query",
+        '"text to sql"',
+        "--follow",
+        "sql",
+        "--remove-query",
+        "llm",
+        "--frequency",
+        "weekly",
+        "--weekday",
+        "fri",
+        "--send-hour",
+        "9",
+    )
+    assert result.code == 0, result.err
+    [row] = json.loads(ready("subscriber", "list", "--json").out)
+    assert row["queries"] == ['"text to sql"'] and row["topics"] == ["sql"]
+    assert (row["frequency"], row["weekday"], row["send_hour"]) == ("weekly", "fri", 9)
+    for args, message in (
+        (("--remove-query", "nope"), "has no query 'nope'"),
+        (("--unfollow", "nope"), "does not follow topic 'nope'"),
+        (("--add-query", "(broken"), "position"),
+        (("--weekday", "someday"), "weekday"),
+        (("--remove-query", '"text to sql"', "--unfollow", "sql"), "no query and no topic left"),
+    ):
+        failed = ready("subscriber", "edit", "a@example.org", *args)
+        assert failed.code != 0 and message in failed.err, failed.err
+    [unchanged] = json.loads(ready("subscriber", "list", "--json").out)
+    assert unchanged == row  # a refused edit changes nothing

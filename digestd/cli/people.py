@@ -93,6 +93,47 @@ def subscriber_add(
     out.print(f"subscriber {subscriber.email} added")
 
 
+@subscriber_app.command("edit")
+def subscriber_edit(
+    email: str,
+    name: Annotated[str | None, typer.Option("--name", help="new display name")] = None,
+    add_query: Annotated[
+        list[str] | None, typer.Option("--add-query", help="add a keyword query (repeatable)")
+    ] = None,
+    remove_query: Annotated[
+        list[str] | None, typer.Option("--remove-query", help="remove a query (repeatable)")
+    ] = None,
+    follow: Annotated[
+        list[str] | None, typer.Option("--follow", help="follow a topic slug (repeatable)")
+    ] = None,
+    unfollow: Annotated[
+        list[str] | None, typer.Option("--unfollow", help="stop following a topic (repeatable)")
+    ] = None,
+    frequency: Annotated[str | None, typer.Option(help="daily or weekly")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris")] = None,
+    send_hour: Annotated[int | None, typer.Option(help="hour 0-23 in their timezone")] = None,
+    weekday: Annotated[
+        str | None, typer.Option(help="weekday of a weekly digest: mon..sun")
+    ] = None,
+) -> None:
+    """Change a subscriber's queries, topics or schedule."""
+    with database() as session:
+        subscriber = store.update_subscriber(
+            session,
+            email,
+            name=name,
+            add_queries=add_query or [],
+            remove_queries=remove_query or [],
+            follow=follow or [],
+            unfollow=unfollow or [],
+            frequency=frequency,
+            timezone=timezone,
+            send_hour=send_hour,
+            weekday=weekday,
+        )
+    out.print(f"subscriber {subscriber.email} updated")
+
+
 @subscriber_app.command("list")
 def subscriber_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,

@@ -1,4 +1,4 @@
-"""Every database query, as a plain function taking a Session. Operator input is validated here."""
+"""Queries on subscribers, their queries and topics; operator input is validated here."""
 
 from __future__ import annotations
 
@@ -14,86 +14,11 @@ from sqlmodel import Session, col, select
 
 from digestd.digest import WEEKDAYS
 from digestd.errors import InputError, NotFoundError, QueryError
-from digestd.ingest import DumpFile, paper_uid, title_key
 from digestd.match import compile_query
-from digestd.models import Delivery, Dump, Follow, Paper, Profile, SentPaper, Subscriber, Topic
+from digestd.models import Delivery, Follow, Profile, SentPaper, Subscriber, Topic
 
 FREQUENCIES = ("daily", "weekly")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-
-# -- dumps and papers ---------------------------------------------------------------------------
-
-
-def dump_by_sha256(session: Session, sha256: str) -> Dump | None:
-    """The dump already ingested with these exact bytes, if any."""
-    return session.exec(select(Dump).where(Dump.sha256 == sha256)).first()
-
-
-def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple[int, int]:
-    """Store a parsed dump and its papers not seen before; returns (new, already known) counts."""
-    parsed = dump_file.parsed
-    dump = Dump(
-        sha256=dump_file.sha256,
-        file_name=dump_file.path.name,
-        dump_date=parsed.dump_date,
-        ingested_at=now,
-        paper_count=len(parsed.papers),
-        new_count=0,
-    )
-    session.add(dump)
-    session.flush()
-    assert dump.id is not None
-    uids = {paper_uid(p): p for p in parsed.papers}
-    keys = {title_key(p.title) for p in parsed.papers}
-    known_uids = set(session.exec(select(Paper.uid).where(col(Paper.uid).in_(list(uids)))).all())
-    known_keys = set(
-        session.exec(select(Paper.title_key).where(col(Paper.title_key).in_(list(keys)))).all()
-    )
-    new = 0
-    for uid, paper in uids.items():
-        key = title_key(paper.title)
-        if uid in known_uids or key in known_keys:
-            continue
-        known_uids.add(uid)
-        known_keys.add(key)
-        session.add(
-            Paper(
-                uid=uid,
-                title_key=key,
-                arxiv_id=paper.arxiv_id,
-                title=paper.title,
-                abstract=paper.abstract,
-                dump_id=dump.id,
-                dump_date=parsed.dump_date,
-                first_seen=now,
-            )
-        )
-        new += 1
-    dump.new_count = new
-    return new, len(parsed.papers) - new
-
-
-def papers_since(session: Session, since: datetime) -> list[Paper]:
-    """Papers first stored at or after ``since``, in the order they were stored."""
-    return list(
-        session.exec(select(Paper).where(Paper.first_seen >= since).order_by(col(Paper.id))).all()
-    )
-
-
-def all_papers(session: Session) -> list[Paper]:
-    """Every stored paper, newest first."""
-    return list(
-        session.exec(select(Paper).order_by(col(Paper.first_seen).desc(), col(Paper.id))).all()
-    )
-
-
-def paper_count(session: Session) -> int:
-    """How many papers are stored."""
-    return session.exec(select(func.count()).select_from(Paper)).one()
-
-
-# -- subscribers --------------------------------------------------------------------------------
 
 
 def normalize_email(address: str) -> str:
@@ -139,18 +64,12 @@ def add_subscriber(
 ) -> Subscriber:
     """Create a subscriber with their queries and followed topics, refusing bad values."""
     address = normalize_email(email)
-    if frequency not in FREQUENCIES:
-        raise InputError(f"frequency {frequency!r} must be daily or weekly")
-    if not 0 <= send_hour <= 23:
-        raise InputError(f"send hour {send_hour} must be 0-23")
-    check_timezone(timezone)
-    if weekday not in WEEKDAYS:
-        raise InputError(f"weekday {weekday!r} must be one of {', '.join(WEEKDAYS)}")
+    _check_schedule(frequency=frequency, send_hour=send_hour, timezone=timezone, weekday=weekday)
     if not queries and not topic_slugs:
         raise InputError(f"subscriber {address} needs at least one --query or --topic")
     checked = check_queries(queries)
     topics = [topic_by_slug(session, slug) for slug in topic_slugs]
-    if session.exec(select(Subscriber).where(Subscriber.email == address)).first():
+    if _find_subscriber(session, address):
         raise InputError(f"subscriber {address} already exists")
     subscriber = Subscriber(
         email=address,
@@ -173,10 +92,90 @@ def add_subscriber(
     return subscriber
 
 
+def _check_schedule(*, frequency: str, send_hour: int, timezone: str, weekday: str) -> None:
+    if frequency not in FREQUENCIES:
+        raise InputError(f"frequency {frequency!r} must be daily or weekly")
+    if not 0 <= send_hour <= 23:
+        raise InputError(f"send hour {send_hour} must be 0-23")
+    check_timezone(timezone)
+    if weekday not in WEEKDAYS:
+        raise InputError(f"weekday {weekday!r} must be one of {', '.join(WEEKDAYS)}")
+
+
+def _find_subscriber(session: Session, email: str) -> Subscriber | None:
+    address = email.strip().lower()
+    return session.exec(select(Subscriber).where(func.lower(Subscriber.email) == address)).first()
+
+
+def update_subscriber(
+    session: Session,
+    email: str,
+    *,
+    name: str | None = None,
+    add_queries: Sequence[str] = (),
+    remove_queries: Sequence[str] = (),
+    follow: Sequence[str] = (),
+    unfollow: Sequence[str] = (),
+    frequency: str | None = None,
+    timezone: str | None = None,
+    send_hour: int | None = None,
+    weekday: str | None = None,
+) -> Subscriber:
+    """Change a subscriber's settings, queries and topics; refuses to leave them with neither."""
+    subscriber = subscriber_by_email(session, email)
+    assert subscriber.id is not None
+    _check_schedule(
+        frequency=frequency or subscriber.frequency,
+        send_hour=subscriber.send_hour if send_hour is None else send_hour,
+        timezone=timezone or subscriber.timezone,
+        weekday=weekday or subscriber.weekday,
+    )
+    subscriber.frequency = frequency or subscriber.frequency
+    subscriber.send_hour = subscriber.send_hour if send_hour is None else send_hour
+    subscriber.timezone = timezone or subscriber.timezone
+    subscriber.weekday = weekday or subscriber.weekday
+    if name is not None:
+        subscriber.name = name.strip()
+    current = set(queries_by_subscriber(session).get(subscriber.id, []))
+    for query in remove_queries:
+        if query.strip() not in current:
+            raise InputError(f"{subscriber.email} has no query {query!r}")
+    session.execute(
+        delete(Profile).where(
+            col(Profile.subscriber_id) == subscriber.id,
+            col(Profile.query).in_([q.strip() for q in remove_queries]),
+        )
+    )
+    for query in check_queries(add_queries):
+        if query not in current:
+            session.add(Profile(subscriber_id=subscriber.id, query=query))
+            current.add(query)
+    current -= {q.strip() for q in remove_queries}
+    followed = {t.slug: t for t in topics_by_subscriber(session).get(subscriber.id, [])}
+    for slug in unfollow:
+        topic = followed.pop(slug, None)
+        if topic is None:
+            raise InputError(f"{subscriber.email} does not follow topic {slug!r}")
+        session.execute(
+            delete(Follow).where(
+                col(Follow.subscriber_id) == subscriber.id, col(Follow.topic_id) == topic.id
+            )
+        )
+    for slug in follow:
+        if slug not in followed:
+            topic = topic_by_slug(session, slug)
+            assert topic.id is not None
+            session.add(Follow(subscriber_id=subscriber.id, topic_id=topic.id))
+            followed[slug] = topic
+    if not current and not followed:
+        raise InputError(f"subscriber {subscriber.email} would have no query and no topic left")
+    session.add(subscriber)
+    return subscriber
+
+
 def subscriber_by_email(session: Session, email: str) -> Subscriber:
     """The subscriber with this address, or NotFoundError."""
-    address = email.strip().lower()
-    found = session.exec(select(Subscriber).where(func.lower(Subscriber.email) == address)).first()
+    found = _find_subscriber(session, email)
     if found is None:
         raise NotFoundError(f"no subscriber {email!r}", hint="see digestd subscriber list")
     return found
@@ -227,9 +226,6 @@ def topics_by_subscriber(session: Session) -> dict[int, list[Topic]]:
     return result
 
 
-# -- topics -------------------------------------------------------------------------------------
-
-
 def add_topic(session: Session, slug: str, *, query: str, title: str = "", now: datetime) -> Topic:
     """Create a topic, refusing a bad slug, a taken slug or an invalid query."""
     if not SLUG.match(slug):
@@ -269,69 +265,3 @@ def follower_counts(session: Session) -> dict[int, int]:
     """How many subscribers follow each topic."""
     rows = session.exec(select(Follow.topic_id, func.count()).group_by(col(Follow.topic_id))).all()
     return dict(rows)
-
-
-# -- deliveries ---------------------------------------------------------------------------------
-
-
-def sent_paper_ids(session: Session) -> dict[int, set[int]]:
-    """For each subscriber, the ids of the papers already sent to them."""
-    result: dict[int, set[int]] = defaultdict(set)
-    for subscriber_id, paper_id in session.exec(
-        select(SentPaper.subscriber_id, SentPaper.paper_id)
-    ).all():
-        result[subscriber_id].add(paper_id)
-    return result
-
-
-def last_digest_keys(session: Session) -> dict[int, str]:
-    """For each subscriber, the digest key (local date) of their newest sent digest."""
-    rows = session.exec(
-        select(Delivery.subscriber_id, func.max(Delivery.digest_key))
-        .where(Delivery.status == "sent")
-        .group_by(col(Delivery.subscriber_id))
-    ).all()
-    return dict(rows)
-
-
-def record_delivery(
-    session: Session,
-    *,
-    subscriber_id: int,
-    digest_key: str,
-    status: str,
-    message_id: str,
-    paper_ids: Sequence[int],
-    reply: str,
-    now: datetime,
-) -> Delivery:
-    """Record one digest's outcome; a sent digest marks its papers as sent to the subscriber."""
-    delivery = Delivery(
-        subscriber_id=subscriber_id,
-        digest_key=digest_key,
-        status=status,
-        message_id=message_id,
-        paper_count=len(paper_ids),
-        reply=reply,
-        created_at=now,
-    )
-    session.add(delivery)
-    session.flush()
-    assert delivery.id is not None
-    if status == "sent":
-        for paper_id in paper_ids:
-            session.add(
-                SentPaper(subscriber_id=subscriber_id, paper_id=paper_id, delivery_id=delivery.id)
-            )
-    return delivery
-
-
-def deliveries_of(session: Session, subscriber_id: int, *, limit: int = 10) -> list[Delivery]:
-    """A subscriber's newest deliveries."""
-    query = (
-        select(Delivery)
-        .where(Delivery.subscriber_id == subscriber_id)
-        .order_by(col(Delivery.id).desc())
-        .limit(limit)
-    )
-    return list(session.exec(query).all())
