@@ -14,8 +14,9 @@ import css_inline
 import jinja2
 import markupsafe
 
+# digestd/templates is a link to the top-level templates/ folder, so a checkout and an installed
+# wheel find the same files.
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 # Abstracts are cut at a word boundary near this many characters: a digest is for skimming,
 # the link leads to the full text, and short messages stay under webmail clipping limits.
@@ -105,8 +106,8 @@ class _Renderer:
 
 
 def default_templates_dir() -> Path:
-    """The templates folder of the checkout, or the copy packaged with an installed wheel."""
-    return REPO_TEMPLATES if REPO_TEMPLATES.is_dir() else PACKAGED_TEMPLATES
+    """The bundled templates folder (``[paths] templates`` overrides it)."""
+    return PACKAGED_TEMPLATES
 
 
 @lru_cache(maxsize=8)

@@ -237,3 +237,13 @@ def test_cut_inside_a_highlight_keeps_the_markup_balanced() -> None:
     abstract = re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', html)[0]
     assert abstract.count("<mark") == abstract.count("</mark>") >= 1
     assert re.sub(r"<[^>]+>", "", abstract).endswith("…")
+
+
+def test_bundled_templates_are_the_top_level_folder() -> None:
+    from digestd.render import default_templates_dir
+
+    top_level = Path(__file__).resolve().parent.parent / "templates"
+    assert default_templates_dir().resolve() == top_level.resolve()
+    assert {"digest.html", "digest.txt", "digest.css", "feeds_index.html"} <= {
+        p.name for p in default_templates_dir().iterdir()
+    }
