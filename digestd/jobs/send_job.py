@@ -1,14 +1,10 @@
-"""The ingest, digest and feeds jobs: they wire the stages. One bad item is logged and counted,
-the run goes on. Each job is also a one-shot CLI command."""
+"""The send job: plan every due digest, render it, send it, record what went out."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -17,144 +13,16 @@ from digestd.config import Settings
 from digestd.db import session_scope
 from digestd.deliver import FileSender, Sender, SmtpSender, build_message
 from digestd.digest import (
-    CandidatePaper,
     PlannedDigest,
     QuerySource,
     digest_key,
     is_due,
     plan_digest,
 )
-from digestd.errors import DumpError, QueryError
-from digestd.feeds import FeedEntry, TopicFeed, write_feeds
-from digestd.ingest import dump_files, move_into, paper_url, quarantine_file, read_dump_file
-from digestd.match import CompiledQuery, analyze_paper, compile_query, match_papers
-from digestd.models import Paper
+from digestd.jobs.common import Progress, candidate, compile_all, log, utc_now
+from digestd.match import analyze_paper, match_papers
 from digestd.render import Digest, render_digest
 from digestd.tokens import unsubscribe_url
-
-log = logging.getLogger("digestd")
-Progress = Callable[[str, int], None]  # called with (item name, total items) as each item starts
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
-
-
-# -- ingest -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """What happened to one dump file."""
-
-    path: Path
-    status: str  # "ingested", "already ingested" or "quarantined"
-    new: int = 0
-    known: int = 0
-    detail: str = ""
-
-
-@dataclass
-class IngestReport:
-    """Per-file outcomes of one ingest run and their totals."""
-
-    files: list[FileOutcome] = field(default_factory=list)
-
-    @property
-    def new(self) -> int:
-        return sum(f.new for f in self.files)
-
-    @property
-    def known(self) -> int:
-        return sum(f.known for f in self.files)
-
-    @property
-    def quarantined(self) -> int:
-        return sum(f.status == "quarantined" for f in self.files)
-
-
-def run_ingest(
-    settings: Settings,
-    engine: Engine,
-    paths: Sequence[Path] | None = None,
-    *,
-    reference: date | None = None,
-    progress: Progress | None = None,
-) -> IngestReport:
-    """Ingest dump files (default: the inbox). Each file is stored whole in one transaction or
-    quarantined with its reason; files from the inbox are moved to the processed folder."""
-    from_inbox = paths is None
-    inbox = settings.folder("inbox")
-    if from_inbox:
-        inbox.mkdir(parents=True, exist_ok=True)
-    files = dump_files([inbox] if from_inbox else list(paths or []))
-    today = reference or utc_now().date()
-    report = IngestReport()
-    for path in files:
-        if progress:
-            progress(path.name, len(files))
-        report.files.append(_ingest_one(settings, engine, path, today, from_inbox))
-    return report
-
-
-def _ingest_one(
-    settings: Settings, engine: Engine, path: Path, today: date, from_inbox: bool
-) -> FileOutcome:
-    try:
-        dump_file = read_dump_file(path, reference=today)
-    except DumpError as exc:
-        target = quarantine_file(path, f"{path.name}: {exc}", folder=settings.folder("quarantine"))
-        log.warning("quarantined %s: %s (now %s)", path, exc, target)
-        return FileOutcome(path, "quarantined", detail=str(exc))
-    for warning in dump_file.parsed.warnings:
-        log.warning("%s: %s", path, warning)
-    with session_scope(engine) as session:
-        if store.dump_by_sha256(session, dump_file.sha256):
-            outcome = FileOutcome(path, "already ingested", known=len(dump_file.parsed.papers))
-        else:
-            new, known = store.store_dump(session, dump_file, now=utc_now())
-            outcome = FileOutcome(
-                path, "ingested", new=new, known=known, detail="; ".join(dump_file.parsed.warnings)
-            )
-    if from_inbox:
-        move_into(path, settings.folder("processed"))
-    log.info(
-        "%s: %s, %d new, %d already known", path.name, outcome.status, outcome.new, outcome.known
-    )
-    return outcome
-
-
-# -- matching helpers shared by digests, feeds and the CLI ---------------------------------------
-
-
-def candidate(paper: Paper) -> CandidatePaper:
-    """The planner's view of a stored paper."""
-    assert paper.id is not None
-    return CandidatePaper(
-        id=paper.id,
-        uid=paper.uid,
-        title=paper.title,
-        abstract=paper.abstract,
-        url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
-        dump_date=paper.dump_date,
-    )
-
-
-def compile_all(queries: dict[object, str]) -> tuple[dict[object, CompiledQuery], list[str]]:
-    """Compile every query once; a stored query that no longer parses is skipped and reported."""
-    compiled: dict[object, CompiledQuery] = {}
-    errors: list[str] = []
-    for key, text in queries.items():
-        try:
-            compiled[key] = compile_query(text)
-        except QueryError as exc:
-            errors.append(str(exc))
-            log.error("skipping query %r: %s", text, exc)
-    return compiled, errors
-
-
-# -- digests ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -374,51 +242,3 @@ async def _send_one(
     if not result.ok:
         log.warning("digest to %s refused: %s", item.email, result.reply)
     return DigestOutcome(item.email, status, count, rendered.subject, result.reply)
-
-
-# -- feeds --------------------------------------------------------------------------------------
-
-
-def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
-    """Whether the feeds folder lacks the index or holds other topics than the database."""
-    folder = settings.folder("feeds")
-    with session_scope(engine) as session:
-        slugs = {topic.slug for topic in store.topics(session)}
-    written = {path.stem for path in folder.glob("*.atom")}
-    return not (folder / "index.html").exists() or slugs != written
-
-
-def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
-    """Rebuild every topic's Atom feed and the feeds index."""
-    with session_scope(engine) as session:
-        topic_rows = store.topics(session)
-        papers = store.all_papers(session)
-    compiled, _errors = compile_all({t.slug: t.query for t in topic_rows})
-    analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
-    matches = match_papers(compiled, analyzed)
-    feeds = []
-    for topic in topic_rows:
-        hits = matches.get(topic.slug, {})
-        entries = [
-            FeedEntry(
-                uid=p.uid,
-                title=p.title,
-                abstract=p.abstract,
-                url=paper_url(arxiv_id=p.arxiv_id, title=p.title),
-                published=p.first_seen,
-                matched_terms=hits[p.id].terms,
-            )
-            for p in papers
-            if p.id in hits
-        ][: settings.feeds.max_entries]
-        feeds.append(
-            TopicFeed(slug=topic.slug, title=topic.title, query=topic.query, entries=tuple(entries))
-        )
-    return write_feeds(
-        feeds,
-        out_dir=settings.folder("feeds"),
-        base_url=settings.feeds.base_url,
-        author_name=settings.feeds.author_name,
-        site_name=settings.digest.site_name,
-        templates_dir=settings.templates_dir,
-    )

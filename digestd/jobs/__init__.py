@@ -1,0 +1,34 @@
+"""The ingest, digest and feeds jobs: they wire the stages. One bad item is logged and counted,
+the run goes on. Each job is also a one-shot CLI command and a daemon job."""
+
+from __future__ import annotations
+
+from digestd.jobs.common import Progress, candidate, compile_all, utc_now
+from digestd.jobs.feeds_job import feeds_out_of_date, run_feeds
+from digestd.jobs.ingest_job import FileOutcome, IngestReport, run_ingest
+from digestd.jobs.send_job import (
+    DigestOutcome,
+    PreparedDigest,
+    SendReport,
+    open_sender,
+    prepare_digests,
+    run_send,
+)
+
+__all__ = [
+    "DigestOutcome",
+    "FileOutcome",
+    "IngestReport",
+    "PreparedDigest",
+    "Progress",
+    "SendReport",
+    "candidate",
+    "compile_all",
+    "feeds_out_of_date",
+    "open_sender",
+    "prepare_digests",
+    "run_feeds",
+    "run_ingest",
+    "run_send",
+    "utc_now",
+]

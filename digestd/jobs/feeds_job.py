@@ -1,0 +1,60 @@
+"""The feeds job: every topic's Atom feed and the index, rebuilt from the stored papers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from digestd import store
+from digestd.config import Settings
+from digestd.db import session_scope
+from digestd.feeds import FeedEntry, TopicFeed, write_feeds
+from digestd.ingest import paper_url
+from digestd.jobs.common import compile_all
+from digestd.match import analyze_paper, match_papers
+
+
+def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
+    """Whether the feeds folder lacks the index or holds other topics than the database."""
+    folder = settings.folder("feeds")
+    with session_scope(engine) as session:
+        slugs = {topic.slug for topic in store.topics(session)}
+    written = {path.stem for path in folder.glob("*.atom")}
+    return not (folder / "index.html").exists() or slugs != written
+
+
+def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
+    """Rebuild every topic's Atom feed and the feeds index."""
+    with session_scope(engine) as session:
+        topic_rows = store.topics(session)
+        papers = store.all_papers(session)
+    compiled, _errors = compile_all({t.slug: t.query for t in topic_rows})
+    analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
+    matches = match_papers(compiled, analyzed)
+    feeds = []
+    for topic in topic_rows:
+        hits = matches.get(topic.slug, {})
+        entries = [
+            FeedEntry(
+                uid=p.uid,
+                title=p.title,
+                abstract=p.abstract,
+                url=paper_url(arxiv_id=p.arxiv_id, title=p.title),
+                published=p.first_seen,
+                matched_terms=hits[p.id].terms,
+            )
+            for p in papers
+            if p.id in hits
+        ][: settings.feeds.max_entries]
+        feeds.append(
+            TopicFeed(slug=topic.slug, title=topic.title, query=topic.query, entries=tuple(entries))
+        )
+    return write_feeds(
+        feeds,
+        out_dir=settings.folder("feeds"),
+        base_url=settings.feeds.base_url,
+        author_name=settings.feeds.author_name,
+        site_name=settings.digest.site_name,
+        templates_dir=settings.templates_dir,
+    )

@@ -1,0 +1,98 @@
+"""The ingest job: dump files in, papers stored whole or the file quarantined."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from digestd import store
+from digestd.config import Settings
+from digestd.db import session_scope
+from digestd.errors import DumpError
+from digestd.ingest import dump_files, move_into, quarantine_file, read_dump_file
+from digestd.jobs.common import Progress, log, utc_now
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one dump file."""
+
+    path: Path
+    status: str  # "ingested", "already ingested" or "quarantined"
+    new: int = 0
+    known: int = 0
+    detail: str = ""
+
+
+@dataclass
+class IngestReport:
+    """Per-file outcomes of one ingest run and their totals."""
+
+    files: list[FileOutcome] = field(default_factory=list)
+
+    @property
+    def new(self) -> int:
+        return sum(f.new for f in self.files)
+
+    @property
+    def known(self) -> int:
+        return sum(f.known for f in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.status == "quarantined" for f in self.files)
+
+
+def run_ingest(
+    settings: Settings,
+    engine: Engine,
+    paths: Sequence[Path] | None = None,
+    *,
+    reference: date | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest dump files (default: the inbox). Each file is stored whole in one transaction or
+    quarantined with its reason; files from the inbox are moved to the processed folder."""
+    from_inbox = paths is None
+    inbox = settings.folder("inbox")
+    if from_inbox:
+        inbox.mkdir(parents=True, exist_ok=True)
+    files = dump_files([inbox] if from_inbox else list(paths or []))
+    today = reference or utc_now().date()
+    report = IngestReport()
+    for path in files:
+        if progress:
+            progress(path.name, len(files))
+        report.files.append(_ingest_one(settings, engine, path, today, from_inbox))
+    return report
+
+
+def _ingest_one(
+    settings: Settings, engine: Engine, path: Path, today: date, from_inbox: bool
+) -> FileOutcome:
+    try:
+        dump_file = read_dump_file(path, reference=today)
+    except DumpError as exc:
+        target = quarantine_file(path, f"{path.name}: {exc}", folder=settings.folder("quarantine"))
+        log.warning("quarantined %s: %s (now %s)", path, exc, target)
+        return FileOutcome(path, "quarantined", detail=str(exc))
+    for warning in dump_file.parsed.warnings:
+        log.warning("%s: %s", path, warning)
+    with session_scope(engine) as session:
+        if store.dump_by_sha256(session, dump_file.sha256):
+            outcome = FileOutcome(path, "already ingested", known=len(dump_file.parsed.papers))
+        else:
+            new, known = store.store_dump(session, dump_file, now=utc_now())
+            outcome = FileOutcome(
+                path, "ingested", new=new, known=known, detail="; ".join(dump_file.parsed.warnings)
+            )
+    if from_inbox:
+        move_into(path, settings.folder("processed"))
+    log.info(
+        "%s: %s, %d new, %d already known", path.name, outcome.status, outcome.new, outcome.known
+    )
+    return outcome
