@@ -9,7 +9,9 @@ relative to the current directory; empty path keys default to a folder inside ``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import secrets
 import tomllib
 import zoneinfo
@@ -17,10 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from digestd.errors import ConfigError
 
 ENV_PREFIX = "DIGESTD_"
+_URL_UNSAFE = re.compile(r"[\s<>\"'\\\x00-\x1f\x7f]")
 CONFIG_ENV = "DIGESTD_CONFIG"
 
 
@@ -30,11 +34,15 @@ def _key(default: Any, help_text: str, choices: tuple[str, ...] = ()) -> Any:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
+    """[database]: where the data lives."""
+
     url: str = _key("", "SQLAlchemy URL; empty means a SQLite file digestd.db in paths.data_dir")
 
 
 @dataclass(frozen=True)
 class PathsSettings:
+    """[paths]: the folders digestd reads and writes."""
+
     data_dir: str = _key("digestd-data", "folder for the database, secret key and default folders")
     inbox: str = _key("", "folder the daemon watches for new dumps (default: <data_dir>/inbox)")
     processed: str = _key("", "ingested dumps are moved here (default: <data_dir>/processed)")
@@ -48,6 +56,8 @@ class PathsSettings:
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """[smtp]: the mail server and the sender identity."""
+
     host: str = _key("localhost", "SMTP server host name")
     port: int = _key(25, "SMTP server port (25, 587 for starttls, 465 for tls)")
     security: str = _key("none", "transport security", ("none", "starttls", "tls"))
@@ -61,6 +71,8 @@ class SmtpSettings:
 
 @dataclass(frozen=True)
 class DeliverySettings:
+    """[delivery]: how digests leave the machine."""
+
     backend: str = _key(
         "file", "file: write .eml files into paths.outbox; smtp: send", ("file", "smtp")
     )
@@ -68,6 +80,8 @@ class DeliverySettings:
 
 @dataclass(frozen=True)
 class DigestSettings:
+    """[digest]: what goes into a digest."""
+
     site_name: str = _key("digestd", "name shown in subjects, footers and feed titles")
     max_papers: int = _key(25, "most papers in one digest; the rest are counted in a line")
     lookback_days: int = _key(7, "papers first stored within this many days are digest candidates")
@@ -77,6 +91,8 @@ class DigestSettings:
 
 @dataclass(frozen=True)
 class FeedsSettings:
+    """[feeds]: the public URL and the Atom feeds."""
+
     base_url: str = _key("http://localhost:8080", "public URL that feeds and links are built on")
     max_entries: int = _key(50, "newest matching papers kept in each topic feed")
     author_name: str = _key("digestd", "author named in every feed")
@@ -84,8 +100,13 @@ class FeedsSettings:
 
 @dataclass(frozen=True)
 class ScheduleSettings:
+    """[schedule]: when the daemon does what."""
+
     ingest_interval_minutes: float = _key(15.0, "how often the daemon looks into the inbox")
     send_check_minutes: float = _key(5.0, "how often the daemon looks for subscribers that are due")
+    inbox_settle_seconds: float = _key(
+        10.0, "an inbox file is ingested once unchanged this long (a copy may still be running)"
+    )
     default_send_hour: int = _key(7, "send hour (0-23, subscriber's timezone) for new subscribers")
     default_timezone: str = _key("UTC", "IANA timezone for new subscribers")
     weekly_day: str = _key(
@@ -97,6 +118,8 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, one section per TOML table."""
+
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -108,6 +131,7 @@ class Settings:
     # Resolved views of the path keys, so no caller repeats the defaulting rule.
     @property
     def data_dir(self) -> Path:
+        """The resolved data folder."""
         return Path(self.paths.data_dir).expanduser().resolve()
 
     def folder(self, name: str) -> Path:
@@ -117,14 +141,17 @@ class Settings:
 
     @property
     def database_url(self) -> str:
+        """The configured database URL, or the SQLite file in the data folder."""
         return self.database.url or f"sqlite:///{self.data_dir / 'digestd.db'}"
 
     @property
     def templates_dir(self) -> Path | None:
+        """The configured templates folder, or None for the bundled one."""
         return Path(self.paths.templates).expanduser().resolve() if self.paths.templates else None
 
     @property
     def list_id(self) -> str:
+        """The List-Id domain: configured, or derived from the sender's domain."""
         return self.digest.list_id or f"digest.{self.smtp.from_address.rpartition('@')[2]}"
 
     def link_secret(self) -> str:
@@ -196,16 +223,26 @@ def _validate(settings: Settings, source: str) -> None:
         ) from None
     positive = (
         ("digest", "max_papers"),
+        ("digest", "lookback_days"),
         ("feeds", "max_entries"),
         ("smtp", "port"),
+        ("smtp", "timeout"),
         ("schedule", "ingest_interval_minutes"),
         ("schedule", "send_check_minutes"),
+        ("schedule", "inbox_settle_seconds"),
     )
     for section, key in positive:
-        if getattr(getattr(settings, section), key) <= 0:
-            raise ConfigError(f"{source}: [{section}] {key} must be positive")
-    if not settings.feeds.base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{source}: [feeds] base_url must start with http:// or https://")
+        value = getattr(getattr(settings, section), key)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be a positive number")
+    if settings.smtp.port > 65535:
+        raise ConfigError(f"{source}: [smtp] port = {settings.smtp.port} is not a TCP port")
+    url = urlsplit(settings.feeds.base_url)
+    if url.scheme not in ("http", "https") or not url.netloc or _URL_UNSAFE.search(url.geturl()):
+        raise ConfigError(
+            f"{source}: [feeds] base_url = {settings.feeds.base_url!r} must be an http(s) URL "
+            "without spaces, quotes or angle brackets"
+        )
 
 
 def load_settings(

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -24,7 +25,7 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
     """Ingest the inbox; rebuild the feeds if papers arrived or topics changed. Failures are
     logged, not raised."""
     try:
-        report = run_ingest(settings, engine)
+        report = run_ingest(settings, engine, settle_seconds=settings.schedule.inbox_settle_seconds)
         if report.files:
             log.info(
                 "ingest: %d files, %d new papers, %d already known, %d quarantined",
@@ -55,7 +56,23 @@ def send_due(settings: Settings, engine: Engine) -> None:
         log.exception("send job failed; the daemon goes on")
 
 
-def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
+def _unless_stopping(
+    job: Callable[[Settings, Engine], None], stop: threading.Event
+) -> Callable[[Settings, Engine], None]:
+    """``job`` as a scheduled call that does nothing once a stop was requested, so a run that
+    was queued behind the job in flight does not start during shutdown."""
+
+    def run(settings: Settings, engine: Engine) -> None:
+        if not stop.is_set():
+            job(settings, engine)
+
+    run.__name__ = job.__name__
+    return run
+
+
+def build_scheduler(
+    settings: Settings, engine: Engine, *, stop: threading.Event
+) -> BackgroundScheduler:
     """A scheduler with the ingest and send jobs; one worker, so jobs never overlap."""
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -64,7 +81,7 @@ def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
     )
     schedule = settings.schedule
     scheduler.add_job(
-        ingest_and_publish,
+        _unless_stopping(ingest_and_publish, stop),
         "interval",
         minutes=schedule.ingest_interval_minutes,
         args=(settings, engine),
@@ -73,7 +90,7 @@ def build_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
         next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(
-        send_due,
+        _unless_stopping(send_due, stop),
         "interval",
         minutes=schedule.send_check_minutes,
         args=(settings, engine),
@@ -94,10 +111,10 @@ def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | No
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-    scheduler = build_scheduler(settings, engine)
+    scheduler = build_scheduler(settings, engine, stop=stop)
     scheduler.start()
     log.info(
-        "digestd running: inbox %s every %d min, due digests every %d min",
+        "digestd running: inbox %s every %g min, due digests every %g min",
         settings.folder("inbox"),
         settings.schedule.ingest_interval_minutes,
         settings.schedule.send_check_minutes,

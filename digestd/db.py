@@ -33,11 +33,17 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their folder created and their pragmas set."""
+def _sqlite_file(url: str) -> Path | None:
+    path = sa.engine.make_url(url).database if url.startswith("sqlite") else None
+    return Path(path) if path and path != ":memory:" else None
+
+
+def make_engine(url: str, *, create: bool = False) -> Engine:
+    """An engine for ``url`` with SQLite's pragmas set; ``create`` makes a SQLite file's folder
+    (a command that only reads never leaves an empty database behind)."""
     if url.startswith("sqlite"):
-        path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
+        path = _sqlite_file(url)
+        if path and create:
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -76,6 +82,9 @@ def check_schema(engine: Engine) -> None:
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    sqlite_file = _sqlite_file(str(engine.url))
+    if sqlite_file and not sqlite_file.exists():
+        raise DigestError(f"database {sqlite_file} does not exist", hint="run digestd init")
     try:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()

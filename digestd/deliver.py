@@ -275,7 +275,8 @@ class SmtpSender:
                         ) from exc
                     continue
                 except aiosmtplib.SMTPTimeoutError as exc:
-                    # Whether the server took the message is unknown, so it is not sent again.
+                    # Whether the server took the message is unknown: rather than guess, the run
+                    # stops here; the digest is not recorded, so the next run sends it again.
                     await self.close()
                     raise DeliveryError(
                         f"{self.host}:{self.port} stopped answering: {exc}", hint=_HINT_CONNECT

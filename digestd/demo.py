@@ -47,7 +47,7 @@ def demo_settings(folder: Path) -> Settings:
 def run_demo(folder: Path, *, console: Console) -> None:
     """Ingest the sample, add demo topics and subscribers, send their digests, write the feeds."""
     settings = demo_settings(folder)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, create=True)
     migrate(engine)
     inbox = settings.folder("inbox")
     inbox.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,8 @@ def run_demo(folder: Path, *, console: Console) -> None:
     console.print(result)
     if sent.nothing_new:
         console.print(
-            f"{sent.nothing_new} subscribers had nothing new (run it again: nothing is sent twice)"
+            f"{sent.nothing_new} {'subscriber' if sent.nothing_new == 1 else 'subscribers'} had "
+            "nothing new (run the demo again: nothing is sent twice)"
         )
     console.print(f"emails (.eml): {settings.folder('outbox')}")
     console.print(f"feeds ({len(written)} files): {settings.folder('feeds')} (open index.html)")

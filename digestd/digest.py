@@ -5,7 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from digestd.match import Hit, PaperMatch, highlight
 from digestd.render import DigestEntry
@@ -73,24 +73,31 @@ def is_due(
     send_hour: int,
     weekday: str,
     last_key: str | None,
+    created: datetime,
     ignore_schedule: bool = False,
 ) -> bool:
-    """Whether a subscriber's digest is due: their send hour has come today and none went out yet.
+    """Whether a subscriber's scheduled digest is due now, in their timezone.
 
-    A weekly digest is due on ``weekday``, or on any later day once a week has passed since the
-    last one, so a daemon that was down on that day catches up instead of skipping a week.
+    A daily digest is due once per local day from the send hour on. A weekly digest belongs to
+    the most recent ``weekday``: due from its send hour on if no digest was made since, so a
+    daemon that was down that day catches up on its next run while the schedule stays anchored
+    to the weekday. ``last_key`` is the local date of the last digest made, including one that
+    found nothing new; before the first, the day before the subscriber was created counts.
     """
-    local = local_now(now, timezone)
-    today = local.date().isoformat()
     if ignore_schedule:
         return True
-    if last_key == today or local.hour < send_hour:
-        return False
+    local = local_now(now, timezone)
+    today = local.date()
+    if last_key is not None:
+        last = date.fromisoformat(last_key)
+    else:
+        last = local_now(created, timezone).date() - timedelta(days=1)
+    anchor = today
     if frequency == "weekly":
-        if last_key is not None and (local.date() - date.fromisoformat(last_key)).days < 7:
-            return False
-        return last_key is not None or WEEKDAYS[local.weekday()] == weekday
-    return True
+        anchor = today - timedelta(days=(today.weekday() - WEEKDAYS.index(weekday)) % 7)
+    if last >= anchor:
+        return False
+    return anchor < today or local.hour >= send_hour
 
 
 def _merge_hits(hits: Sequence[Hit]) -> list[Hit]:

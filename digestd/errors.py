@@ -36,7 +36,8 @@ class QueryError(DigestError):
     """A keyword query cannot be parsed; ``position`` is the 0-based character offset."""
 
     def __init__(self, message: str, *, query: str, position: int) -> None:
-        super().__init__(f"{message} at position {position + 1} of query {query!r}")
+        shown = query if len(query) <= 80 else query[:77] + "..."
+        super().__init__(f"{message} at position {position + 1} of query {shown!r}")
         self.reason = message
         self.query = query
         self.position = position

@@ -21,10 +21,11 @@ def ready(cli: Cli) -> Cli:
     return cli
 
 
-def test_commands_before_init_say_to_run_init(cli: Cli) -> None:
+def test_commands_before_init_say_to_run_init(cli: Cli, tmp_path: Path) -> None:
     result = cli("topic", "list")
+    assert not (tmp_path / "data").exists()  # nothing is left behind
     assert result.code == 1
-    assert result.err.strip().startswith("error: database")
+    assert result.err.strip().startswith("error: database") and "does not exist" in result.err
     assert "run digestd init" in result.err
     assert len(result.err.strip().splitlines()) == 1
 
@@ -54,16 +55,22 @@ def test_bad_file_is_quarantined_with_reason_and_nothing_stored(
     (folder / "a-good.txt").write_bytes(sample_path.read_bytes())
     (folder / "b-binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
     (folder / "c-empty.txt").write_bytes(b"")
+    (folder / "d-paper.pdf").write_bytes(b"%PDF-1.7\n% not a dump\n")
+    (folder / ".hidden.txt").write_bytes(b"ignored")
+    (folder / "e-copying.txt.part").write_bytes(b"still being written")
     result = ready("ingest", str(folder))
     assert result.code == 2
-    assert "87 new, 0 already known, 2 quarantined" in result.out
+    assert "87 new, 0 already known, 3 quarantined" in result.out
     quarantine = tmp_path / "data" / "quarantine"
     assert sorted(p.name for p in quarantine.iterdir()) == [
         "b-binary.txt",
         "b-binary.txt.reason",
         "c-empty.txt",
         "c-empty.txt.reason",
+        "d-paper.pdf",
+        "d-paper.pdf.reason",
     ]
+    assert (folder / ".hidden.txt").exists() and (folder / "e-copying.txt.part").exists()
     assert "binary" in (quarantine / "b-binary.txt.reason").read_text()
     assert "empty" in (quarantine / "c-empty.txt.reason").read_text()
     assert (quarantine / "b-binary.txt").read_bytes() == b"\x00\x01\x02binary\x00"  # never lost
@@ -139,6 +146,7 @@ def test_topics_and_subscribers(ready: Cli, sample_path: Path) -> None:
             ("subscriber", "add", "not-an-address", "--query", "x"),
             "email 'not-an-address' is not valid",
         ),
+        (("subscriber", "add", "üser@example.org", "--query", "x"), "non-ASCII before the @"),
         (
             ("subscriber", "add", "a@example.org", "--query", "x", "--timezone", "Mars/Base"),
             "timezone",
@@ -252,3 +260,19 @@ def test_subscriber_edit_changes_queries_topics_and_schedule(ready: Cli) -> None
         assert failed.code != 0 and message in failed.err, failed.err
     [unchanged] = json.loads(ready("subscriber", "list", "--json").out)
     assert unchanged == row  # a refused edit changes nothing
+
+
+def test_removing_someones_only_topic_needs_force_and_pauses_them(ready: Cli) -> None:
+    assert ready("topic", "add", "llm", "--query", "llm").code == 0
+    assert ready("subscriber", "add", "t@example.org", "--topic", "llm").code == 0
+    assert ready("subscriber", "add", "q@example.org", "--query", "x", "--topic", "llm").code == 0
+    refused = ready("topic", "remove", "llm")
+    assert (
+        refused.code == 1 and "only subscription of 1 subscriber(s): t@example.org" in refused.err
+    )
+    assert "llm" in ready("topic", "list").out
+    forced = ready("topic", "remove", "llm", "--force")
+    assert forced.code == 0 and "paused 1 subscriber(s)" in forced.out
+    people = {row["email"]: row for row in json.loads(ready("subscriber", "list", "--json").out)}
+    assert people["t@example.org"]["status"] == "paused" and people["t@example.org"]["topics"] == []
+    assert people["q@example.org"]["status"] == "active"

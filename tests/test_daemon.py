@@ -29,7 +29,8 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
 ) -> None:
     config_file.write_text(
         config_file.read_text(encoding="utf-8")
-        + "\n[schedule]\ningest_interval_minutes = 0.01\nsend_check_minutes = 0.01\n",
+        + "\n[schedule]\ningest_interval_minutes = 0.01\nsend_check_minutes = 0.01\n"
+        + "inbox_settle_seconds = 1.0\n",
         encoding="utf-8",
     )
     result: CliResult = cli("init")

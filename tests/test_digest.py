@@ -17,6 +17,7 @@ def due(now: datetime, **kwargs: object) -> bool:
         "send_hour": 7,
         "weekday": "mon",
         "last_key": None,
+        "created": datetime(2025, 12, 1, tzinfo=UTC),
     }
     options.update(kwargs)
     return is_due(now=now, **options)  # type: ignore[arg-type]
@@ -45,15 +46,30 @@ def test_digest_key_is_the_local_date() -> None:
     assert digest_key(late_evening_utc, "America/New_York") == "2026-01-05"
 
 
-def test_weekly_digest_goes_on_its_weekday_and_catches_up_after_a_missed_week() -> None:
-    monday = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-    tuesday = datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
-    weekly = {"frequency": "weekly", "weekday": "mon"}
+def test_weekly_digest_stays_on_its_weekday_and_catches_up_after_downtime() -> None:
+    weekly: dict[str, object] = {"frequency": "weekly", "weekday": "mon"}
+    monday, tuesday = datetime(2026, 1, 5, 8, 0, tzinfo=UTC), datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+    assert not due(datetime(2026, 1, 5, 6, 0, tzinfo=UTC), **weekly)  # before the send hour
     assert due(monday, **weekly)
-    assert not due(tuesday, **weekly)  # first digest waits for the weekday
     assert not due(tuesday, **weekly, last_key="2026-01-05")
+    # Monday's digest was made (even if it found nothing): nothing more until next Monday
+    for day in range(6, 12):
+        assert not due(datetime(2026, 1, day, 12, 0, tzinfo=UTC), **weekly, last_key="2026-01-05")
     assert due(datetime(2026, 1, 12, 8, 0, tzinfo=UTC), **weekly, last_key="2026-01-05")
-    assert due(datetime(2026, 1, 14, 8, 0, tzinfo=UTC), **weekly, last_key="2025-12-29")
+    # the daemon was down on Monday: Wednesday catches up, and next week is Monday again
+    assert due(datetime(2026, 1, 14, 3, 0, tzinfo=UTC), **weekly, last_key="2026-01-05")
+    assert not due(datetime(2026, 1, 19, 6, 0, tzinfo=UTC), **weekly, last_key="2026-01-14")
+    assert due(datetime(2026, 1, 19, 8, 0, tzinfo=UTC), **weekly, last_key="2026-01-14")
+
+
+def test_new_weekly_subscriber_waits_for_the_next_weekday() -> None:
+    weekly: dict[str, object] = {"frequency": "weekly", "weekday": "mon"}
+    wednesday = datetime(2026, 1, 7, 9, 0, tzinfo=UTC)
+    assert not due(wednesday, **weekly, created=datetime(2026, 1, 7, 8, tzinfo=UTC))
+    assert due(datetime(2026, 1, 12, 9, 0, tzinfo=UTC), **weekly, created=wednesday)
+    # created on a Monday morning before the send hour: that Monday's digest is theirs
+    monday_morning = datetime(2026, 1, 12, 6, tzinfo=UTC)
+    assert due(datetime(2026, 1, 12, 9, 0, tzinfo=UTC), **weekly, created=monday_morning)
 
 
 def test_ignore_schedule_means_now() -> None:

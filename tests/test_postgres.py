@@ -1,6 +1,6 @@
 """The same code on PostgreSQL: migrations, ingest, dedup, send-once and removal on a real server.
 
-The server is the one at $DIGESTD_TEST_POSTGRES (default: postgres on 127.0.0.1:5432 with trust
+The server is the one at $POSTGRES_TEST_URL (default: postgres on 127.0.0.1:5432 with trust
 auth, which .ci/run starts if it is not running); each test gets a database of its own.
 """
 
@@ -20,7 +20,7 @@ from sqlmodel import SQLModel
 from digestd.db import make_engine, migrate
 from tests.conftest import CliResult
 
-SERVER = os.environ.get("DIGESTD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+SERVER = os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digestd.errors import QueryError
-from digestd.match import CompiledQuery, compile_query
-from digestd.match.query import And, Not, Or, Phrase, Prefix, Word
+from digestd.match import CompiledQuery, analyze_paper, compile_query, match_paper
+from digestd.match.query import MAX_NESTING, MAX_QUERY_LENGTH, And, Not, Or, Phrase, Prefix, Word
 from digestd.match.text import stem
 
 
@@ -203,3 +203,103 @@ def test_operator_soup_compiles_or_raises_query_error(text: str) -> None:
         assert 0 <= error.position < max(len(text), 1)
     else:
         assert query.terms
+
+
+def assert_refused(text: str, position: int, reason: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        compile_query(text)
+    assert caught.value.position == position
+    assert reason in caught.value.reason
+    assert caught.value.query == text
+
+
+DEEP = "query nests deeper than 32 levels"
+
+
+def test_limits_are_the_documented_ones() -> None:
+    assert (MAX_NESTING, MAX_QUERY_LENGTH) == (32, 2000)
+
+
+@pytest.mark.parametrize("levels", [33, 300])
+def test_deep_parentheses_are_refused_at_the_first_paren_too_deep(levels: int) -> None:
+    assert_refused("(" * levels + "a" + ")" * levels, MAX_NESTING, DEEP)
+
+
+@pytest.mark.parametrize("levels", [33, 300])
+def test_many_leading_minuses_are_refused_at_the_first_one_too_deep(levels: int) -> None:
+    assert_refused("llm " + "-" * levels + "a", 4 + MAX_NESTING, DEEP)
+
+
+@pytest.mark.parametrize("levels", [33, 300])
+def test_many_nots_are_refused_at_the_first_one_too_deep(levels: int) -> None:
+    assert_refused("llm " + "NOT " * levels + "a", 4 + 4 * MAX_NESTING, DEEP)
+
+
+def test_parentheses_and_negations_count_together() -> None:
+    text = "llm " + "-(" * 16 + "-a" + ")" * 16  # the 33rd level is the last '-'
+    assert_refused(text, text.index("-a"), DEEP)
+
+
+def test_sibling_groups_do_not_add_up() -> None:
+    group = "(" * MAX_NESTING + "a" + ")" * MAX_NESTING
+    compile_query(f"{group} {group} OR {group}")
+
+
+@pytest.mark.parametrize("text", ["-" * 2000 + "a", "NOT " * 600 + "a", "(" * 2001, "a " * 1001])
+def test_over_long_query_is_refused_where_it_exceeds_the_limit(text: str) -> None:
+    assert_refused(text, MAX_QUERY_LENGTH, "longer than 2000 characters")
+
+
+def test_query_of_exactly_the_maximum_length_compiles() -> None:
+    text = "a " * (MAX_QUERY_LENGTH // 2)
+    assert len(text) == MAX_QUERY_LENGTH
+    assert root(text) == And((word("a"),) * (MAX_QUERY_LENGTH // 2))
+
+
+def test_query_nested_to_the_limit_compiles_and_evaluates() -> None:
+    # 16 parentheses and 16 negations: an even number of NOTs, so it means "llm x".
+    query = compile_query("llm " + "-(" * 16 + "x" + ")" * 16)
+    assert match_paper(query, analyze_paper("LLM x", "")) is not None
+    assert match_paper(query, analyze_paper("LLM", "y")) is None
+    parens = compile_query("(" * MAX_NESTING + "llm" + ")" * MAX_NESTING)
+    assert parens.root == word("llm")
+    match = match_paper(parens, analyze_paper("LLM", ""))
+    assert match is not None
+    assert match.terms == ("llm",)
+
+
+def test_long_flat_or_compiles_and_matches() -> None:
+    words = [f"w{i}" for i in range(250)]
+    text = " OR ".join(words)
+    assert len(text) <= MAX_QUERY_LENGTH
+    query = compile_query(text)
+    assert isinstance(query.root, Or)
+    assert len(query.root.children) == len(words)
+    match = match_paper(query, analyze_paper("w0 and w249", "w200"))
+    assert match is not None
+    assert match.terms == ("w0", "w249", "w200")  # title hits first, then abstract
+    assert match_paper(query, analyze_paper("nothing", "here")) is None
+
+
+def test_long_flat_and_compiles_and_matches() -> None:
+    words = [f"w{i}" for i in range(400)]
+    query = compile_query(" ".join(words))
+    assert isinstance(query.root, And)
+    assert len(query.root.children) == len(words)
+    assert match_paper(query, analyze_paper(" ".join(words), "")) is not None
+    assert match_paper(query, analyze_paper(" ".join(words[1:]), "")) is None
+
+
+NESTING_OPENERS = st.sampled_from(["(", "-", "NOT "])
+
+
+@given(st.lists(NESTING_OPENERS, max_size=2 * MAX_NESTING))
+def test_nesting_compiles_up_to_the_limit_and_is_refused_beyond(openers: list[str]) -> None:
+    text = "llm " + "".join(openers) + "x" + ")" * openers.count("(")
+    if len(openers) <= MAX_NESTING:
+        query = compile_query(text)
+        matched = match_paper(query, analyze_paper("llm x", "")) is not None
+        assert matched == (sum(o != "(" for o in openers) % 2 == 0)
+    else:
+        too_deep = 4 + sum(len(o) for o in openers[:MAX_NESTING])
+        assert_refused(text, too_deep, DEEP)

@@ -16,7 +16,7 @@ from digestd.errors import DigestError
 
 def test_migrations_from_empty_database_match_the_models(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
-    with pytest.raises(DigestError, match="not initialised"):
+    with pytest.raises(DigestError, match="does not exist"):
         check_schema(engine)
     migrate(engine)
     migrate(engine)  # a second run is a no-op
@@ -26,7 +26,7 @@ def test_migrations_from_empty_database_match_the_models(tmp_path: Path) -> None
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'd.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'd.db'}", create=True)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -36,5 +36,5 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
 def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("not a folder")
     with pytest.raises(DigestError, match="cannot create the folder of database") as info:
-        make_engine(f"sqlite:///{tmp_path / 'file.txt' / 'd.db'}")
+        make_engine(f"sqlite:///{tmp_path / 'file.txt' / 'd.db'}", create=True)
     assert "\n" not in str(info.value)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -33,8 +35,24 @@ subscriber_app = typer.Typer(
 app.add_typer(topic_app, name="topic")
 app.add_typer(subscriber_app, name="subscriber")
 
-out = Console()
-err = Console(stderr=True)
+# Text from dumps and subscribers reaches the terminal: no markup, no emoji codes, no highlighting.
+out = Console(markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False)
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without control characters, escape sequences' ESC and bidi overrides."""
+    return _TERMINAL_UNSAFE.sub("", text)
+
+
+class SafeTable(Table):
+    """A rich table whose string cells are shown literally, stripped of terminal controls."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        """Add a row; strings become plain Text."""
+        cells = [Text(terminal_safe(c)) if isinstance(c, str) else c for c in renderables]
+        super().add_row(*cells, **kwargs)
 
 
 class State:
@@ -104,11 +122,12 @@ def progress_bar(label: str) -> Iterator[Callable[[str, int], None]]:
 
 
 def table(*columns: str, title: str | None = None) -> Table:
-    """A table with the house style."""
-    result = Table(title=title, title_justify="left", header_style="bold")
+    """A table with the house style whose cells are shown literally."""
+    result = SafeTable(
+        title=Text(terminal_safe(title)) if title else None,
+        title_justify="left",
+        header_style="bold",
+    )
     for column in columns:
         result.add_column(column, overflow="fold")
     return result
-
-
-# -- set-up and ingest --------------------------------------------------------------------------

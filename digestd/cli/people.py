@@ -48,11 +48,20 @@ def topic_list() -> None:
 
 
 @topic_app.command("remove")
-def topic_remove(slug: str) -> None:
-    """Delete a topic."""
+def topic_remove(
+    slug: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="also when it is someone's only subscription")
+    ] = False,
+) -> None:
+    """Delete a topic; its followers stop following it."""
     with database() as session:
-        store.remove_topic(session, slug)
+        paused = store.remove_topic(session, slug, force=force)
     out.print(f"topic {slug} removed")
+    if paused:
+        out.print(
+            f"paused {len(paused)} subscriber(s) left without a subscription: " + ", ".join(paused)
+        )
 
 
 # -- subscribers --------------------------------------------------------------------------------

@@ -10,9 +10,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
+from sqlalchemy.engine import make_url
 
 from digestd import jobs, store
-from digestd.cli.common import app, database, out, progress_bar, ready_engine, settings, table
+from digestd.cli.common import (
+    app,
+    database,
+    out,
+    progress_bar,
+    ready_engine,
+    settings,
+    table,
+    terminal_safe,
+)
 from digestd.db import make_engine, migrate
 from digestd.demo import run_demo
 from digestd.errors import DigestError
@@ -24,9 +35,10 @@ def init() -> None:
     config = settings()
     for name in ("inbox", "processed", "quarantine", "outbox", "feeds"):
         config.folder(name).mkdir(parents=True, exist_ok=True)
-    migrate(make_engine(config.database_url))
+    migrate(make_engine(config.database_url, create=True))
     config.link_secret()
-    out.print(f"database ready at {config.database_url}; data folders under {config.data_dir}")
+    shown = make_url(config.database_url).render_as_string(hide_password=True)
+    out.print(f"database ready at {shown}; data folders under {config.data_dir}")
 
 
 @app.command()
@@ -87,7 +99,10 @@ def match_command(
         paper = by_id[paper_id]
         hits = ", ".join(f"{h.term} ({h.field} ×{h.count})" for h in match.hits)
         result.add_row(f"{match.score:.2f}", paper.dump_date.isoformat(), paper.title, hits)
-    out.print(result)
+    if found:
+        out.print(result)
+    else:
+        out.print(f"no stored paper matches ({len(papers)} papers searched)")
     if len(found) > limit:
         out.print(f"… and {len(found) - limit} more (use --limit)")
 
@@ -115,10 +130,13 @@ def preview(
         out.print(f"{email}: no new papers match, no digest would be sent")
         return
     rendered = render_digest(prepared[0].digest, templates_dir=config.templates_dir)
-    out.print(f"[bold]Subject:[/bold] {rendered.subject}", markup=True, highlight=False)
-    sys.stdout.write(rendered.text)
+    out.print(Text.assemble(("Subject: ", "bold"), terminal_safe(rendered.subject)))
+    sys.stdout.write(terminal_safe(rendered.text))
     if html:
-        html.write_text(rendered.html, encoding="utf-8")
+        try:
+            html.write_text(rendered.html, encoding="utf-8")
+        except OSError as exc:
+            raise DigestError(f"--html {html}: cannot write: {exc.strerror}") from None
         out.print(f"HTML written to {html}")
 
 
@@ -172,7 +190,7 @@ def run() -> None:
     from digestd.daemon import run_daemon
 
     config = settings()
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, create=True)
     migrate(engine)
     logging.getLogger().setLevel(logging.INFO)
     run_daemon(config, engine)

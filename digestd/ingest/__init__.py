@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 MAX_DUMP_BYTES = 64 * 1024 * 1024
-DUMP_SUFFIXES = {".txt", ".text", ".md", ""}
+# Names that announce a file still being written: "write to .name or name.part, then rename".
+IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", "~")
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,17 @@ def read_dump_file(path: Path, *, reference: date) -> DumpFile:
 
 
 def dump_files(paths: list[Path]) -> list[Path]:
-    """The dump files named by ``paths``: files as given, folders expanded, hidden files skipped."""
+    """The dump files named by ``paths``: files as given, folders expanded. Every file in a folder
+    counts (one that is not a dump gets quarantined) except hidden and in-progress ones."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found.extend(
                 p
                 for p in sorted(path.iterdir())
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DUMP_SUFFIXES
+                if p.is_file()
+                and not p.name.startswith(".")
+                and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES)
             )
         elif path.exists():
             found.append(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -36,14 +37,17 @@ class IngestReport:
 
     @property
     def new(self) -> int:
+        """Papers stored for the first time."""
         return sum(f.new for f in self.files)
 
     @property
     def known(self) -> int:
+        """Papers that were already stored."""
         return sum(f.known for f in self.files)
 
     @property
     def quarantined(self) -> int:
+        """Files moved to quarantine."""
         return sum(f.status == "quarantined" for f in self.files)
 
 
@@ -53,15 +57,22 @@ def run_ingest(
     paths: Sequence[Path] | None = None,
     *,
     reference: date | None = None,
+    settle_seconds: float = 0.0,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest dump files (default: the inbox). Each file is stored whole in one transaction or
-    quarantined with its reason; files from the inbox are moved to the processed folder."""
+    quarantined with its reason; files from the inbox are moved to the processed folder.
+
+    Inbox files changed less than ``settle_seconds`` ago are left for a later run: a dump being
+    copied in must not be ingested half-written."""
     from_inbox = paths is None
     inbox = settings.folder("inbox")
     if from_inbox:
         inbox.mkdir(parents=True, exist_ok=True)
     files = dump_files([inbox] if from_inbox else list(paths or []))
+    if from_inbox and settle_seconds > 0:
+        settled_before = time.time() - settle_seconds
+        files = [f for f in files if f.stat().st_mtime <= settled_before]
     today = reference or utc_now().date()
     report = IngestReport()
     for path in files:

@@ -19,6 +19,7 @@ from digestd.digest import (
     is_due,
     plan_digest,
 )
+from digestd.errors import InputError
 from digestd.jobs.common import Progress, candidate, compile_all, log, utc_now
 from digestd.match import analyze_paper, match_papers
 from digestd.render import Digest, render_digest
@@ -43,6 +44,8 @@ class SendReport:
     outcomes: list[DigestOutcome] = field(default_factory=list)
     due: int = 0
     nothing_new: int = 0
+    # (subscriber id, digest key) of due digests that found nothing new
+    empty: list[tuple[int, str]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         """How many digests ended with ``status``."""
@@ -78,6 +81,8 @@ def prepare_digests(
     with session_scope(engine) as session:
         if only_email:
             people = [store.subscriber_by_email(session, only_email)]
+            if not (people[0].active or include_paused):
+                raise InputError(f"subscriber {people[0].email} is paused (resume them first)")
         else:
             people = store.subscribers(session, active_only=True)
         last_keys = store.last_digest_keys(session)
@@ -92,6 +97,7 @@ def prepare_digests(
                 send_hour=s.send_hour,
                 weekday=s.weekday,
                 last_key=last_keys.get(s.id or 0),
+                created=s.created_at,
                 ignore_schedule=ignore_schedule,
             )
         ]
@@ -131,6 +137,7 @@ def prepare_digests(
         )
         if planned is None:
             report.nothing_new += 1
+            report.empty.append((subscriber.id, digest_key(now, subscriber.timezone)))
             continue
         digest = Digest(
             subscriber_name=subscriber.name,
@@ -138,7 +145,9 @@ def prepare_digests(
             digest_date=planned.digest_date,
             entries=planned.entries,
             more_count=planned.more_count,
-            unsubscribe_url=unsubscribe_url(settings.feeds.base_url, secret, subscriber.id),
+            unsubscribe_url=unsubscribe_url(
+                settings.feeds.base_url, secret, subscriber.id, subscriber.email
+            ),
             manage_url=None,
             site_name=settings.digest.site_name,
         )
@@ -192,6 +201,20 @@ async def run_send(
         ignore_schedule=ignore_schedule,
         report=report,
     )
+    if not dry_run and not ignore_schedule and report.empty:
+        # A scheduled digest that found nothing is still the digest of that day (or week).
+        with session_scope(engine) as session:
+            for subscriber_id, key in report.empty:
+                store.record_delivery(
+                    session,
+                    subscriber_id=subscriber_id,
+                    digest_key=key,
+                    status="empty",
+                    message_id="",
+                    paper_ids=(),
+                    reply="nothing new",
+                    now=utc_now(),
+                )
     if dry_run or not prepared:
         for item in prepared:
             rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
@@ -224,21 +247,31 @@ async def _send_one(
             date=now,
         )
     except Exception as exc:  # one subscriber's template or header problem must not stop the run
-        log.exception("cannot build the digest for %s", item.email)
-        return DigestOutcome(item.email, "error", count, detail=f"{type(exc).__name__}: {exc}")
+        detail = f"{type(exc).__name__}: {exc}"
+        log.error("cannot build the digest for %s: %s", item.email, detail)
+        log.debug("details", exc_info=True)
+        _record(engine, item, status="error", message_id="", reply=detail)
+        return DigestOutcome(item.email, "error", count, detail=detail)
     result = await sender.send(message)
     status = "sent" if result.ok else "failed"
+    _record(engine, item, status=status, message_id=result.message_id, reply=result.reply)
+    if not result.ok:
+        log.warning("digest to %s refused: %s", item.email, result.reply)
+    return DigestOutcome(item.email, status, count, rendered.subject, result.reply)
+
+
+def _record(
+    engine: Engine, item: PreparedDigest, *, status: str, message_id: str, reply: str
+) -> None:
+    """Record one digest's outcome; only a sent digest marks its papers as sent."""
     with session_scope(engine) as session:
         store.record_delivery(
             session,
             subscriber_id=item.subscriber_id,
             digest_key=item.key,
             status=status,
-            message_id=result.message_id,
+            message_id=message_id,
             paper_ids=item.planned.paper_ids,
-            reply=result.reply,
+            reply=reply,
             now=utc_now(),
         )
-    if not result.ok:
-        log.warning("digest to %s refused: %s", item.email, result.reply)
-    return DigestOutcome(item.email, status, count, rendered.subject, result.reply)

@@ -17,6 +17,11 @@ Quotes do not turn stemming off. ``word*`` matches normalized, unstemmed tokens 
 a term takes one field prefix, and ``abstract:`` inside ``title:(...)`` is an error (it could
 never match). A ``-`` standing alone (``a - b``) is an error rather than a guess. A query must
 have a positive term: one that could match a paper other than through negation.
+
+Limits keep parsing and evaluation (both recursive) far from Python's recursion limit: a
+query is at most ``MAX_QUERY_LENGTH`` characters, and parentheses and negations (``NOT``,
+``-``) together nest at most ``MAX_NESTING`` levels. Long flat queries are fine: ``AND`` and
+``OR`` are n-ary, so ``a OR b OR ... OR z`` is one node, not a chain.
 """
 
 from __future__ import annotations
@@ -117,6 +122,9 @@ def phrase_or_word(norms: list[str], stems: list[str], *, start: int = 0) -> Wor
         return Word(norms[0], stems[0], start=start)
     return Phrase(tuple(norms), tuple(stems), start=start)
 
+
+MAX_QUERY_LENGTH = 2000
+MAX_NESTING = 32
 
 _FIELD_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_]*):")
 _WORD_END = re.compile(r'[\s()"]')
@@ -229,12 +237,22 @@ class _Parser:
         self.text = text
         self.lexemes = lexemes
         self.index = 0
+        self.depth = 0  # open parentheses and negations around the current position
 
     def error(self, message: str, position: int) -> NoReturn:
         raise QueryError(message, query=self.text, position=position)
 
     def peek(self) -> _Lexeme | None:
         return self.lexemes[self.index] if self.index < len(self.lexemes) else None
+
+    def nest(self, lexeme: _Lexeme) -> None:
+        """Enter one more level of nesting at ``lexeme``; refused past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.error(
+                f"query nests deeper than {MAX_NESTING} levels of parentheses and negations",
+                lexeme.start,
+            )
 
     def advance(self) -> _Lexeme:
         lexeme = self.lexemes[self.index]
@@ -271,7 +289,10 @@ class _Parser:
         lexeme = self.peek()
         if lexeme is not None and lexeme.kind in ("not", "minus"):
             self.advance()
-            return Not(self.unary(lexeme), start=lexeme.start)
+            self.nest(lexeme)
+            child = self.unary(lexeme)
+            self.depth -= 1
+            return Not(child, start=lexeme.start)
         return self.primary(after)
 
     def primary(self, after: _Lexeme | None) -> Node:
@@ -293,10 +314,12 @@ class _Parser:
         closing = self.peek()
         if closing is not None and closing.kind == "rparen":
             self.error("empty parentheses", lexeme.start)
+        self.nest(lexeme)
         node = self.or_(lexeme)
         if self.peek() is None:
             self.error("unbalanced parenthesis: '(' is never closed", lexeme.start)
         self.advance()
+        self.depth -= 1
         return node
 
     def missing_term(self, after: _Lexeme | None, found: _Lexeme | None) -> NoReturn:
@@ -353,6 +376,12 @@ def positive_terms(node: Node) -> list[Term]:
 
 def parse_query(text: str) -> Node:
     """The AST of ``text``; raises QueryError on a syntax error or when no term is positive."""
+    if len(text) > MAX_QUERY_LENGTH:
+        raise QueryError(
+            f"query is longer than {MAX_QUERY_LENGTH} characters",
+            query=text,
+            position=MAX_QUERY_LENGTH,
+        )
     root = _Parser(text, _Lexer(text).run()).parse()
     culprit = _first_negative_only(root)
     if culprit is not None:

@@ -23,11 +23,12 @@ def sent_paper_ids(session: Session) -> dict[int, set[int]]:
 
 
 def last_digest_keys(session: Session) -> dict[int, str]:
-    """For each subscriber, the digest key (local date) of their newest sent digest."""
+    """For each subscriber, the key (local date) of the newest digest made for them, whatever
+    its outcome: sent, refused, failed to build or found nothing new."""
     rows = session.exec(
-        select(Delivery.subscriber_id, func.max(Delivery.digest_key))
-        .where(Delivery.status == "sent")
-        .group_by(col(Delivery.subscriber_id))
+        select(Delivery.subscriber_id, func.max(Delivery.digest_key)).group_by(
+            col(Delivery.subscriber_id)
+        )
     ).all()
     return dict(rows)
 

@@ -24,9 +24,14 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 def normalize_email(address: str) -> str:
     """The address in normalized form; InputError naming the problem if it is not valid."""
     try:
-        return email_validator.validate_email(address, check_deliverability=False).normalized
+        valid = email_validator.validate_email(address, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
         raise InputError(f"email {address!r} is not valid: {exc}") from None
+    if valid.ascii_email is None:
+        # An address with a non-ASCII local part needs SMTPUTF8 end to end, which the senders
+        # do not offer; accepting it would fail at every send.
+        raise InputError(f"email {address!r}: non-ASCII before the @ is not supported")
+    return valid.ascii_email
 
 
 def check_timezone(name: str) -> str:
@@ -254,11 +259,30 @@ def topics(session: Session) -> list[Topic]:
     return list(session.exec(select(Topic).order_by(col(Topic.slug))).all())
 
 
-def remove_topic(session: Session, slug: str) -> None:
-    """Delete a topic; subscribers stop following it."""
+def remove_topic(session: Session, slug: str, *, force: bool = False) -> list[str]:
+    """Delete a topic; its followers stop following it. Followers for whom it was the only
+    subscription would never get mail again: refused unless ``force``, which pauses them.
+    Returns the addresses paused."""
     topic = topic_by_slug(session, slug)
+    queries = queries_by_subscriber(session)
+    followed = topics_by_subscriber(session)
+    stranded = [
+        s
+        for s in subscribers(session)
+        if not queries.get(s.id or 0) and [t.slug for t in followed.get(s.id or 0, [])] == [slug]
+    ]
+    if stranded and not force:
+        names = ", ".join(s.email for s in stranded[:3]) + (" …" if len(stranded) > 3 else "")
+        raise InputError(
+            f"topic {slug!r} is the only subscription of {len(stranded)} subscriber(s): {names}",
+            hint="give them a query or topic first, or use --force to remove it and pause them",
+        )
+    for subscriber in stranded:
+        subscriber.active = False
+        session.add(subscriber)
     session.execute(delete(Follow).where(col(Follow.topic_id) == topic.id))
     session.delete(topic)
+    return [s.email for s in stranded]
 
 
 def follower_counts(session: Session) -> dict[int, int]:

@@ -17,6 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create every table of the first release."""
     op.create_table(
         "dump",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -132,6 +133,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every table."""
     op.drop_table("sent_paper")
     with op.batch_alter_table("profile", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_profile_subscriber_id"))
