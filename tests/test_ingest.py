@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from digestd.errors import DumpError
 from digestd.ingest import paper_uid, parse_dump_bytes, read_dump_file, title_key
-from digestd.ingest.daily_text import parse_daily_text
+from digestd.ingest.daily_text import Label, _paragraphs, best_labels, parse_daily_text
 
 REFERENCE = date(2026, 11, 23)
 
@@ -112,3 +112,104 @@ def test_parser_never_fails_other_than_with_dump_error(data: bytes) -> None:
         return
     assert parsed.papers
     assert all(p.title for p in parsed.papers)
+
+
+ABSTRACT = (
+    "We propose a new method for an old problem. It works well on many benchmarks and beats"
+    " strong baselines. Code is released."
+)
+
+
+def papers_of(body: str) -> list[tuple[str, str]]:
+    parsed = parse_daily_text(f"new\n\nMar 14\n\n{body}", reference=REFERENCE)
+    return [(p.title, p.abstract) for p in parsed.papers]
+
+
+def test_plain_alternation_costs_nothing(sample_path: Path) -> None:
+    lines = sample_path.read_text(encoding="utf-8").split("\n")
+    paragraphs = _paragraphs(lines[lines.index("Mar 14") + 1 :])
+    labels, cost = best_labels(paragraphs)
+    assert cost == 0
+    assert labels == [Label.TITLE, Label.ABSTRACT] * 87
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_title_ending_with_a_period_is_still_a_title(first: bool) -> None:
+    before = "" if first else f"Paper Zero\n\n{ABSTRACT}\n\n"
+    body = f"{before}Attention Is All You Need.\n\n{ABSTRACT}\n\nPaper Two\n\n{ABSTRACT}"
+    assert papers_of(body)[-2:] == [
+        ("Attention Is All You Need.", ABSTRACT),
+        ("Paper Two", ABSTRACT),
+    ]
+
+
+def test_one_line_abstract_without_a_period_is_an_abstract() -> None:
+    body = f"Paper One\n\nWe study graphs (see appendix)\n\nPaper Two\n\n{ABSTRACT}"
+    assert papers_of(body) == [
+        ("Paper One", "We study graphs (see appendix)"),
+        ("Paper Two", ABSTRACT),
+    ]
+
+
+def test_long_multi_paragraph_abstract_stays_one_abstract() -> None:
+    parts = [ABSTRACT * 6, ABSTRACT * 3, "The second part is short. Really.", ABSTRACT * 2]
+    body = "Paper One\n\n" + "\n\n".join(parts) + f"\n\nPaper Two\n\n{ABSTRACT}"
+    assert papers_of(body) == [("Paper One", "\n\n".join(parts)), ("Paper Two", ABSTRACT)]
+
+
+def test_title_without_abstract_before_a_normal_paper() -> None:
+    body = f"Paper One\n\n{ABSTRACT}\n\nLonely Title Without Abstract\n\nPaper Three\n\n{ABSTRACT}"
+    parsed = parse_daily_text(f"Mar 14\n\n{body}", reference=REFERENCE)
+    assert [(p.title, p.abstract) for p in parsed.papers] == [
+        ("Paper One", ABSTRACT),
+        ("Lonely Title Without Abstract", ""),
+        ("Paper Three", ABSTRACT),
+    ]
+    assert len(parsed.warnings) == 1
+    assert "Lonely Title Without Abstract" in parsed.warnings[0]
+
+
+def test_consecutive_date_lines_use_the_last_with_a_warning() -> None:
+    text = f"new\n\nMar 10\n\nMar 17\n\n\nPaper One\n\n{ABSTRACT}"
+    parsed = parse_daily_text(text, reference=REFERENCE)
+    assert parsed.dump_date == date(2026, 3, 17)
+    assert [p.title for p in parsed.papers] == ["Paper One"]
+    assert len(parsed.warnings) == 1
+    assert "Mar 10" in parsed.warnings[0]
+    assert "Mar 17" in parsed.warnings[0]
+
+
+def test_overlong_abstract_is_cut_at_a_word_boundary_with_a_warning() -> None:
+    abstract = "lorem ipsum dolor sit amet. " * 1000  # 28,000 characters
+    parsed = parse_daily_text(f"Mar 14\n\nPaper One\n\n{abstract}", reference=REFERENCE)
+    cut = parsed.papers[0].abstract
+    assert len(cut) <= 20_000
+    assert abstract.startswith(cut)
+    assert abstract[len(cut)] == " "
+    assert len(cut) > 19_990
+    assert "cut" in parsed.warnings[0]
+
+
+def test_a_paragraph_over_500_characters_is_never_a_title() -> None:
+    assert papers_of("x" * 500 + f"\n\n{ABSTRACT}") == [("x" * 500, ABSTRACT)]
+    with pytest.raises(DumpError, match="not a title"):
+        papers_of("x" * 501 + f"\n\n{ABSTRACT}")
+
+
+title_words = st.text("abcdefghij", min_size=1, max_size=9).map(str.capitalize)
+sentences = st.lists(st.text("abcdefghij", min_size=1, max_size=9), min_size=3, max_size=15).map(
+    lambda words: " ".join(words).capitalize() + "."
+)
+papers = st.lists(
+    st.tuples(
+        st.lists(title_words, min_size=1, max_size=12).map(" ".join),
+        st.lists(sentences, min_size=2, max_size=8).map(" ".join),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(papers)
+def test_ordinary_titles_and_abstracts_parse_exactly(pairs: list[tuple[str, str]]) -> None:
+    assert papers_of("\n\n".join(f"{title}\n\n{abstract}" for title, abstract in pairs)) == pairs
