@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
             message = str(exc.format_message())
             if not message.strip():
                 sys.exit(usage_code)
-            fail(f"{message} (see digestd --help)", usage_code)
+            hint = "see digestd --help"
+            if "No such option: -" in message and not message.startswith("No such option: --"):
+                hint = 'a query starting with "-" goes after "--", e.g. digestd match -- -word'
+            fail(f"{message} ({hint})", usage_code)
         if State.debug:
             raise
         fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", 70)

@@ -82,7 +82,10 @@ def match_command(
     query: str,
     limit: Annotated[int, typer.Option(help="most papers to show")] = 20,
 ) -> None:
-    """Show which stored papers a query matches, and why."""
+    """Show which stored papers a query matches, and why.
+
+    A query that starts with "-" goes after "--": digestd match -- "-survey llm".
+    """
     from digestd.match import analyze_paper, compile_query, match_papers
 
     compiled = compile_query(query)
