@@ -8,17 +8,27 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy.engine import Engine
+
 from digestd import jobs, store
-from digestd.config import load_settings
+from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 
 
-def test_daily_digest_once_per_day_and_nothing_new_is_not_retried(
-    config_file: Path, sample_path: Path
-) -> None:
+@pytest.fixture
+def ready(config_file: Path) -> tuple[Settings, Engine]:
+    """Settings from the test config and a migrated database."""
     settings = load_settings(config_file, environ={})
     engine = make_engine(settings.database_url, create=True)
     migrate(engine)
+    return settings, engine
+
+
+def test_daily_digest_once_per_day_and_nothing_new_is_not_retried(
+    ready: tuple[Settings, Engine], sample_path: Path
+) -> None:
+    settings, engine = ready
     jobs.run_ingest(settings, engine, [sample_path])
     with session_scope(engine) as session:
         store.add_subscriber(
@@ -49,11 +59,9 @@ def test_daily_digest_once_per_day_and_nothing_new_is_not_retried(
 
 
 def test_inbox_files_still_changing_wait_for_a_later_run(
-    config_file: Path, sample_path: Path
+    ready: tuple[Settings, Engine], sample_path: Path
 ) -> None:
-    settings = load_settings(config_file, environ={})
-    engine = make_engine(settings.database_url, create=True)
-    migrate(engine)
+    settings, engine = ready
     inbox = settings.folder("inbox")
     inbox.mkdir(parents=True)
     dump = inbox / "today.txt"
