@@ -76,6 +76,7 @@ class DeliverySettings:
     backend: str = _key(
         "file", "file: write .eml files into paths.outbox; smtp: send", ("file", "smtp")
     )
+    retry_minutes: float = _key(60.0, "a refused or failed digest is tried again after this long")
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class DigestSettings:
 
     site_name: str = _key("digestd", "name shown in subjects, footers and feed titles")
     max_papers: int = _key(25, "most papers in one digest; the rest are counted in a line")
-    lookback_days: int = _key(7, "papers first stored within this many days are digest candidates")
+    lookback_days: int = _key(7, "a new subscriber's first digest reaches back this many days")
     list_id: str = _key("", "List-Id domain; empty means digest.<domain of smtp.from_address>")
     secret: str = _key("", "key for signed links; empty means <data_dir>/secret.key, made once")
 
@@ -230,6 +231,7 @@ def _validate(settings: Settings, source: str) -> None:
         ("schedule", "ingest_interval_minutes"),
         ("schedule", "send_check_minutes"),
         ("schedule", "inbox_settle_seconds"),
+        ("delivery", "retry_minutes"),
     )
     for section, key in positive:
         value = getattr(getattr(settings, section), key)

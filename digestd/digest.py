@@ -23,6 +23,7 @@ class CandidatePaper:
     abstract: str
     url: str
     dump_date: date
+    stored_at: datetime
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,22 @@ def plan_digest(
     papers: Mapping[int, CandidatePaper],
     already_sent: set[int] | frozenset[int],
     max_papers: int,
+    stored_since: datetime | None = None,
 ) -> PlannedDigest | None:
     """The digest for one subscriber from each source's matches, or None if nothing new matched.
 
     A paper matched by several queries or topics scores the sum of their scores and lists every
     reason; papers are ranked by score, then in the order they were stored. Papers past
-    ``max_papers`` are only counted; they belong to this digest and are not sent later.
+    ``max_papers`` are only counted; they belong to this digest and are not sent later. Papers
+    stored before ``stored_since`` are left out.
     """
     gathered: dict[int, _Gathered] = {}
     for source, matches in sources:
         for paper_id, match in matches.items():
-            if paper_id in already_sent or paper_id not in papers:
+            paper = papers.get(paper_id)
+            if paper is None or paper_id in already_sent:
+                continue
+            if stored_since is not None and paper.stored_at < stored_since:
                 continue
             item = gathered.setdefault(paper_id, _Gathered())
             item.score += match.score

@@ -85,7 +85,15 @@ def papers() -> dict[int, CandidatePaper]:
         (4, "Diffusion everywhere", "Diffusion models, diffusion again.", date(2026, 3, 15)),
     ]
     return {
-        pid: CandidatePaper(pid, f"t:{pid}", title, abstract, f"https://x/{pid}", day)
+        pid: CandidatePaper(
+            pid,
+            f"t:{pid}",
+            title,
+            abstract,
+            f"https://x/{pid}",
+            day,
+            datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+        )
         for pid, title, abstract, day in rows
     }
 

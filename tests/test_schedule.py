@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 from digestd import jobs, store
 from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
+from digestd.digest import WEEKDAYS
+from tests.conftest import SmtpServer
 
 
 @pytest.fixture
@@ -74,3 +77,66 @@ def test_inbox_files_still_changing_wait_for_a_later_run(
     report = jobs.run_ingest(settings, engine, settle_seconds=30)
     assert report.new == 87
     assert not dump.exists()
+
+
+def test_catch_up_after_long_downtime_still_delivers_the_papers(
+    ready: tuple[Settings, Engine], sample_path: Path
+) -> None:
+    settings, engine = ready
+    jobs.run_ingest(settings, engine, [sample_path])
+    stored = datetime.now(UTC)
+    back_online = stored + timedelta(days=9)
+    weekday = WEEKDAYS[(back_online - timedelta(days=2)).weekday()]  # missed two days ago
+    with session_scope(engine) as session:
+        subscriber = store.add_subscriber(
+            session,
+            "w@example.org",
+            queries=["oracle"],
+            frequency="weekly",
+            weekday=weekday,
+            send_hour=0,
+            now=stored - timedelta(days=30),
+        )
+        assert subscriber.id is not None
+        last = stored - timedelta(days=10)
+        store.record_delivery(
+            session,
+            subscriber_id=subscriber.id,
+            digest_key=last.date().isoformat(),
+            status="sent",
+            message_id="<old@x>",
+            paper_ids=(),
+            reply="250",
+            now=last,
+        )
+    report = asyncio.run(jobs.run_send(settings, engine, now=back_online))
+    assert report.count("sent") == 1
+    assert report.outcomes[0].papers > 0  # papers stored 9 days ago are not lost
+
+
+def test_refused_digest_is_retried_after_the_retry_delay(
+    ready: tuple[Settings, Engine], sample_path: Path, smtp_server: SmtpServer
+) -> None:
+    settings, engine = ready
+    settings = dataclasses.replace(
+        settings,
+        delivery=dataclasses.replace(settings.delivery, backend="smtp", retry_minutes=60),
+        smtp=dataclasses.replace(settings.smtp, host=smtp_server.host, port=smtp_server.port),
+    )
+    jobs.run_ingest(settings, engine, [sample_path])
+    with session_scope(engine) as session:
+        store.add_subscriber(
+            session,
+            "r@example.org",
+            queries=["oracle"],
+            send_hour=0,
+            now=datetime.now(UTC) - timedelta(days=1),
+        )
+    smtp_server.handler.refuse.add("r@example.org")
+    now = datetime.now(UTC)
+    assert asyncio.run(jobs.run_send(settings, engine, now=now)).count("failed") == 1
+    smtp_server.handler.refuse.clear()
+    assert asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(minutes=5))).due == 0
+    later = asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(minutes=61)))
+    assert later.count("sent") == 1
+    assert [e.rcpt_tos for e in smtp_server.handler.envelopes] == [["r@example.org"]]

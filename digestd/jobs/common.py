@@ -33,6 +33,7 @@ def candidate(paper: Paper) -> CandidatePaper:
         abstract=paper.abstract,
         url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
         dump_date=paper.dump_date,
+        stored_at=paper.first_seen,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -22,6 +22,7 @@ from digestd.digest import (
 from digestd.errors import InputError
 from digestd.jobs.common import Progress, candidate, compile_all, log, utc_now
 from digestd.match import analyze_paper, match_papers
+from digestd.models import Subscriber
 from digestd.render import Digest, render_digest
 from digestd.tokens import unsubscribe_url
 
@@ -64,6 +65,26 @@ class PreparedDigest:
     digest: Digest
 
 
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+# A paper stored while a digest was being planned is older than that digest's record; reaching
+# back this far past the last completed digest keeps it a candidate (the sent list stops repeats).
+_WINDOW_OVERLAP = timedelta(days=1)
+
+
+def _windows(
+    due: list[Subscriber], completed_at: dict[int, datetime], lookback_days: int
+) -> dict[int, datetime]:
+    """For each due subscriber, from when stored papers are candidates: since their last
+    completed digest, or for a first digest ``lookback_days`` before they subscribed."""
+    windows = {}
+    for subscriber in due:
+        assert subscriber.id is not None
+        first = subscriber.created_at - timedelta(days=lookback_days)
+        last = completed_at.get(subscriber.id)
+        windows[subscriber.id] = max(first, last - _WINDOW_OVERLAP) if last else first
+    return windows
+
+
 def prepare_digests(
     settings: Settings,
     engine: Engine,
@@ -86,10 +107,13 @@ def prepare_digests(
         else:
             people = store.subscribers(session, active_only=True)
         last_keys = store.last_digest_keys(session)
+        failed_at = store.last_failed_at(session)
+        retry_after = timedelta(minutes=settings.delivery.retry_minutes)
         due = [
             s
             for s in people
             if (s.active or include_paused)
+            and (ignore_schedule or now - failed_at.get(s.id or 0, _LONG_AGO) >= retry_after)
             and is_due(
                 now=now,
                 timezone=s.timezone,
@@ -107,9 +131,11 @@ def prepare_digests(
         own_queries = store.queries_by_subscriber(session)
         followed = store.topics_by_subscriber(session)
         sent = store.sent_paper_ids(session)
-        since = now - timedelta(days=settings.digest.lookback_days)
+        windows = _windows(due, store.last_completed_at(session), settings.digest.lookback_days)
         papers = {
-            p.id: candidate(p) for p in store.papers_since(session, since) if p.id is not None
+            p.id: candidate(p)
+            for p in store.papers_since(session, min(windows.values()))
+            if p.id is not None
         }
     sources: dict[object, QuerySource] = {}
     texts: dict[object, str] = {}
@@ -134,6 +160,7 @@ def prepare_digests(
             papers=papers,
             already_sent=sent.get(subscriber.id, set()),
             max_papers=settings.digest.max_papers,
+            stored_since=windows[subscriber.id],
         )
         if planned is None:
             report.nothing_new += 1

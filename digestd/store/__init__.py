@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from digestd.store.deliveries import (
     deliveries_of,
+    last_completed_at,
     last_digest_keys,
+    last_failed_at,
     record_delivery,
     sent_paper_ids,
 )
@@ -51,7 +53,9 @@ __all__ = [
     "deliveries_of",
     "dump_by_sha256",
     "follower_counts",
+    "last_completed_at",
     "last_digest_keys",
+    "last_failed_at",
     "normalize_email",
     "paper_count",
     "papers_since",

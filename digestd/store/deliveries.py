@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -22,15 +22,46 @@ def sent_paper_ids(session: Session) -> dict[int, set[int]]:
     return result
 
 
+COMPLETED = ("sent", "empty")  # the digest of that day is done: mailed, or nothing was new
+FAILED = ("failed", "error")  # refused by the server or not buildable: to be tried again
+
+
 def last_digest_keys(session: Session) -> dict[int, str]:
-    """For each subscriber, the key (local date) of the newest digest made for them, whatever
-    its outcome: sent, refused, failed to build or found nothing new."""
+    """For each subscriber, the key (local date) of their newest completed digest: sent, or
+    found nothing new. A refused or failed one does not count, so it is tried again."""
     rows = session.exec(
-        select(Delivery.subscriber_id, func.max(Delivery.digest_key)).group_by(
-            col(Delivery.subscriber_id)
-        )
+        select(Delivery.subscriber_id, func.max(Delivery.digest_key))
+        .where(col(Delivery.status).in_(COMPLETED))
+        .group_by(col(Delivery.subscriber_id))
     ).all()
     return dict(rows)
+
+
+def last_completed_at(session: Session) -> dict[int, datetime]:
+    """For each subscriber, when their newest completed digest was recorded."""
+    rows = session.exec(
+        select(Delivery.subscriber_id, func.max(Delivery.created_at))
+        .where(col(Delivery.status).in_(COMPLETED))
+        .group_by(col(Delivery.subscriber_id))
+    ).all()
+    return {subscriber_id: _aware(at) for subscriber_id, at in rows}
+
+
+def last_failed_at(session: Session) -> dict[int, datetime]:
+    """For each subscriber, when their newest refused or failed digest was recorded."""
+    rows = session.exec(
+        select(Delivery.subscriber_id, func.max(Delivery.created_at))
+        .where(col(Delivery.status).in_(FAILED))
+        .group_by(col(Delivery.subscriber_id))
+    ).all()
+    return {subscriber_id: _aware(at) for subscriber_id, at in rows}
+
+
+def _aware(at: datetime) -> datetime:
+    # An aggregate bypasses the column type, so SQLite hands back a naive UTC time.
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def record_delivery(
