@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
 
 ENV_PREFIX = "DIGESTD_"
@@ -162,8 +163,7 @@ class Settings:
         key_file = self.data_dir / "secret.key"
         if not key_file.exists():
             key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
-            key_file.chmod(0o600)
+            write_atomic(key_file, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
         return key_file.read_text(encoding="utf-8").strip()
 
 

@@ -16,9 +16,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from digestd.config import Settings
+from digestd.errors import DigestError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send
 
 log = logging.getLogger("digestd.daemon")
+# APScheduler logs every job start and end at INFO: noise every few minutes in an idle daemon.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def ingest_and_publish(settings: Settings, engine: Engine) -> None:
@@ -37,6 +40,8 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
         if report.new or feeds_out_of_date(settings, engine):
             written = run_feeds(settings, engine)
             log.info("feeds: %d files written", len(written))
+    except DigestError as exc:
+        log.warning("ingest job: %s; the daemon goes on", exc)
     except Exception:
         log.exception("ingest job failed; the daemon goes on")
 
@@ -52,6 +57,8 @@ def send_due(settings: Settings, engine: Engine) -> None:
                 report.count("failed"),
                 report.count("error"),
             )
+    except DigestError as exc:
+        log.warning("send job: %s; the daemon goes on", exc)
     except Exception:
         log.exception("send job failed; the daemon goes on")
 

@@ -71,6 +71,8 @@ def test_bad_file_is_quarantined_with_reason_and_nothing_stored(
         "d-paper.pdf.reason",
     ]
     assert (folder / ".hidden.txt").exists() and (folder / "e-copying.txt.part").exists()
+    # the operator's own files stay put: quarantine holds copies
+    assert (folder / "b-binary.txt").exists() and (folder / "d-paper.pdf").exists()
     assert "binary" in (quarantine / "b-binary.txt.reason").read_text()
     assert "empty" in (quarantine / "c-empty.txt.reason").read_text()
     assert (quarantine / "b-binary.txt").read_bytes() == b"\x00\x01\x02binary\x00"  # never lost
@@ -276,3 +278,35 @@ def test_removing_someones_only_topic_needs_force_and_pauses_them(ready: Cli) ->
     people = {row["email"]: row for row in json.loads(ready("subscriber", "list", "--json").out)}
     assert people["t@example.org"]["status"] == "paused" and people["t@example.org"]["topics"] == []
     assert people["q@example.org"]["status"] == "active"
+
+
+def test_two_sends_at_once_never_mail_twice(
+    ready: Cli, config_file: Path, sample_path: Path, tmp_path: Path
+) -> None:
+    ready("ingest", str(sample_path))
+    for address, query in (("a@example.org", "oracle"), ("b@example.org", "sql")):
+        assert ready("subscriber", "add", address, "--query", query).code == 0
+    command = [sys.executable, "-m", "digestd", "--config", str(config_file), "send", "--now"]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs if run.stderr]
+    for code, stderr in results:
+        assert code == 0 or (code == 1 and "another digestd send is running" in stderr), stderr
+    mails = sorted(p.name.split("-")[1] for p in (tmp_path / "data" / "outbox").glob("*.eml"))
+    assert mails == ["a@example.org", "b@example.org"]
+
+
+def test_one_awkward_inbox_file_does_not_stop_the_others(
+    ready: Cli, sample_path: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "data" / "inbox"
+    (inbox / ("x" * 240 + ".bin")).write_bytes(b"\x00 not a dump")
+    (inbox / "sub").mkdir()
+    (inbox / "sub" / "today.txt").write_bytes(sample_path.read_bytes())
+    result = ready("ingest")
+    assert "87 new, 0 already known, 1 quarantined" in result.out, result.out + result.err
+    quarantined = [p.name for p in (tmp_path / "data" / "quarantine").iterdir()]
+    assert len(quarantined) == 2 and all(len(name) < 140 for name in quarantined)
+    assert not any(inbox.rglob("*.txt")) and not any(inbox.glob("*.bin"))

@@ -276,3 +276,16 @@ def test_arbitrary_text_always_yields_a_valid_feed(
     assert element is not None
     assert element.findtext(f"{ATOM}title") == (xml_safe(title).strip() or "(untitled)")
     assert element.findtext(f"{ATOM}summary") == (xml_safe(abstract).strip() or None)
+
+
+def test_feed_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o077)
+    try:
+        write_feeds([topic("llm", paper(1))], out_dir=tmp_path, base_url=BASE, author_name=AUTHOR)
+    finally:
+        os.umask(old)
+    for name in ("llm.atom", "index.html"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

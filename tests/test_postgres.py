@@ -1,7 +1,7 @@
 """The same code on PostgreSQL: migrations, ingest, dedup, send-once and removal on a real server.
 
 The server is the one at $POSTGRES_TEST_URL (default: postgres on 127.0.0.1:5432 with trust
-auth, which .ci/run starts if it is not running); each test gets a database of its own.
+auth, which scripts/check starts in CI); each test gets a database of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from digestd.db import make_engine, migrate
 from tests.conftest import CliResult
 
 SERVER = os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture

@@ -62,8 +62,9 @@ def ingest(
         result.add_row(f.path.name, f.status, str(f.new), str(f.known), f.detail)
     if report.files:
         out.print(result)
-    out.print(f"{report.new} new, {report.known} already known, {report.quarantined} quarantined")
-    if report.quarantined:
+    summary = f"{report.new} new, {report.known} already known, {report.quarantined} quarantined"
+    out.print(summary + (f", {report.errors} could not be read" if report.errors else ""))
+    if report.quarantined or report.errors:
         raise typer.Exit(2)
 
 

@@ -77,16 +77,17 @@ def read_dump_file(path: Path, *, reference: date) -> DumpFile:
 
 
 def dump_files(paths: list[Path]) -> list[Path]:
-    """The dump files named by ``paths``: files as given, folders expanded. Every file in a folder
-    counts (one that is not a dump gets quarantined) except hidden and in-progress ones."""
+    """The dump files named by ``paths``: files as given, folders searched through their
+    subfolders. Every file counts (one that is not a dump gets quarantined) except hidden ones,
+    those in hidden folders, and in-progress ones."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found.extend(
                 p
-                for p in sorted(path.iterdir())
+                for p in sorted(path.rglob("*"))
                 if p.is_file()
-                and not p.name.startswith(".")
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES)
             )
         elif path.exists():
@@ -96,21 +97,30 @@ def dump_files(paths: list[Path]) -> list[Path]:
     return found
 
 
+NAME_MAX_CHARS = 120  # leaves room for ".reason", counters and temporary-file prefixes
+
+
 def _free_name(folder: Path, name: str) -> Path:
-    target = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix[:16]
+    stem = stem[: NAME_MAX_CHARS - len(suffix)]
+    target = folder / f"{stem}{suffix}"
     counter = 1
     while target.exists() or target.with_name(target.name + ".reason").exists():
-        target = folder / f"{Path(name).stem}.{counter}{Path(name).suffix}"
+        target = folder / f"{stem}.{counter}{suffix}"
         counter += 1
     return target
 
 
-def quarantine_file(path: Path, reason: str, *, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` (never overwriting) with a ``.reason`` file beside it."""
+def quarantine_file(path: Path, reason: str, *, folder: Path, keep_original: bool = False) -> Path:
+    """Move ``path`` into ``folder`` (never overwriting; a long name is shortened) with a
+    ``.reason`` file beside it; with ``keep_original`` copy it and leave the original alone."""
     folder.mkdir(parents=True, exist_ok=True)
     target = _free_name(folder, path.name)
     write_atomic(target.with_name(target.name + ".reason"), (reason.strip() + "\n").encode())
-    shutil.move(path, target)
+    if keep_original:
+        shutil.copy2(path, target)
+    else:
+        shutil.move(path, target)
     return target
 
 

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digestd import store
 from digestd.config import Settings
@@ -46,6 +47,11 @@ class IngestReport:
         return sum(f.known for f in self.files)
 
     @property
+    def errors(self) -> int:
+        """Files that could not be read or stored (they stay where they are)."""
+        return sum(f.status == "error" for f in self.files)
+
+    @property
     def quarantined(self) -> int:
         """Files moved to quarantine."""
         return sum(f.status == "quarantined" for f in self.files)
@@ -61,7 +67,8 @@ def run_ingest(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest dump files (default: the inbox). Each file is stored whole in one transaction or
-    quarantined with its reason; files from the inbox are moved to the processed folder.
+    quarantined with its reason; files from the inbox are moved to the processed folder, files
+    named by the caller stay where they are (a copy of a bad one goes to quarantine).
 
     Inbox files changed less than ``settle_seconds`` ago are left for a later run: a dump being
     copied in must not be ingested half-written."""
@@ -78,7 +85,12 @@ def run_ingest(
     for path in files:
         if progress:
             progress(path.name, len(files))
-        report.files.append(_ingest_one(settings, engine, path, today, from_inbox))
+        try:
+            outcome = _ingest_one(settings, engine, path, today, from_inbox)
+        except (OSError, SQLAlchemyError) as exc:  # one file must not stop the others
+            log.error("cannot ingest %s: %s", path, exc)
+            outcome = FileOutcome(path, "error", detail=f"{type(exc).__name__}: {exc}")
+        report.files.append(outcome)
     return report
 
 
@@ -88,8 +100,14 @@ def _ingest_one(
     try:
         dump_file = read_dump_file(path, reference=today)
     except DumpError as exc:
-        target = quarantine_file(path, f"{path.name}: {exc}", folder=settings.folder("quarantine"))
-        log.warning("quarantined %s: %s (now %s)", path, exc, target)
+        # Files named on the command line are the operator's own: a copy goes to quarantine.
+        target = quarantine_file(
+            path,
+            f"{path.name}: {exc}",
+            folder=settings.folder("quarantine"),
+            keep_original=not from_inbox,
+        )
+        log.warning("quarantined %s: %s (as %s)", path, exc, target)
         return FileOutcome(path, "quarantined", detail=str(exc))
     for warning in dump_file.parsed.warnings:
         log.warning("%s: %s", path, warning)

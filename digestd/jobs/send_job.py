@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digestd import store
 from digestd.config import Settings
@@ -20,7 +21,7 @@ from digestd.digest import (
     plan_digest,
 )
 from digestd.errors import InputError
-from digestd.jobs.common import Progress, candidate, compile_all, log, utc_now
+from digestd.jobs.common import Progress, candidate, compile_all, exclusive, log, utc_now
 from digestd.match import analyze_paper, match_papers
 from digestd.models import Subscriber
 from digestd.render import Digest, render_digest
@@ -219,6 +220,40 @@ async def run_send(
 ) -> SendReport:
     """Send every due digest and record what went out, so nothing is ever sent twice."""
     now = now or utc_now()
+    if dry_run:
+        return await _send_all(
+            settings,
+            engine,
+            now=now,
+            only_email=only_email,
+            ignore_schedule=ignore_schedule,
+            dry_run=True,
+            progress=progress,
+        )
+    # Planning and recording must not interleave with another send (the daemon's, or a CLI
+    # call): the second would plan the same papers before the first records them.
+    with exclusive(settings.data_dir / "send.lock", "digestd send"):
+        return await _send_all(
+            settings,
+            engine,
+            now=now,
+            only_email=only_email,
+            ignore_schedule=ignore_schedule,
+            dry_run=False,
+            progress=progress,
+        )
+
+
+async def _send_all(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime,
+    only_email: str | None,
+    ignore_schedule: bool,
+    dry_run: bool,
+    progress: Progress | None,
+) -> SendReport:
     report = SendReport()
     prepared = prepare_digests(
         settings,
@@ -290,7 +325,23 @@ async def _send_one(
 def _record(
     engine: Engine, item: PreparedDigest, *, status: str, message_id: str, reply: str
 ) -> None:
-    """Record one digest's outcome; only a sent digest marks its papers as sent."""
+    """Record one digest's outcome; only a sent digest marks its papers as sent. A failure to
+    record (the subscriber was removed meanwhile, the database is gone) is logged, not raised:
+    the run goes on for the others."""
+    try:
+        _write_record(engine, item, status=status, message_id=message_id, reply=reply)
+    except SQLAlchemyError as exc:
+        log.error(
+            "digest to %s ended %s but could not be recorded: %s",
+            item.email,
+            status,
+            getattr(exc, "orig", exc),
+        )
+
+
+def _write_record(
+    engine: Engine, item: PreparedDigest, *, status: str, message_id: str, reply: str
+) -> None:
     with session_scope(engine) as session:
         store.record_delivery(
             session,
