@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -49,10 +48,9 @@ def run_demo(folder: Path, *, console: Console) -> None:
     settings = demo_settings(folder)
     engine = make_engine(settings.database_url, create=True)
     migrate(engine)
-    inbox = settings.folder("inbox")
-    inbox.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SAMPLE_DUMP, inbox / SAMPLE_DUMP.name)
-    report = jobs.run_ingest(settings, engine, reference=date.today())
+    for name in ("inbox", "processed", "quarantine", "outbox", "feeds"):
+        settings.folder(name).mkdir(parents=True, exist_ok=True)
+    report = jobs.run_ingest(settings, engine, [SAMPLE_DUMP], reference=date.today())
     console.print(f"ingest: {report.new} new papers, {report.known} already known")
     now = jobs.utc_now()
     with session_scope(engine) as session:
@@ -68,13 +66,16 @@ def run_demo(folder: Path, *, console: Console) -> None:
     sent = asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
     written = jobs.run_feeds(settings, engine)
 
-    result = Table(
-        "subscriber", "status", "papers", "subject", title="digests", title_justify="left"
-    )
-    for outcome in sent.outcomes:
-        result.add_row(outcome.email, outcome.status, str(outcome.papers), outcome.subject)
-    console.print(result)
-    if sent.nothing_new:
+    if sent.outcomes:
+        result = Table(
+            "subscriber", "status", "papers", "subject", title="digests", title_justify="left"
+        )
+        for outcome in sent.outcomes:
+            result.add_row(outcome.email, outcome.status, str(outcome.papers), outcome.subject)
+        console.print(result)
+    else:
+        console.print("digests: none this time (every matching paper was sent before)")
+    if sent.nothing_new and sent.outcomes:
         console.print(
             f"{sent.nothing_new} {'subscriber' if sent.nothing_new == 1 else 'subscribers'} had "
             "nothing new (run the demo again: nothing is sent twice)"

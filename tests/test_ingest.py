@@ -213,3 +213,9 @@ papers = st.lists(
 @given(papers)
 def test_ordinary_titles_and_abstracts_parse_exactly(pairs: list[tuple[str, str]]) -> None:
     assert papers_of("\n\n".join(f"{title}\n\n{abstract}" for title, abstract in pairs)) == pairs
+
+
+def test_feb_29_without_a_year_is_the_latest_leap_day() -> None:
+    text = "Feb 29\n\nA Leap Paper\n\nWritten on a leap day, as one does."
+    assert parse_daily_text(text, reference=date(2026, 11, 23)).dump_date == date(2024, 2, 29)
+    assert parse_daily_text(text, reference=date(2028, 3, 1)).dump_date == date(2028, 2, 29)

@@ -146,14 +146,21 @@ def _date(line: str, reference: date) -> date | None:
     if not md or md["month"].lower() not in MONTHS:
         return None
     month, day = MONTHS[md["month"].lower()], int(md["day"])
-    try:
-        if md["year"]:
+    if md["year"]:
+        try:
             return date(int(md["year"]), month, day)
-        # No year: the most recent such date that is not after the reference day.
-        candidate = date(reference.year, month, day)
-        return candidate if candidate <= reference else date(reference.year - 1, month, day)
-    except ValueError:
-        return None
+        except ValueError:
+            return None
+    # No year: the most recent such date that is not after the reference day (for Feb 29, the
+    # most recent leap year's).
+    for year in range(reference.year, reference.year - 8, -1):
+        try:
+            candidate = date(year, month, day)
+        except ValueError:
+            continue
+        if candidate <= reference:
+            return candidate
+    return None
 
 
 def _find_date_line(lines: list[str], reference: date) -> tuple[int, date, list[str]]:
