@@ -11,6 +11,7 @@ from digestd.match import Hit, PaperMatch, highlight
 from digestd.render import DigestEntry
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MORE_LISTED = 50  # papers past the cap are listed by title up to this many, then only counted
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class PlannedDigest:
     entries: tuple[DigestEntry, ...]
     paper_ids: tuple[int, ...]  # every new match, shown or only counted: none is sent again
     more_count: int
+    more_papers: tuple[tuple[str, str], ...]  # (title, url) of the first papers past the cap
     digest_date: date
 
 
@@ -121,8 +123,8 @@ def plan_digest(
 
     A paper matched by several queries or topics scores the sum of their scores and lists every
     reason; papers are ranked by score, then in the order they were stored. Papers past
-    ``max_papers`` are only counted; they belong to this digest and are not sent later. Papers
-    stored before ``stored_since`` are left out.
+    ``max_papers`` are listed by title only; they belong to this digest and are not sent
+    later. Papers stored before ``stored_since`` are left out.
     """
     gathered: dict[int, _Gathered] = {}
     for source, matches in sources:
@@ -166,5 +168,9 @@ def plan_digest(
         entries=tuple(entries),
         paper_ids=tuple(ranked),
         more_count=len(ranked) - len(chosen),
+        more_papers=tuple(
+            (papers[pid].title, papers[pid].url)
+            for pid in ranked[len(chosen) : len(chosen) + MORE_LISTED]
+        ),
         digest_date=max(papers[pid].dump_date for pid in chosen),
     )

@@ -73,6 +73,8 @@ class Digest:
     unsubscribe_url: str
     manage_url: str | None
     site_name: str
+    # (title, url) of papers past the cap, listed by title only; may be fewer than more_count
+    more_papers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,12 @@ def render_digest(digest: Digest, *, templates_dir: Path | None = None) -> Rende
         "subscriber_email": clean_text(digest.subscriber_email),
         "date_long": f"{_MONTHS_LONG[date.month - 1]} {date.day}, {date.year}",
         "entries": [_entry_view(number, entry) for number, entry in enumerate(digest.entries, 1)],
-        "more_line": _more_line(more) if more else "",
+        "more_line": _more_line(more, listed=bool(digest.more_papers)) if more else "",
+        "more_papers": [
+            {"title": clean_text(title), "url": clean_text(url), "link": _http_link(url)}
+            for title, url in digest.more_papers
+        ],
+        "unlisted": more - len(digest.more_papers),
         "unsubscribe_url": clean_text(digest.unsubscribe_url),
         "manage_url": clean_text(digest.manage_url) if digest.manage_url else None,
     }
@@ -214,9 +221,14 @@ def _renderer(templates_dir: Path | None) -> _Renderer:
     )
 
 
-def _more_line(more: int) -> str:
+def _more_line(more: int, *, listed: bool) -> str:
     noun = "paper" if more == 1 else "papers"
-    return f"and {more} more {noun} matched your subscriptions."
+    return f"and {more} more {noun} matched your subscriptions" + (":" if listed else ".")
+
+
+def _http_link(url: str) -> str | None:
+    """``url`` if it is safe to make clickable (http or https), else None."""
+    return url if url.lower().startswith(("https://", "http://")) else None
 
 
 def _entry_view(number: int, entry: DigestEntry) -> _EntryView:
@@ -231,7 +243,7 @@ def _entry_view(number: int, entry: DigestEntry) -> _EntryView:
         number=number,
         title=title,
         url=url,
-        link=url if url.lower().startswith(("https://", "http://")) else None,
+        link=_http_link(url),
         title_html=title_html,
         abstract_html=abstract_html,
         abstract=abstract,

@@ -247,3 +247,19 @@ def test_bundled_templates_are_the_top_level_folder() -> None:
     assert {"digest.html", "digest.txt", "digest.css", "feeds_index.html"} <= {
         p.name for p in default_templates_dir().iterdir()
     }
+
+
+def test_papers_past_the_cap_are_listed_by_title() -> None:
+    base = digest(entry("2403.00001", "A model paper"))
+    capped = dataclasses.replace(
+        base,
+        more_count=3,
+        more_papers=(("Extra <One>", "https://arxiv.org/abs/1"), ("Extra Two", "javascript:x")),
+    )
+    rendered = render_digest(capped)
+    assert "Extra &lt;One&gt;" in rendered.html
+    assert 'href="https://arxiv.org/abs/1"' in rendered.html
+    assert "javascript:" not in rendered.html.split("Extra Two")[0].rsplit("<li", 1)[1]
+    assert "… and 1 more." in rendered.html
+    assert "  - Extra <One>" in rendered.text and "https://arxiv.org/abs/1" in rendered.text
+    assert "… and 1 more." in rendered.text

@@ -173,6 +173,7 @@ def prepare_digests(
             digest_date=planned.digest_date,
             entries=planned.entries,
             more_count=planned.more_count,
+            more_papers=planned.more_papers,
             unsubscribe_url=unsubscribe_url(
                 settings.feeds.base_url, secret, subscriber.id, subscriber.email
             ),
