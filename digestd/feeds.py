@@ -203,14 +203,15 @@ def remove_stale_feeds(out_dir: Path, *, keep: set[str]) -> list[Path]:
     if not out_dir.is_dir():
         return removed
     for path in sorted(out_dir.glob("*.atom")):
-        if path.stem in keep or not path.is_file() or not _written_by_digestd(path):
+        if path.stem in keep or not path.is_file() or not written_by_digestd(path):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
 
 
-def _written_by_digestd(path: Path) -> bool:
+def written_by_digestd(path: Path) -> bool:
+    """Whether ``path`` is an Atom file that digestd generated (not one put there by hand)."""
     try:
         with path.open("rb") as handle:
             head = handle.read(_MARKER_SEARCH_BYTES)

@@ -70,3 +70,29 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
     assert "digestd stopped" in output
     assert "Traceback" not in output
     assert "87 new papers" in output
+
+
+def test_feeds_out_of_date_follows_topic_changes(cli, config_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from digestd import jobs
+    from digestd.config import load_settings
+    from digestd.db import make_engine
+
+    assert cli("init").code == 0
+    settings = load_settings(config_file, environ={})
+    engine = make_engine(settings.database_url)
+    assert jobs.feeds_out_of_date(settings, engine)  # no index yet
+    assert cli("topic", "add", "llm", "--query", "llm").code == 0
+    jobs.run_feeds(settings, engine)
+    assert not jobs.feeds_out_of_date(settings, engine)
+    (settings.folder("feeds") / "hand-made.atom").write_text("<feed/>")
+    assert not jobs.feeds_out_of_date(settings, engine)  # a foreign file changes nothing
+    time.sleep(0.05)
+    assert cli("topic", "remove", "llm").code == 0
+    assert jobs.feeds_out_of_date(settings, engine)  # its feed is still published
+    assert cli("topic", "add", "llm", "--query", "large language model").code == 0
+    jobs.run_feeds(settings, engine)
+    assert not jobs.feeds_out_of_date(settings, engine)
+    time.sleep(0.05)
+    assert cli("topic", "remove", "llm").code == 0
+    assert cli("topic", "add", "llm", "--query", "llm*").code == 0  # same slug, new query
+    assert jobs.feeds_out_of_date(settings, engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -9,19 +10,29 @@ from sqlalchemy.engine import Engine
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.feeds import FeedEntry, TopicFeed, write_feeds
+from digestd.feeds import FeedEntry, TopicFeed, write_feeds, written_by_digestd
 from digestd.ingest import paper_url
 from digestd.jobs.common import compile_all
 from digestd.match import analyze_paper, match_papers
 
 
 def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
-    """Whether the feeds folder lacks the index or holds other topics than the database."""
+    """Whether the feeds folder lacks the index, misses a topic's feed, or predates a topic
+    (one removed and added again under the same slug with another query)."""
     folder = settings.folder("feeds")
+    index = folder / "index.html"
     with session_scope(engine) as session:
-        slugs = {topic.slug for topic in store.topics(session)}
-    written = {path.stem for path in folder.glob("*.atom")}
-    return not (folder / "index.html").exists() or slugs != written
+        topic_rows = store.topics(session)
+    if not index.exists():
+        return True
+    written_at = datetime.fromtimestamp(index.stat().st_mtime, UTC)
+    slugs = {topic.slug for topic in topic_rows}
+    if any(p.stem not in slugs and written_by_digestd(p) for p in folder.glob("*.atom")):
+        return True  # a removed topic's feed is still published
+    return any(
+        not (folder / f"{topic.slug}.atom").exists() or topic.created_at >= written_at
+        for topic in topic_rows
+    )
 
 
 def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
