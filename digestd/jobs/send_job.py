@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -220,27 +220,17 @@ async def run_send(
     progress: Progress | None = None,
 ) -> SendReport:
     """Send every due digest and record what went out, so nothing is ever sent twice."""
-    now = now or utc_now()
-    if dry_run:
-        return await _send_all(
-            settings,
-            engine,
-            now=now,
-            only_email=only_email,
-            ignore_schedule=ignore_schedule,
-            dry_run=True,
-            progress=progress,
-        )
     # Planning and recording must not interleave with another send (the daemon's, or a CLI
     # call): the second would plan the same papers before the first records them.
-    with exclusive(settings.data_dir / "send.lock", "digestd send"):
+    lock = nullcontext() if dry_run else exclusive(settings.data_dir / "send.lock", "digestd send")
+    with lock:
         return await _send_all(
             settings,
             engine,
-            now=now,
+            now=now or utc_now(),
             only_email=only_email,
             ignore_schedule=ignore_schedule,
-            dry_run=False,
+            dry_run=dry_run,
             progress=progress,
         )
 

@@ -39,19 +39,18 @@ def last_digest_keys(session: Session) -> dict[int, str]:
 
 def last_completed_at(session: Session) -> dict[int, datetime]:
     """For each subscriber, when their newest completed digest was recorded."""
-    rows = session.exec(
-        select(Delivery.subscriber_id, func.max(Delivery.created_at))
-        .where(col(Delivery.status).in_(COMPLETED))
-        .group_by(col(Delivery.subscriber_id))
-    ).all()
-    return {subscriber_id: _aware(at) for subscriber_id, at in rows}
+    return _newest(session, COMPLETED)
 
 
 def last_failed_at(session: Session) -> dict[int, datetime]:
     """For each subscriber, when their newest refused or failed digest was recorded."""
+    return _newest(session, FAILED)
+
+
+def _newest(session: Session, statuses: tuple[str, ...]) -> dict[int, datetime]:
     rows = session.exec(
         select(Delivery.subscriber_id, func.max(Delivery.created_at))
-        .where(col(Delivery.status).in_(FAILED))
+        .where(col(Delivery.status).in_(statuses))
         .group_by(col(Delivery.subscriber_id))
     ).all()
     return {subscriber_id: _aware(at) for subscriber_id, at in rows}
