@@ -97,6 +97,7 @@ class FeedsSettings:
 
     base_url: str = _key("http://localhost:8080", "public URL that feeds and links are built on")
     max_entries: int = _key(50, "newest matching papers kept in each topic feed")
+    lookback_days: int = _key(90, "feeds are built from the papers stored within this many days")
     author_name: str = _key("digestd", "author named in every feed")
 
 
@@ -226,6 +227,7 @@ def _validate(settings: Settings, source: str) -> None:
         ("digest", "max_papers"),
         ("digest", "lookback_days"),
         ("feeds", "max_entries"),
+        ("feeds", "lookback_days"),
         ("smtp", "port"),
         ("smtp", "timeout"),
         ("schedule", "ingest_interval_minutes"),

@@ -140,3 +140,30 @@ def test_refused_digest_is_retried_after_the_retry_delay(
     later = asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(minutes=61)))
     assert later.count("sent") == 1
     assert [e.rcpt_tos for e in smtp_server.handler.envelopes] == [["r@example.org"]]
+
+
+def test_feeds_are_built_from_the_recent_papers_only(
+    ready: tuple[Settings, Engine], sample_path: Path
+) -> None:
+    import feedparser
+    from sqlalchemy import update
+
+    from digestd.models import Paper
+
+    settings, engine = ready
+    jobs.run_ingest(settings, engine, [sample_path])
+    with session_scope(engine) as session:
+        store.add_topic(session, "oracle", query="title:oracle", now=datetime.now(UTC))
+
+    def entries() -> int:
+        jobs.run_feeds(settings, engine)
+        return len(feedparser.parse(settings.folder("feeds") / "oracle.atom").entries)
+
+    assert entries() == 3
+    with session_scope(engine) as session:
+        session.execute(update(Paper).values(first_seen=datetime.now(UTC) - timedelta(days=100)))
+    assert entries() == 0  # older than [feeds] lookback_days = 90
+    settings = dataclasses.replace(
+        settings, feeds=dataclasses.replace(settings.feeds, lookback_days=200)
+    )
+    assert entries() == 3

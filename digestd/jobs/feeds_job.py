@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -39,7 +39,8 @@ def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
     """Rebuild every topic's Atom feed and the feeds index."""
     with session_scope(engine) as session:
         topic_rows = store.topics(session)
-        papers = store.all_papers(session)
+        since = datetime.now(UTC) - timedelta(days=settings.feeds.lookback_days)
+        papers = store.all_papers(session, since=since)
     compiled, _errors = compile_all({t.slug: t.query for t in topic_rows})
     analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
     matches = match_papers(compiled, analyzed)

@@ -67,11 +67,13 @@ def papers_since(session: Session, since: datetime) -> list[Paper]:
     )
 
 
-def all_papers(session: Session) -> list[Paper]:
-    """Every stored paper, newest first."""
-    return list(
-        session.exec(select(Paper).order_by(col(Paper.first_seen).desc(), col(Paper.id))).all()
-    )
+def all_papers(session: Session, *, since: datetime | None = None) -> list[Paper]:
+    """Every stored paper (or those stored since ``since``), newest dump first, each dump in
+    its own order."""
+    query = select(Paper).order_by(col(Paper.first_seen).desc(), col(Paper.id))
+    if since is not None:
+        query = query.where(Paper.first_seen >= since)
+    return list(session.exec(query).all())
 
 
 def paper_count(session: Session) -> int:
