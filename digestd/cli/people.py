@@ -12,13 +12,11 @@ from digestd import jobs, store
 from digestd.cli.common import (
     database,
     out,
-    ready_engine,
     settings,
     subscriber_app,
     table,
     topic_app,
 )
-from digestd.db import session_scope
 
 
 @topic_app.command("add")
@@ -66,6 +64,11 @@ def topic_remove(
 
 # -- subscribers --------------------------------------------------------------------------------
 
+# The schedule options that `subscriber add` and `subscriber edit` share.
+TimezoneOption = Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris")]
+SendHourOption = Annotated[int | None, typer.Option(help="hour 0-23 in their timezone")]
+WeekdayOption = Annotated[str | None, typer.Option(help="weekday of a weekly digest: mon..sun")]
+
 
 @subscriber_app.command("add")
 def subscriber_add(
@@ -78,15 +81,13 @@ def subscriber_add(
         list[str] | None, typer.Option("--topic", help="a topic slug to follow (repeatable)")
     ] = None,
     frequency: Annotated[str, typer.Option(help="daily or weekly")] = "daily",
-    timezone: Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris")] = None,
-    send_hour: Annotated[int | None, typer.Option(help="hour 0-23 in their timezone")] = None,
-    weekday: Annotated[
-        str | None, typer.Option(help="weekday of a weekly digest: mon..sun")
-    ] = None,
+    timezone: TimezoneOption = None,
+    send_hour: SendHourOption = None,
+    weekday: WeekdayOption = None,
 ) -> None:
     """Add a subscriber with keyword queries and followed topics."""
     config = settings()
-    with session_scope(ready_engine(config)) as session:
+    with database() as session:
         subscriber = store.add_subscriber(
             session,
             email,
@@ -119,11 +120,9 @@ def subscriber_edit(
         list[str] | None, typer.Option("--unfollow", help="stop following a topic (repeatable)")
     ] = None,
     frequency: Annotated[str | None, typer.Option(help="daily or weekly")] = None,
-    timezone: Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris")] = None,
-    send_hour: Annotated[int | None, typer.Option(help="hour 0-23 in their timezone")] = None,
-    weekday: Annotated[
-        str | None, typer.Option(help="weekday of a weekly digest: mon..sun")
-    ] = None,
+    timezone: TimezoneOption = None,
+    send_hour: SendHourOption = None,
+    weekday: WeekdayOption = None,
 ) -> None:
     """Change a subscriber's queries, topics or schedule."""
     with database() as session:
