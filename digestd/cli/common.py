@@ -94,9 +94,10 @@ def ready_engine(config: Settings) -> Engine:
 
 
 @contextmanager
-def database() -> Iterator[Session]:
-    """A session on this invocation's database, committed when the command succeeds."""
-    with session_scope(ready_engine(settings())) as session:
+def database(config: Settings | None = None) -> Iterator[Session]:
+    """A session on this invocation's database (``config``, else the settings loaded now),
+    committed when the command succeeds."""
+    with session_scope(ready_engine(config or settings())) as session:
         yield session
 
 

@@ -87,7 +87,7 @@ def subscriber_add(
 ) -> None:
     """Add a subscriber with keyword queries and followed topics."""
     config = settings()
-    with database() as session:
+    with database(config) as session:
         subscriber = store.add_subscriber(
             session,
             email,
