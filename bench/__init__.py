@@ -1,0 +1,1 @@
+"""digestd's benchmark suite: ``python -m bench`` runs every benchmark; see bench/__main__.py."""
