@@ -18,8 +18,13 @@ BENCHMARKS = ("match", "render", "send", "ingest", "e2e")
 def main() -> int:
     """Run the chosen benchmarks (all by default) one after another; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], metavar="NAME",
-                        help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[*BENCHMARKS, []],
+        metavar="NAME",
+        help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     failed = []

@@ -63,7 +63,9 @@ class Report:
             ratio = ours / baseline if baseline else float("inf")
         else:
             ratio = baseline / ours if ours else float("inf")
-        self.rows.append((what, f"{_number(ours)} {unit}", f"{_number(baseline)} {unit}", f"{ratio:.1f}x"))
+        self.rows.append(
+            (what, f"{_number(ours)} {unit}", f"{_number(baseline)} {unit}", f"{ratio:.1f}x")
+        )
         return ratio
 
     def note(self, text: str) -> None:

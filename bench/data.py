@@ -8,6 +8,7 @@ is seeded: the same arguments give the same data.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections import Counter
@@ -15,18 +16,88 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from pathlib import Path
 
-from digestd.demo import SAMPLE_DUMP
+import digestd
 from digestd.ingest import parse_dump_bytes
 from digestd.ingest.papers import ParsedPaper
 
+SAMPLE_DUMP = Path(digestd.__file__).parent / "data" / "sample-mar14.txt"  # as digestd.demo
 SAMPLE_DATE = date(2024, 3, 14)
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
 _STOPWORDS = frozenset(
-    """a an and are as at be by can for from has have in into is it its of on or our that the
-    their these this to we which while with without via both such than then them they those
-    also more most not only over under when where what how all any each other using use used
-    show shows propose proposed paper approach method methods results based new""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "that",
+        "the",
+        "their",
+        "these",
+        "this",
+        "to",
+        "we",
+        "which",
+        "while",
+        "with",
+        "without",
+        "via",
+        "both",
+        "such",
+        "than",
+        "then",
+        "them",
+        "they",
+        "those",
+        "also",
+        "more",
+        "most",
+        "not",
+        "only",
+        "over",
+        "under",
+        "when",
+        "where",
+        "what",
+        "how",
+        "all",
+        "any",
+        "each",
+        "other",
+        "using",
+        "use",
+        "used",
+        "show",
+        "shows",
+        "propose",
+        "proposed",
+        "paper",
+        "approach",
+        "method",
+        "methods",
+        "results",
+        "based",
+        "new",
+    ]
 )
 
 
@@ -52,37 +123,49 @@ def _chain(texts: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
         if not words:
             continue
         starts.append(words[0])
-        for current, after in zip(words, words[1:], strict=False):
+        for current, after in itertools.pairwise(words):
             following.setdefault(current, []).append(after)
     return following, starts
 
 
 def _walk(
-    rng: random.Random, chain: tuple[dict[str, list[str]], list[str]], length: int
+    rng: random.Random,
+    own: tuple[dict[str, list[str]], list[str]],
+    shared: tuple[dict[str, list[str]], list[str]],
+    length: int,
 ) -> str:
-    following, starts = chain
-    words = [rng.choice(starts)]
+    """A walk mostly along one paper's bigrams (``own``), now and then along every paper's."""
+    words = [rng.choice(own[1])]
     while len(words) < length:
-        options = following.get(words[-1])
-        words.append(rng.choice(options) if options else rng.choice(starts))
+        following = (own if rng.random() < _STAY_ON_TOPIC else shared)[0]
+        options = following.get(words[-1]) or shared[0].get(words[-1])
+        words.append(rng.choice(options) if options else rng.choice(own[1]))
     return " ".join(words)
 
 
+_STAY_ON_TOPIC = 0.9
+
+
 def synthetic_papers(count: int, *, seed: int = 1) -> list[BenchPaper]:
-    """``count`` papers with distinct titles, written in the sample's words and phrases."""
+    """``count`` papers with distinct titles, written in the sample's words and phrases.
+
+    Each is a walk along the word bigrams of one sample paper (so it keeps to one topic, as a
+    real paper does), straying to the bigrams of the whole sample one word in ten.
+    """
     rng = random.Random(seed)
-    sample = sample_papers()
+    sample = [p for p in sample_papers() if p.abstract]
     titles = _chain([p.title for p in sample])
     abstracts = _chain([p.abstract for p in sample])
-    lengths = [len(p.abstract.split()) for p in sample if p.abstract]
     seen: set[str] = set()
     papers: list[BenchPaper] = []
     while len(papers) < count:
-        title = _walk(rng, titles, rng.randint(6, 14)).rstrip(".")
+        base = rng.choice(sample)
+        title = _walk(rng, _chain([base.title]), titles, rng.randint(6, 14)).rstrip(".")
         if title.lower() in seen:
             continue
         seen.add(title.lower())
-        abstract = _walk(rng, abstracts, rng.choice(lengths))
+        length = len(base.abstract.split())
+        abstract = _walk(rng, _chain([base.abstract]), abstracts, length)
         if not abstract.endswith("."):
             abstract += "."
         papers.append(BenchPaper(title=title, abstract=abstract))
@@ -92,14 +175,18 @@ def synthetic_papers(count: int, *, seed: int = 1) -> list[BenchPaper]:
 def dump_text(papers: Sequence[BenchPaper], day: date) -> str:
     """``papers`` in the daily text format of the sample dump, dated ``day``."""
     blocks = [f"{p.title}\n\n{p.abstract}" for p in papers]
-    return "Daily papers\n\n" + day.strftime("%b %d").replace(" 0", " ") + "\n\n" + "\n\n".join(
-        blocks
-    ) + "\n"
+    return (
+        "Daily papers\n\n"
+        + day.strftime("%b %d").replace(" 0", " ")
+        + "\n\n"
+        + "\n\n".join(blocks)
+        + "\n"
+    )
 
 
 @lru_cache(maxsize=1)
 def _vocabulary() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Topical words (in two or more sample papers), two-word phrases, and word prefixes."""
+    """Topical words, two-word phrases holding one, and prefixes of long topical words."""
     document_frequency: Counter[str] = Counter()
     phrases: Counter[str] = Counter()
     for paper in sample_papers():
@@ -107,12 +194,15 @@ def _vocabulary() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         document_frequency.update({w for w in words if w not in _STOPWORDS and len(w) > 2})
         phrases.update(
             f"{a} {b}"
-            for a, b in zip(words, words[1:], strict=False)
+            for a, b in itertools.pairwise(words)
             if a not in _STOPWORDS and b not in _STOPWORDS
         )
-    words = tuple(sorted(w for w, n in document_frequency.items() if n >= 2))
-    two_word = tuple(sorted(p for p, n in phrases.items() if n >= 2))
-    prefixes = tuple(sorted({w[:5] for w in words if len(w) >= 7}))
+    # Topical words: in at least two sample papers, at most one in ten (as a reader's
+    # keywords are: "retrieval", "diffusion", not "model" or "data").
+    topical = {w for w, n in document_frequency.items() if 2 <= n <= len(sample_papers()) // 10}
+    words = tuple(sorted(topical))
+    two_word = tuple(sorted(p for p, n in phrases.items() if n >= 2 and set(p.split()) & topical))
+    prefixes = tuple(sorted({w[:5] for w in words if len(w) >= 7 and w.isalnum()}))
     return words, two_word, prefixes
 
 
@@ -141,8 +231,14 @@ def synthetic_profiles(count: int, *, seed: int = 2) -> list[str]:
         (10, lambda: f"{term()} -{word()}"),
         (15, lambda: phrase()),
         (10, lambda: f"{rng.choice(('title', 'abstract'))}:{term()}"),
-        (5, lambda: f"{rng.choice(prefixes)}* {word()}" if rng.random() < 0.5 else
-         f"{rng.choice(prefixes)}*"),
+        (
+            5,
+            lambda: (
+                f"{rng.choice(prefixes)}* {word()}"
+                if rng.random() < 0.5
+                else f"{rng.choice(prefixes)}*"
+            ),
+        ),
     )
     weights = [weight for weight, _ in shapes]
     makers = [maker for _, maker in shapes]

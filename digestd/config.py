@@ -68,6 +68,9 @@ class SmtpSettings:
     from_name: str = _key("digestd", "display name of the sender")
     timeout: float = _key(30.0, "seconds to wait for the server before giving up")
     ca_file: str = _key("", "PEM file of authorities to trust for TLS; empty means the system's")
+    connections: int = _key(
+        1, "SMTP connections used at once; more send faster if the server allows"
+    )
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,7 @@ def _validate(settings: Settings, source: str) -> None:
         ("feeds", "lookback_days"),
         ("smtp", "port"),
         ("smtp", "timeout"),
+        ("smtp", "connections"),
         ("schedule", "ingest_interval_minutes"),
         ("schedule", "send_check_minutes"),
         ("schedule", "inbox_settle_seconds"),

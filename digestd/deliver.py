@@ -1,41 +1,49 @@
-"""Delivery: rendered digests to MIME messages, and the senders that hand them on.
+"""Delivery: the senders that hand built messages on, one message or many at a time.
 
-``build_message`` makes a multipart/alternative message with safe headers. A ``Sender``
-delivers one message at a time: ``SmtpSender`` over one reused SMTP connection, ``FileSender``
-into a folder of ``.eml`` files (for dry runs, tests and debugging).
+A ``Sender`` delivers one ``OutgoingMessage`` (see digestd.message) and reports the result:
+``SmtpSender`` over a small pool of reused SMTP connections, ``FileSender`` into a folder of
+``.eml`` files (for dry runs, tests and debugging). ``send_concurrently`` keeps as many messages
+in flight as the sender has connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import email.policy
-import email.utils
 import re
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from email.headerregistry import Address, BaseHeader, UnstructuredHeader
-from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 import aiosmtplib
 
 from digestd.atomic import write_atomic
 from digestd.errors import ConfigError, DeliveryError
-from digestd.render import RenderedDigest
+from digestd.message import OutgoingMessage, build_message, header_text
 
-SMTP_POLICY = email.policy.SMTP
+__all__ = [
+    "FileSender",
+    "OutgoingMessage",
+    "SendResult",
+    "Sender",
+    "SmtpSender",
+    "build_message",
+    "header_text",
+    "send_concurrently",
+]
+
 SECURITY_MODES = ("none", "starttls", "tls")
 
-# CR, LF and every other control character (C0, DEL, C1) plus the Unicode line and paragraph
-# separators, which some parsers also treat as line ends. Runs of them become one space.
-_HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 _HINT_CONNECT = "check [smtp] host and port in the config file"
 _HINT_LOGIN = "check [smtp] username and password in the config file"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -51,104 +59,42 @@ class SendResult:
 class Sender(Protocol):
     """Anything that delivers one message and reports the result."""
 
-    async def send(self, message: EmailMessage) -> SendResult:
-        """Deliver ``message`` to its To address."""
+    @property
+    def connections(self) -> int:
+        """How many messages it can usefully have in flight at once."""
+        ...
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Deliver ``message`` to its recipient."""
         ...
 
 
-class _LiteralHeader(UnstructuredHeader, BaseHeader):
-    """A header written exactly as given on one line: never folded, never RFC 2047-encoded.
+async def send_concurrently(
+    items: Iterable[T], work: Callable[[T], Awaitable[R]], *, limit: int
+) -> list[R]:
+    """``work`` applied to every item, at most ``limit`` at a time; results in item order.
 
-    Used for List-Unsubscribe, whose URL must reach mail clients byte for byte; the stdlib
-    folder would otherwise encode a long URL into encoded words.
+    Each item is worked on exactly once. When one raises, no further item is started, the ones
+    in flight are finished (a message a server accepted is still reported), then the first
+    error is raised.
     """
+    pending = iter(enumerate(items))
+    results: dict[int, R] = {}
+    errors: list[BaseException] = []
 
-    def fold(self, *, policy: Any) -> str:
-        """The header as one line ending with the policy's line separator."""
-        linesep: str = policy.linesep
-        return f"{self.name}: {self}{linesep}"
+    async def worker() -> None:
+        for index, item in pending:
+            try:
+                results[index] = await work(item)
+            except Exception as exc:
+                errors.append(exc)
+            if errors:
+                return
 
-
-def header_text(value: str) -> str:
-    """``value`` made safe for a header: control characters and line breaks become spaces."""
-    return _HEADER_UNSAFE.sub(" ", value).strip()
-
-
-def build_message(
-    rendered: RenderedDigest,
-    *,
-    from_address: str,
-    from_name: str,
-    to_address: str,
-    to_name: str,
-    list_id: str,
-    unsubscribe_url: str,
-    date: datetime.datetime | None = None,
-    message_id: str | None = None,
-) -> EmailMessage:
-    """A multipart/alternative digest message (text, then HTML) with list headers.
-
-    ``list_id`` is a bare list identifier such as ``digest.example.org`` (shown with
-    ``from_name`` as its description) or a complete ``name <list.id>`` value. Raises
-    ``ValueError`` when an address cannot be used.
-    """
-    sender = _address(from_name, from_address)
-    recipient = _address(to_name, to_address)
-    url = header_text(unsubscribe_url).replace(" ", "%20")
-    if not url or len(url) > 900 or any(ch in url for ch in "<>"):
-        raise ValueError(f"unusable unsubscribe URL {unsubscribe_url!r}")
-
-    message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = header_text(rendered.subject)
-    message["Date"] = email.utils.format_datetime(date or datetime.datetime.now(datetime.UTC))
-    message["Message-ID"] = (
-        header_text(message_id) if message_id else email.utils.make_msgid(domain=sender.domain)
-    )
-    message["List-Id"] = _list_id(list_id, from_name)
-    message["List-Unsubscribe"] = _LiteralHeader("List-Unsubscribe", f"<{url}>")
-    message["Auto-Submitted"] = "auto-generated"
-    # Quoted-printable keeps both parts 7-bit clean and every line short, whatever the server
-    # supports and however long a rendered line is.
-    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return message
-
-
-def message_bytes(message: EmailMessage) -> bytes:
-    """``message`` serialized as it goes over SMTP: CRLF line ends, folded headers."""
-    return message.as_bytes(policy=SMTP_POLICY)
-
-
-def _address(name: str, address: str) -> Address:
-    addr_spec = header_text(address)
-    if not addr_spec or " " in addr_spec:
-        raise ValueError(f"unusable email address {address!r}")
-    return Address(display_name=header_text(name), addr_spec=addr_spec)
-
-
-def _list_id(list_id: str, description: str) -> str:
-    value = header_text(list_id)
-    if "<" in value:
-        return value
-    identifier = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "", value)
-    if not identifier:
-        raise ValueError(f"unusable list id {list_id!r}")
-    phrase = header_text(description)
-    if not phrase or not phrase.isascii():
-        return f"<{identifier}>"
-    return f"{email.utils.quote(phrase) if not phrase.isalnum() else phrase} <{identifier}>"
-
-
-def _first_recipient(message: EmailMessage) -> str:
-    to = message["To"]
-    addresses = getattr(to, "addresses", ())
-    return ", ".join(a.addr_spec for a in addresses) if addresses else str(to or "")
-
-
-def _message_id(message: EmailMessage) -> str:
-    return str(message["Message-ID"] or "")
+    await asyncio.gather(*(worker() for _ in range(max(limit, 1))))
+    if errors:
+        raise errors[0]
+    return [results[index] for index in sorted(results)]
 
 
 class FileSender:
@@ -169,20 +115,25 @@ class FileSender:
     ) -> None:
         return None
 
-    async def send(self, message: EmailMessage) -> SendResult:
+    connections = 1
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
         """Write ``message`` atomically; the result's reply is the file's path."""
-        recipient = _first_recipient(message)
+        recipient = message.recipient
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         safe_recipient = _FILENAME_UNSAFE.sub("_", recipient)[:64] or "unknown"
         path = self.outbox / f"{stamp}-{safe_recipient}-{uuid.uuid4().hex[:8]}.eml"
-        await asyncio.to_thread(write_atomic, path, message_bytes(message))
-        return SendResult(
-            recipient=recipient, ok=True, reply=str(path), message_id=_message_id(message)
-        )
+        await asyncio.to_thread(write_atomic, path, message.data)
+        return SendResult(recipient, ok=True, reply=str(path), message_id=message.message_id)
 
 
 class SmtpSender:
-    """Sends messages over one SMTP connection, opened on entry and closed on exit."""
+    """Sends messages over a pool of up to ``connections`` SMTP connections.
+
+    The first connection is opened on entry (so a wrong host or password shows at once), the
+    others when concurrent sends need them; all are closed on exit. A connection carries one
+    transaction at a time, so ``connections`` messages can be in flight together.
+    """
 
     def __init__(
         self,
@@ -194,6 +145,7 @@ class SmtpSender:
         password: str | None = None,
         timeout: float = 30.0,
         ca_file: str | None = None,
+        connections: int = 1,
     ) -> None:
         """A sender for ``host:port``; ``security`` is "none", "starttls" or "tls"; certificates
         are verified against ``ca_file`` (PEM) when given, else the system's authorities."""
@@ -202,6 +154,11 @@ class SmtpSender:
                 f"unknown SMTP security {security!r}",
                 hint="set [smtp] security to none, starttls or tls",
             )
+        if connections < 1:
+            raise ConfigError(
+                f"SMTP connections must be at least 1, not {connections}",
+                hint="set [smtp] connections to 1 or more",
+            )
         self.host = host
         self.port = port
         self.security = security
@@ -209,12 +166,16 @@ class SmtpSender:
         self.password = password
         self.timeout = timeout
         self.ca_file = ca_file
-        self._client: aiosmtplib.SMTP | None = None
-        # One connection carries one transaction at a time.
-        self._lock = asyncio.Lock()
+        self.connections = connections
+        self._clients: list[aiosmtplib.SMTP | None] = [None] * connections
+        # Free connections, the most recently used on top: sending one message at a time
+        # keeps using the first connection, and the others are opened only when needed.
+        self._free: asyncio.LifoQueue[int] = asyncio.LifoQueue()
+        for slot in reversed(range(connections)):
+            self._free.put_nowait(slot)
 
     async def __aenter__(self) -> Self:
-        await self._connect()
+        self._clients[0] = await self._connect()
         return self
 
     async def __aexit__(
@@ -226,8 +187,74 @@ class SmtpSender:
         await self.close()
 
     async def close(self) -> None:
-        """Say QUIT and close the connection; a connection already gone is fine."""
-        client, self._client = self._client, None
+        """Say QUIT on every open connection and close it; one already gone is fine."""
+        await asyncio.gather(*(self._drop(slot) for slot in range(self.connections)))
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        """Send ``message`` on a free connection; a refusal by the server is a result with
+        ``ok=False``, not an error.
+
+        Raises ``DeliveryError`` when the server cannot be reached, even after reconnecting once.
+        """
+        if not message.envelope_from or not message.recipient:
+            reply = "message has no sender or no recipient"
+            return SendResult(message.recipient, False, reply, message.message_id)
+        slot = await self._free.get()
+        try:
+            return await self._send_on(slot, message)
+        finally:
+            self._free.put_nowait(slot)
+
+    async def _send_on(self, slot: int, message: OutgoingMessage) -> SendResult:
+        recipient, message_id = message.recipient, message.message_id
+
+        def refused(code: int, text: str) -> SendResult:
+            return SendResult(recipient, ok=False, reply=f"{code} {text}", message_id=message_id)
+
+        for attempt in (1, 2):
+            client = self._clients[slot]
+            if client is None or not client.is_connected:
+                await self._drop(slot)
+                client = self._clients[slot] = await self._connect()
+            try:
+                errors, reply = await client.sendmail(
+                    message.envelope_from, [recipient], message.data
+                )
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                first = exc.recipients[0]
+                return refused(first.code, first.message)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                # The server may close an idle connection between messages; a message it
+                # had not accepted can safely be tried once more on a fresh connection.
+                await self._drop(slot)
+                if attempt == 2:
+                    raise DeliveryError(
+                        f"connection to {self.host}:{self.port} lost: {exc}", hint=_HINT_CONNECT
+                    ) from exc
+                continue
+            except aiosmtplib.SMTPTimeoutError as exc:
+                # Whether the server took the message is unknown: rather than guess, the run
+                # stops here; the digest is not recorded, so the next run sends it again.
+                await self._drop(slot)
+                raise DeliveryError(
+                    f"{self.host}:{self.port} stopped answering: {exc}", hint=_HINT_CONNECT
+                ) from exc
+            except ValueError as exc:
+                # An address aiosmtplib will not put on the wire (e.g. non-ASCII).
+                return SendResult(recipient, ok=False, reply=str(exc), message_id=message_id)
+            except aiosmtplib.SMTPResponseException as exc:
+                # Sender refused, DATA refused, ...: aiosmtplib has already sent RSET.
+                return refused(exc.code, exc.message)
+            if errors:
+                code, text = next(iter(errors.values()))
+                return refused(code, text)
+            # aiosmtplib returns only the text of the 250 reply to DATA.
+            return SendResult(recipient, ok=True, reply=f"250 {reply}", message_id=message_id)
+        raise AssertionError("unreachable")
+
+    async def _drop(self, slot: int) -> None:
+        """Say QUIT on connection ``slot`` if it is open, and forget it."""
+        client, self._clients[slot] = self._clients[slot], None
         if client is None:
             return
         try:
@@ -235,64 +262,6 @@ class SmtpSender:
                 await client.quit()
         except (aiosmtplib.SMTPException, OSError):
             client.close()
-
-    async def send(self, message: EmailMessage) -> SendResult:
-        """Send ``message``; a refusal by the server is a result with ``ok=False``, not an error.
-
-        Raises ``DeliveryError`` when the server cannot be reached, even after reconnecting once.
-        """
-        recipient = _first_recipient(message)
-        message_id = _message_id(message)
-        sender_address = getattr(message["From"], "addresses", ())
-        envelope_from = sender_address[0].addr_spec if sender_address else ""
-        envelope_to = [a.addr_spec for a in getattr(message["To"], "addresses", ())]
-        if not envelope_from or not envelope_to:
-            reply = "message has no From or no To address"
-            return SendResult(recipient, ok=False, reply=reply, message_id=message_id)
-        data = message_bytes(message)
-
-        def refused(code: int, text: str) -> SendResult:
-            return SendResult(recipient, ok=False, reply=f"{code} {text}", message_id=message_id)
-
-        async with self._lock:
-            for attempt in (1, 2):
-                if self._client is None or not self._client.is_connected:
-                    await self._connect()
-                assert self._client is not None
-                try:
-                    errors, reply = await self._client.sendmail(envelope_from, envelope_to, data)
-                except aiosmtplib.SMTPRecipientsRefused as exc:
-                    first = exc.recipients[0]
-                    return refused(first.code, first.message)
-                except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
-                    # The server may close an idle connection between messages; a message it
-                    # had not accepted can safely be tried once more on a fresh connection.
-                    await self.close()
-                    if attempt == 2:
-                        raise DeliveryError(
-                            f"connection to {self.host}:{self.port} lost: {exc}",
-                            hint=_HINT_CONNECT,
-                        ) from exc
-                    continue
-                except aiosmtplib.SMTPTimeoutError as exc:
-                    # Whether the server took the message is unknown: rather than guess, the run
-                    # stops here; the digest is not recorded, so the next run sends it again.
-                    await self.close()
-                    raise DeliveryError(
-                        f"{self.host}:{self.port} stopped answering: {exc}", hint=_HINT_CONNECT
-                    ) from exc
-                except ValueError as exc:
-                    # An address aiosmtplib will not put on the wire (e.g. non-ASCII).
-                    return SendResult(recipient, ok=False, reply=str(exc), message_id=message_id)
-                except aiosmtplib.SMTPResponseException as exc:
-                    # Sender refused, DATA refused, ...: aiosmtplib has already sent RSET.
-                    return refused(exc.code, exc.message)
-                if errors:
-                    code, text = next(iter(errors.values()))
-                    return refused(code, text)
-                # aiosmtplib returns only the text of the 250 reply to DATA.
-                return SendResult(recipient, ok=True, reply=f"250 {reply}", message_id=message_id)
-        raise AssertionError("unreachable")
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.security == "none" or not self.ca_file:
@@ -305,7 +274,7 @@ class SmtpSender:
                 hint="check [smtp] ca_file in the config file",
             ) from None
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -331,4 +300,4 @@ class SmtpSender:
                     f"cannot log in to {self.host}:{self.port} as {self.username}: {exc}",
                     hint=_HINT_LOGIN,
                 ) from exc
-        self._client = client
+        return client

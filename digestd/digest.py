@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from digestd.match import Hit, PaperMatch, highlight
 from digestd.render import DigestEntry
@@ -40,11 +41,22 @@ class QuerySource:
         return f"your query {quoted}" if self.kind == "query" else f"topic {quoted}"
 
 
+class SourceMatches(Protocol):
+    """One query's matched papers: iterable ids, each paper's score, its explanation."""
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def __getitem__(self, paper_id: int, /) -> PaperMatch: ...
+
+    def score(self, paper_id: int, /) -> float:
+        """The paper's score, cheaper than its whole explanation."""
+        ...
+
+
 @dataclass
 class _Gathered:
     score: float = 0.0
-    hits: list[Hit] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
+    matched_by: list[tuple[QuerySource, SourceMatches]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ def _merge_hits(hits: Sequence[Hit]) -> list[Hit]:
 
 def plan_digest(
     *,
-    sources: Sequence[tuple[QuerySource, Mapping[int, PaperMatch]]],
+    sources: Sequence[tuple[QuerySource, SourceMatches]],
     papers: Mapping[int, CandidatePaper],
     already_sent: set[int] | frozenset[int],
     max_papers: int,
@@ -128,16 +140,15 @@ def plan_digest(
     """
     gathered: dict[int, _Gathered] = {}
     for source, matches in sources:
-        for paper_id, match in matches.items():
+        for paper_id in matches:
             paper = papers.get(paper_id)
             if paper is None or paper_id in already_sent:
                 continue
             if stored_since is not None and paper.stored_at < stored_since:
                 continue
             item = gathered.setdefault(paper_id, _Gathered())
-            item.score += match.score
-            item.hits.extend(match.hits)
-            item.reasons.append(source.reason())
+            item.score += matches.score(paper_id)
+            item.matched_by.append((source, matches))
     if not gathered:
         return None
     ranked = sorted(gathered, key=lambda pid: (-gathered[pid].score, pid))
@@ -145,7 +156,9 @@ def plan_digest(
     entries = []
     for paper_id in chosen:
         paper, item = papers[paper_id], gathered[paper_id]
-        hits = _merge_hits(item.hits)
+        # Hits are worked out only for the papers shown; ranking needed only scores.
+        hits = _merge_hits([hit for _, found in item.matched_by for hit in found[paper_id].hits])
+        reasons = [source.reason() for source, _ in item.matched_by]
         terms = tuple(dict.fromkeys(hit.term for hit in hits))
         entries.append(
             DigestEntry(
@@ -154,7 +167,7 @@ def plan_digest(
                 abstract=paper.abstract,
                 url=paper.url,
                 score=round(item.score, 3),
-                reasons=tuple(dict.fromkeys(item.reasons)),
+                reasons=tuple(dict.fromkeys(reasons)),
                 matched_terms=terms,
                 title_segments=tuple(
                     highlight(paper.title, [h for h in hits if h.field == "title"])

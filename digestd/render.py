@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +46,16 @@ _UNSAFE_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001]+"
 # Private-use characters that stand for <mark> and </mark> while a field is escaped in one call;
 # they are removed from untrusted text first (isprintable() is false for them).
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+HIT_OPEN = '<mark class="hit">'
+_NO_MARKUP = markupsafe.Markup("")
+_MARK_TAG = re.compile(r"<mark\b[^>]*>")
+# Jinja tags stand in for plain-text placeholders while the stylesheet is inlined into a template.
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_PLACEHOLDER_MARK = "@@jinja"
+_PLACEHOLDER = re.compile(r"@@jinja(\d+)@@")
+# Rendered entries (a paper at a position) and wrapped texts repeat across the digests of one
+# run, since one day's papers go to many subscribers; a few thousand covers a busy day.
+_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,9 @@ class RenderedDigest:
 
 @dataclass(frozen=True, slots=True)
 class _EntryView:
-    """An entry with its text cleaned and its abstract cut, as the templates use it."""
+    """An entry with its text cleaned and its abstract cut, as the templates use it; ``html``
+    and ``text`` are its own rendered fragments (digest_entry.html and digest_entry.txt)."""
 
-    number: int
     title: str
     url: str
     link: str | None
@@ -98,13 +110,22 @@ class _EntryView:
     abstract_html: markupsafe.Markup
     abstract: str
     matched_line: str
+    html: markupsafe.Markup = _NO_MARKUP
+    text: str = ""
 
-
-@dataclass(frozen=True, slots=True)
-class _Renderer:
-    html: jinja2.Template
-    text: jinja2.Template
-    inliner: css_inline.CSSInliner
+    def with_fragments(self, html: markupsafe.Markup, text: str) -> _EntryView:
+        """This entry with its rendered fragments (dataclasses.replace costs several times more)."""
+        return _EntryView(
+            self.title,
+            self.url,
+            self.link,
+            self.title_html,
+            self.abstract_html,
+            self.abstract,
+            self.matched_line,
+            html,
+            text,
+        )
 
 
 def default_templates_dir() -> Path:
@@ -132,6 +153,7 @@ def render_page(template_name: str, *, templates_dir: Path | None = None, **cont
     return template_environment(templates_dir).get_template(template_name).render(**context)
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def wrap_text(
     text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None
 ) -> str:
@@ -182,17 +204,154 @@ def digest_subject(digest: Digest) -> str:
 
 def render_digest(digest: Digest, *, templates_dir: Path | None = None) -> RenderedDigest:
     """The subject, the HTML part (CSS inlined) and the plain-text part of ``digest``."""
-    renderer = _renderer(templates_dir)
+    return _renderer(templates_dir).render(digest)
+
+
+class DigestRenderer:
+    """Renders digests with one templates folder: digest.html and digest.txt for the message,
+    digest_entry.html and digest_entry.txt for each paper in it.
+
+    With ``inline_css`` the stylesheet (digest.css) is inlined into the HTML templates once, when
+    they are loaded, so rendering a message only runs Jinja; without it the HTML keeps its class
+    attributes unstyled. With ``cache_entries`` each paper's fragments are rendered once per
+    position and reused: one day's papers go into many subscribers' digests.
+    """
+
+    def __init__(
+        self,
+        templates_dir: Path | None = None,
+        *,
+        inline_css: bool = True,
+        cache_entries: bool = True,
+    ) -> None:
+        """Load and compile the templates of ``templates_dir`` (default: the bundled ones)."""
+        env = template_environment(templates_dir)
+        css_path = Path(templates_dir or default_templates_dir()) / "digest.css"
+        self.css = css_path.read_text(encoding="utf-8") if css_path.is_file() else ""
+        self.hit_open = HIT_OPEN
+        if inline_css:
+            # The stylesheet is applied from outside the document, so no <style> element is
+            # needed and nothing in a template can pull in remote stylesheets.
+            inliner = css_inline.CSSInliner(extra_css=self.css, load_remote_stylesheets=False)
+            self._html = _load_template(env, "digest.html", inliner.inline)
+            fragment = functools.partial(inliner.inline_fragment, css="")
+            self._entry_html = _load_template(env, "digest_entry.html", fragment)
+            # Highlights are made per entry from text, so their tag carries its styles itself.
+            found = _MARK_TAG.search(fragment(f"{HIT_OPEN}x</mark>"))
+            self.hit_open = found.group() if found else HIT_OPEN
+        else:
+            self._html = _load_template(env, "digest.html")
+            self._entry_html = _load_template(env, "digest_entry.html")
+        self._globals = dict(env.globals)
+        self._text = _load_template(env, "digest.txt")
+        self._entry_text = _load_template(env, "digest_entry.txt")
+        self._entry: Callable[[DigestEntry], _EntryView] = (
+            lru_cache(maxsize=_CACHE_SIZE)(self._render_entry)
+            if cache_entries
+            else self._render_entry
+        )
+
+    def render(self, digest: Digest) -> RenderedDigest:
+        """The subject, the HTML part and the plain-text part of ``digest``."""
+        entries = [self._entry(entry) for entry in digest.entries]
+        context = _digest_context(digest, entries)
+        return RenderedDigest(
+            subject=context["subject"],
+            html=self._run(self._html, context),
+            text=self._run(self._text, context),
+        )
+
+    def _run(self, template: jinja2.Template, context: dict[str, Any]) -> str:
+        """``template.render(context)`` without its per-call copy of the globals.
+
+        Template.render merges the environment's globals (a ChainMap) into every context, which
+        costs more than rendering a digest from cached entries; here they are merged once.
+        """
+        try:
+            return "".join(
+                template.root_render_func(
+                    template.new_context(self._globals | context, shared=True)
+                )
+            )
+        except Exception:
+            # Rewrites the traceback to point at the template line, as render() does.
+            template.environment.handle_exception()
+        raise AssertionError("unreachable")
+
+    def _render_entry(self, entry: DigestEntry) -> _EntryView:
+        view = _entry_view(entry, self.hit_open)
+        html = markupsafe.Markup(self._run(self._entry_html, {"entry": view}))
+        return view.with_fragments(html, self._run(self._entry_text, {"entry": view}))
+
+
+def inline_template_css(source: str, inline: Callable[[str], str], *, name: str) -> str:
+    """The template ``source`` passed through the CSS inliner ``inline``, Jinja tags intact.
+
+    Jinja tags are swapped for plain placeholders while the HTML is parsed and serialized, and
+    swapped back after; a tag the parser dropped, copied or moved out of order is an error.
+    Selectors are matched against the template itself, so a rule that depends on repeated or
+    conditional content (``:nth-child``, ``+``) sees the template's one copy of it.
+    """
+    if _PLACEHOLDER_MARK in source:
+        raise jinja2.TemplateError(f"{name}: contains {_PLACEHOLDER_MARK!r}, used for inlining")
+    tags: list[str] = []
+
+    def protect(match: re.Match[str]) -> str:
+        tags.append(match.group())
+        return f"{_PLACEHOLDER_MARK}{len(tags) - 1}@@"
+
+    inlined = inline(_JINJA_TAG.sub(protect, source))
+    restored: list[int] = []
+
+    def restore(match: re.Match[str]) -> str:
+        restored.append(int(match.group(1)))
+        return tags[restored[-1]]
+
+    result = _PLACEHOLDER.sub(restore, inlined)
+    if restored != list(range(len(tags))):
+        raise jinja2.TemplateError(
+            f"{name}: inlining CSS moved or dropped Jinja tags (keep them out of places the HTML "
+            "parser rearranges, such as text directly inside <table> or <tr>)"
+        )
+    return result + "\n" if source.endswith("\n") and not result.endswith("\n") else result
+
+
+def _load_template(
+    env: jinja2.Environment, name: str, inline: Callable[[str], str] | None = None
+) -> jinja2.Template:
+    """Template ``name`` of ``env``, with the stylesheet inlined into its source by ``inline``.
+
+    Its globals are a plain copy of the environment's: Jinja's own loader gives every template
+    a ChainMap, which each render then walks to build its context.
+    """
+    assert env.loader is not None
+    source, filename, _uptodate = env.loader.get_source(env, name)
+    if inline is not None:
+        source = inline_template_css(source, inline, name=filename or name)
+    code = env.compile(source, name, filename)
+    return env.template_class.from_code(env, code, dict(env.globals))
+
+
+@lru_cache(maxsize=8)
+def _renderer(templates_dir: Path | None) -> DigestRenderer:
+    return DigestRenderer(templates_dir)
+
+
+def _digest_context(digest: Digest, entries: list[_EntryView]) -> dict[str, Any]:
+    """The context of digest.html and digest.txt."""
     subject = digest_subject(digest)
     date = digest.digest_date
     more = max(digest.more_count, 0)
-    context = {
+    return {
         "subject": subject,
         "site_name": clean_text(digest.site_name),
         "greeting_name": clean_text(digest.subscriber_name),
         "subscriber_email": clean_text(digest.subscriber_email),
         "date_long": f"{_MONTHS_LONG[date.month - 1]} {date.day}, {date.year}",
-        "entries": [_entry_view(number, entry) for number, entry in enumerate(digest.entries, 1)],
+        "entries": entries,
+        # The entries' own fragments joined here: one substitution in the template instead of
+        # one per paper, each of which would copy and check the markup again.
+        "entries_html": markupsafe.Markup("".join([entry.html for entry in entries])),
         "more_line": _more_line(more, listed=bool(digest.more_papers)) if more else "",
         "more_papers": [
             {"title": clean_text(title), "url": clean_text(url), "link": _http_link(url)}
@@ -202,23 +361,6 @@ def render_digest(digest: Digest, *, templates_dir: Path | None = None) -> Rende
         "unsubscribe_url": clean_text(digest.unsubscribe_url),
         "manage_url": clean_text(digest.manage_url) if digest.manage_url else None,
     }
-    html = renderer.inliner.inline(renderer.html.render(context))
-    text = renderer.text.render(context)
-    return RenderedDigest(subject=subject, html=html, text=text)
-
-
-@lru_cache(maxsize=8)
-def _renderer(templates_dir: Path | None) -> _Renderer:
-    env = template_environment(templates_dir)
-    css_path = Path(templates_dir or default_templates_dir()) / "digest.css"
-    css = css_path.read_text(encoding="utf-8") if css_path.is_file() else None
-    return _Renderer(
-        html=env.get_template("digest.html"),
-        text=env.get_template("digest.txt"),
-        # The stylesheet is applied from outside the document, so no <style> element is needed
-        # and nothing in a message can pull in remote stylesheets.
-        inliner=css_inline.CSSInliner(extra_css=css, load_remote_stylesheets=False),
-    )
 
 
 def _more_line(more: int, *, listed: bool) -> str:
@@ -231,16 +373,19 @@ def _http_link(url: str) -> str | None:
     return url if url.lower().startswith(("https://", "http://")) else None
 
 
-def _entry_view(number: int, entry: DigestEntry) -> _EntryView:
-    title, title_html = _field(entry.title_segments or ((entry.title, False),), limit=None)
+def _entry_view(entry: DigestEntry, hit_open: str) -> _EntryView:
+    title, title_html = _field(
+        entry.title_segments or ((entry.title, False),), limit=None, hit_open=hit_open
+    )
     abstract, abstract_html = _field(
-        entry.abstract_segments or ((entry.abstract, False),), limit=ABSTRACT_LIMIT
+        entry.abstract_segments or ((entry.abstract, False),),
+        limit=ABSTRACT_LIMIT,
+        hit_open=hit_open,
     )
     url = clean_text(entry.url)
     terms = ", ".join([clean_text(term) for term in entry.matched_terms if term.strip()])
     reasons = "; ".join([clean_text(reason) for reason in entry.reasons if reason.strip()])
     return _EntryView(
-        number=number,
         title=title,
         url=url,
         link=_http_link(url),
@@ -252,9 +397,9 @@ def _entry_view(number: int, entry: DigestEntry) -> _EntryView:
 
 
 def _field(
-    segments: tuple[tuple[str, bool], ...], *, limit: int | None
+    segments: tuple[tuple[str, bool], ...], *, limit: int | None, hit_open: str
 ) -> tuple[str, markupsafe.Markup]:
-    """The plain text of ``segments`` and its escaped HTML with the marked ones in ``<mark>``.
+    """The plain text of ``segments`` and its escaped HTML, the marked ones in ``hit_open``.
 
     Control characters become spaces. With a ``limit``, the text is cut at the last word
     boundary before that many characters and ends with an ellipsis.
@@ -302,8 +447,6 @@ def _field(
         ]
     )
     html = (
-        str(markupsafe.escape(joined))
-        .replace(_MARK_OPEN, '<mark class="hit">')
-        .replace(_MARK_CLOSE, "</mark>")
+        str(markupsafe.escape(joined)).replace(_MARK_OPEN, hit_open).replace(_MARK_CLOSE, "</mark>")
     )
     return plain, markupsafe.Markup(html)

@@ -310,3 +310,60 @@ def test_one_awkward_inbox_file_does_not_stop_the_others(
     quarantined = [p.name for p in (tmp_path / "data" / "quarantine").iterdir()]
     assert len(quarantined) == 2 and all(len(name) < 140 for name in quarantined)
     assert not any(inbox.rglob("*.txt")) and not any(inbox.glob("*.bin"))
+
+
+def write_dump(folder: Path, day: str, papers: list[tuple[str, str]]) -> Path:
+    path = folder / f"{day.replace(' ', '-')}.txt"
+    blocks = "\n\n".join(f"{title}\n\n{abstract}" for title, abstract in papers)
+    path.write_text(f"Daily papers\n\n{day}\n\n{blocks}\n", encoding="utf-8")
+    return path
+
+
+def test_match_backtest_counts_caught_papers_per_day(ready: Cli, tmp_path: Path) -> None:
+    days = {
+        "Mar 10": [
+            ("Graph networks at scale", "We study graphs."),
+            ("Vision models", "No such word here."),
+            ("Message passing", "A graph method."),
+        ],
+        "Mar 11": [("Speech", "Audio only."), ("Robots", "Control.")],
+        "Mar 12": [
+            ("Graph transformers", "Attention."),
+            ("Knowledge graphs", "Entities."),
+            ("Protein folding", "Structures."),
+            ("Graph sampling", "Subgraphs."),
+        ],
+    }
+    for day, papers in days.items():
+        result = ready("ingest", str(write_dump(tmp_path, day, papers)), "--date", "2025-03-20")
+        assert result.code == 0, result.err
+    result = ready("match", "graph", "--backtest")
+    assert result.code == 0, result.err
+    rows = {
+        line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:5]]
+        for line in result.out.splitlines()
+        if line.startswith("│ 2025-")
+    }
+    assert rows == {
+        "2025-03-10": ["3", "2", "67%"],
+        "2025-03-11": ["2", "0", "0%"],
+        "2025-03-12": ["4", "3", "75%"],
+    }
+    summary = " ".join(result.out.split())
+    assert "caught 5 of 9 papers over 3 days with papers" in summary
+    assert "mean 1.7, median 2, most 3 (2025-03-12); days with none: 1" in summary
+    recent = ready("match", "graph", "--backtest", "--days", "2")
+    assert "caught 3 of 6 papers over 2 days" in " ".join(recent.out.split())
+    assert "2025-03-10" not in recent.out
+
+
+def test_match_backtest_on_an_empty_store_says_so(ready: Cli) -> None:
+    result = ready("match", "graph", "--backtest")
+    assert result.code == 0
+    assert "no papers are stored yet" in result.out
+
+
+def test_match_backtest_refuses_zero_days(ready: Cli) -> None:
+    result = ready("match", "graph", "--backtest", "--days", "0")
+    assert result.code == 2
+    assert "--days" in result.err

@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import datetime
 import email
 import email.policy
+import email.utils
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from digestd.deliver import FileSender, SendResult, SmtpSender, build_message, message_bytes
+from digestd.deliver import (
+    FileSender,
+    OutgoingMessage,
+    SendResult,
+    SmtpSender,
+    build_message,
+    header_text,
+    send_concurrently,
+)
 from digestd.errors import DeliveryError
+from digestd.message import _quoted_printable
 from digestd.render import RenderedDigest
+from tests.conftest import CliResult, SmtpServer
+
+Cli = Callable[..., CliResult]
 
 UNSUBSCRIBE = "https://digest.example.org/unsubscribe?token=" + "Ab3_-x" * 30 + "&list=ml"
 REFUSED = "nobody@example.org"
+REACH = "ada@example.net"
 
 
 def rendered(subject: str = "2 new papers for you — Mar 14") -> RenderedDigest:
@@ -31,7 +49,7 @@ def rendered(subject: str = "2 new papers for you — Mar 14") -> RenderedDigest
     )
 
 
-def build(**overrides: Any) -> EmailMessage:
+def build(**overrides: Any) -> OutgoingMessage:
     options: dict[str, Any] = {
         "from_address": "digest@example.org",
         "from_name": "digestd",
@@ -51,7 +69,7 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def test_message_is_multipart_alternative_text_then_html() -> None:
-    parsed = parse(message_bytes(build()))
+    parsed = parse(build().data)
     assert parsed.get_content_type() == "multipart/alternative"
     parts = list(parsed.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -62,7 +80,7 @@ def test_message_is_multipart_alternative_text_then_html() -> None:
 
 def test_headers_appear_once_and_list_headers_are_literal() -> None:
     when = datetime.datetime(2025, 3, 14, 6, 30, tzinfo=datetime.UTC)
-    data = message_bytes(build(date=when))
+    data = build(date=when).data
     parsed = parse(data)
     for name in ("Date", "Message-ID", "From", "To", "Subject", "List-Id", "List-Unsubscribe"):
         assert len(parsed.get_all(name) or []) == 1, name
@@ -74,12 +92,12 @@ def test_headers_appear_once_and_list_headers_are_literal() -> None:
 
 
 def test_given_message_id_is_used() -> None:
-    parsed = parse(message_bytes(build(message_id="<abc.123@example.org>")))
+    parsed = parse(build(message_id="<abc.123@example.org>").data)
     assert parsed["Message-ID"] == "<abc.123@example.org>"
 
 
 def test_crlf_line_endings_and_short_lines() -> None:
-    data = message_bytes(build())
+    data = build().data
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert b"\r" not in data.replace(b"\r\n", b"")
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
@@ -92,7 +110,7 @@ def test_header_injection_through_names_and_subject_is_impossible() -> None:
         from_name="digestd\nX-Evil: 1",
         rendered=rendered("3 new papers\r\nBcc: evil@x\x00\x1b[31m\u2028Cc: evil@y"),
     )
-    parsed = parse(message_bytes(message))
+    parsed = parse(message.data)
     assert parsed.get_all("Bcc") is None
     assert parsed.get_all("Cc") is None
     assert parsed.get_all("X-Evil") is None
@@ -109,9 +127,7 @@ def test_injection_through_addresses_is_refused() -> None:
 
 def test_non_ascii_display_name_and_subject_round_trip() -> None:
     subject = "7 new papers for you — Mar 14 · 量子 Ω naïve " + "long words " * 10
-    data = message_bytes(
-        build(from_name="Dígest Ωmega", to_name="Zoë 量子", rendered=rendered(subject))
-    )
+    data = build(from_name="Dígest Ωmega", to_name="Zoë 量子", rendered=rendered(subject)).data
     assert b"=?utf-8?" in data  # RFC 2047 encoded words, not raw UTF-8
     parsed = parse(data)
     assert parsed["From"].addresses[0].display_name == "Dígest Ωmega"
@@ -230,3 +246,229 @@ async def test_unreachable_server_raises_delivery_error() -> None:
             pass
     assert f"cannot connect to 127.0.0.1:{port}" in str(caught.value)
     assert caught.value.hint == "check [smtp] host and port in the config file"
+
+
+# The message writer: what the stdlib parser reads back, and the line rules of RFC 5322/2045.
+
+# Display names and subjects from anywhere: scripts, punctuation that needs quoting, quotes and
+# backslashes, things that look like encoded words, control characters and line breaks.
+any_text = st.text(
+    st.one_of(
+        st.sampled_from(list(' "\\()<>[]:;@,.=?_\r\n\t\x00\x1b\u2028Ωé量😀')),
+        st.characters(codec="utf-8", exclude_categories=("Cs",)),
+    ),
+    max_size=120,
+)
+
+
+def raw_header(data: bytes, name: str) -> bytes:
+    """The header ``name`` as written, unfolded."""
+    head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
+    [line] = [line for line in head.split(b"\r\n") if line.startswith(name.encode() + b":")]
+    return line
+
+
+def lf_to_crlf(text: str) -> str:
+    """``text`` as a part reads back: CRLF line ends, and one at the end."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return (text if text.endswith("\n") else text + "\n").replace("\n", "\r\n")
+
+
+def body_lines(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(from_name=any_text, to_name=any_text, subject=any_text)
+def test_names_and_subjects_round_trip_through_the_parser(
+    from_name: str, to_name: str, subject: str
+) -> None:
+    message = build(from_name=from_name, to_name=to_name, rendered=rendered(subject))
+    data = message.data
+    assert data.isascii()
+    assert b"\n" not in data.replace(b"\r\n", b"") and b"\r" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    parsed = parse(data)
+    assert parsed.defects == []
+    assert str(parsed["Subject"]) == header_text(subject)
+    for field, name, address in (("From", from_name, "digest@example.org"), ("To", to_name, REACH)):
+        [mailbox] = parsed[field].addresses
+        assert mailbox.addr_spec == address
+        expected = header_text(name)
+        if raw_header(data, field).count(b"=?utf-8?") > 1:
+            # A long name takes several encoded words. RFC 2047 says the space between them is
+            # not part of the text, but Python 3.11's parser keeps it in display names (and so
+            # reads its own writer's output the same way), so here spaces are not compared.
+            assert "".join(mailbox.display_name.split()) == "".join(expected.split())
+        else:
+            assert mailbox.display_name == expected
+    assert set(parsed.keys()) == {
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Id",
+        "List-Unsubscribe",
+        "Auto-Submitted",
+        "MIME-Version",
+        "Content-Type",
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=400), html=st.text(max_size=400))
+def test_parts_are_quoted_printable_with_short_lines_and_round_trip(text: str, html: str) -> None:
+    data = build(rendered=RenderedDigest(subject="s", html=html, text=text)).data
+    assert all(len(line) <= 76 for line in body_lines(data))
+    plain, rich = parse(data).iter_parts()
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+    assert rich["Content-Transfer-Encoding"] == "quoted-printable"
+    # Every line end is written as CRLF; the parser hands them back as they are on the wire.
+    assert plain.get_content() == lf_to_crlf(text)
+    assert rich.get_content() == lf_to_crlf(html)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.sampled_from(list("ab =.\t\r\né€😀")), max_size=300))
+def test_line_by_line_encoding_is_the_whole_text_encoding(text: str) -> None:
+    whole = text.replace("\r\n", "\n").replace("\r", "\n")
+    whole = whole if whole.endswith("\n") else whole + "\n"
+    expected = binascii.b2a_qp(whole.encode(), istext=True).replace(b"\n", b"\r\n")
+    assert _quoted_printable(text) == expected
+    assert _quoted_printable(text) == expected  # and again, from the cache
+
+
+def test_long_lines_and_trailing_spaces_survive_quoted_printable() -> None:
+    line = "x" * 500 + " ends with spaces   "
+    text = f"{line}\n.starts with a dot\n\nFrom the start\n"
+    data = build(rendered=RenderedDigest(subject="s", html=f"<p>{line}</p>", text=text)).data
+    assert all(len(part) <= 76 for part in body_lines(data))
+    plain, rich = parse(data).iter_parts()
+    assert plain.get_content() == lf_to_crlf(text)
+    assert rich.get_content() == f"<p>{line}</p>\r\n"
+
+
+def test_boundary_is_unique_per_message() -> None:
+    first, second = parse(build().data), parse(build().data)
+    assert first.get_boundary() != second.get_boundary()
+    assert first["Message-ID"] != second["Message-ID"]
+
+
+def test_same_content_as_the_standard_library_writes() -> None:
+    when = datetime.datetime(2025, 3, 14, 6, 30, tzinfo=datetime.UTC)
+    ours = parse(build(date=when, message_id="<m@example.org>").data)
+    theirs = EmailMessage(policy=email.policy.SMTP)
+    theirs["From"] = Address("digestd", addr_spec="digest@example.org")
+    theirs["To"] = Address("Ada Lovelace", addr_spec="ada@example.net")
+    theirs["Subject"] = rendered().subject
+    theirs["Date"] = email.utils.format_datetime(when)
+    theirs["Message-ID"] = "<m@example.org>"
+    theirs.set_content(rendered().text, charset="utf-8", cte="quoted-printable")
+    theirs.add_alternative(rendered().html, subtype="html", charset="utf-8", cte="quoted-printable")
+    theirs = parse(theirs.as_bytes())
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
+        assert str(ours[name]) == str(theirs[name]), name
+    assert ours.get_content_type() == theirs.get_content_type()
+    for mine, reference in zip(ours.iter_parts(), theirs.iter_parts(), strict=True):
+        assert mine.get_content_type() == reference.get_content_type()
+        assert mine.get_content() == reference.get_content()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"from_address": "digest@example.org\r\nBcc: evil@x"},
+        {"to_address": "ada@example.net>, evil@x"},
+        {"to_address": "Ada <ada@example.net>"},
+        {"to_address": "zoë@example.net"},
+        {"to_address": ""},
+        {"list_id": "digest\r\nBcc: evil@x <x>"},
+        {"unsubscribe_url": "https://x.org/u>\r\nBcc: evil@x"},
+        {"message_id": "<a@b>\r\nBcc: evil@x \u2028 Ω"},
+    ],
+)
+def test_injection_through_addresses_and_list_headers_is_refused_or_neutral(
+    overrides: dict[str, str],
+) -> None:
+    try:
+        message = build(**overrides)
+    except ValueError:
+        return
+    parsed = parse(message.data)
+    assert parsed.get_all("Bcc") is None
+    assert all(len(parsed.get_all(name) or []) == 1 for name in ("To", "From", "List-Id"))
+
+
+def test_non_ascii_unsubscribe_url_is_percent_encoded_on_one_line() -> None:
+    data = build(unsubscribe_url="https://exämple.org/u?t=Ω").data
+    assert b"\r\nList-Unsubscribe: <https://ex%C3%A4mple.org/u?t=%CE%A9>\r\n" in data
+
+
+async def test_send_concurrently_works_each_item_once_in_order() -> None:
+    running = 0
+    most = 0
+
+    async def work(item: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.001 * (item % 3))
+        running -= 1
+        return item * 10
+
+    assert await send_concurrently(range(20), work, limit=3) == [i * 10 for i in range(20)]
+    assert most == 3
+
+
+async def test_send_concurrently_finishes_in_flight_work_then_raises() -> None:
+    started: list[int] = []
+    finished: list[int] = []
+
+    async def work(item: int) -> int:
+        started.append(item)
+        if item == 1:
+            raise DeliveryError("lost")
+        await asyncio.sleep(0.01)
+        finished.append(item)
+        return item
+
+    with pytest.raises(DeliveryError):
+        await send_concurrently(range(10), work, limit=3)
+    assert sorted(started) == [0, 1, 2]  # nothing new started after the failure
+    assert sorted(finished) == [0, 2]  # the ones in flight were finished
+
+
+async def test_pool_of_three_connections_delivers_every_message_exactly_once(
+    smtp_server: SmtpServer,
+) -> None:
+    addresses = [f"reader{i}@example.net" for i in range(30)]
+    async with SmtpSender(host=smtp_server.host, port=smtp_server.port, connections=3) as sender:
+        results = await send_concurrently(
+            [build(to_address=a) for a in addresses], sender.send, limit=sender.connections
+        )
+    assert [r.recipient for r in results] == addresses and all(r.ok for r in results)
+    assert sorted(e.rcpt_tos[0] for e in smtp_server.handler.envelopes) == sorted(addresses)
+    ids = [str(m["Message-ID"]) for m in smtp_server.handler.messages()]
+    assert sorted(ids) == sorted(r.message_id for r in results)
+    assert smtp_server.handler.connections == 3
+
+
+def test_send_job_with_a_pool_sends_each_digest_once(
+    cli: Cli, config_file: Path, sample_path: Path, smtp_server: SmtpServer
+) -> None:
+    text = config_file.read_text(encoding="utf-8").replace(
+        "[smtp]\n",
+        f'[smtp]\nhost = "{smtp_server.host}"\nport = {smtp_server.port}\nconnections = 3\n',
+    )
+    config_file.write_text(text + '\n[delivery]\nbackend = "smtp"\n', encoding="utf-8")
+    assert cli("init").code == 0
+    assert cli("ingest", str(sample_path)).code == 0
+    readers = [f"reader{i}@example.org" for i in range(12)]
+    for reader in readers:
+        assert cli("subscriber", "add", reader, "--query", "model").code == 0
+    assert cli("send", "--now").code == 0
+    assert sorted(e.rcpt_tos[0] for e in smtp_server.handler.envelopes) == sorted(readers)
+    assert 1 < smtp_server.handler.connections <= 3
+    assert cli("send", "--now").code == 0  # everything was recorded: nothing goes twice
+    assert len(smtp_server.handler.envelopes) == len(readers)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from digestd.digest import CandidatePaper, QuerySource, digest_key, is_due, plan_digest
-from digestd.match import analyze_paper, compile_query, match_papers
+from digestd.match import compile_profiles, index_papers, match_profiles
 
 
 def due(now: datetime, **kwargs: object) -> bool:
@@ -99,10 +99,11 @@ def papers() -> dict[int, CandidatePaper]:
 
 
 def plan(papers: dict[int, CandidatePaper], queries: dict[str, str], **kwargs: object):  # type: ignore[no-untyped-def]
-    compiled = {k: compile_query(q) for k, q in queries.items()}
-    analyzed = {pid: analyze_paper(p.title, p.abstract) for pid, p in papers.items()}
-    matches = match_papers(compiled, analyzed)
-    sources = [(QuerySource("query", q), matches.get(k, {})) for k, q in queries.items()]
+    result = match_profiles(
+        compile_profiles(queries),
+        index_papers({pid: (p.title, p.abstract) for pid, p in papers.items()}),
+    )
+    sources = [(QuerySource("query", q), result.get(k)) for k, q in queries.items()]
     options: dict[str, object] = {"already_sent": set(), "max_papers": 10}
     options.update(kwargs)
     return plan_digest(sources=sources, papers=papers, **options)  # type: ignore[arg-type]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
+import unicodedata
 from datetime import date
 from pathlib import Path
 
@@ -10,8 +14,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digestd.errors import DumpError
-from digestd.ingest import paper_uid, parse_dump_bytes, read_dump_file, title_key
-from digestd.ingest.daily_text import Label, _paragraphs, best_labels, parse_daily_text
+from digestd.ingest import (
+    ParsedPaper,
+    paper_identity,
+    paper_uid,
+    parse_dump_bytes,
+    read_dump_file,
+    title_key,
+)
+from digestd.ingest.daily_text import (
+    _END,
+    _TRANSITION,
+    Label,
+    Paragraph,
+    _abstract_cost,
+    _paragraphs,
+    _title_cost,
+    best_labels,
+    parse_daily_text,
+)
+from digestd.ingest.papers import ARXIV_ID, find_arxiv_id
 
 REFERENCE = date(2026, 11, 23)
 
@@ -219,3 +241,90 @@ def test_feb_29_without_a_year_is_the_latest_leap_day() -> None:
     text = "Feb 29\n\nA Leap Paper\n\nWritten on a leap day, as one does."
     assert parse_daily_text(text, reference=date(2026, 11, 23)).dump_date == date(2024, 2, 29)
     assert parse_daily_text(text, reference=date(2028, 3, 1)).dump_date == date(2028, 2, 29)
+
+
+def slow_title_key(title: str) -> str:
+    """title_key as first written, with no fast path for ASCII titles."""
+    folded = unicodedata.normalize("NFKD", title).casefold()
+    words = re.findall(r"[^\W_]+", "".join(c for c in folded if not unicodedata.combining(c)))
+    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:32]
+
+
+# Text around near-miss and real arXiv references, including letters that match others under
+# re.IGNORECASE (dotless ı, dotted İ, long ſ, the Kelvin sign).
+reference = st.tuples(
+    st.sampled_from(
+        [
+            "arxiv",
+            "arXiv",
+            "arxıv",
+            "ARXİV",
+            "arxiv.org/abs/",
+            "arxiv.org/pdf/",
+            "arxiv.org/",
+            "huggingface.co/papers/",
+            "hugginGface.co/paperſ/",
+            "x/",
+            "",
+        ]
+    ),
+    st.sampled_from([":", " : ", "", "\n:\t"]),
+    st.sampled_from(
+        ["2403.01234", "2403.0123", "2403.123", "240.01234", "2403.012345", "٢٤٠٣.٠١٢٣"]
+    ),
+    st.sampled_from(["", "v2"]),
+).map("".join)
+id_text = st.lists(
+    st.one_of(reference, st.sampled_from([" ", "See ", ".", "é", "naïve", "_", "Kx", "Ⅻ", "ﬁ"])),
+    max_size=6,
+).map("".join)
+
+
+@given(id_text, st.one_of(id_text, st.text(max_size=40)))
+def test_arxiv_id_is_found_exactly_as_by_the_plain_pattern(title: str, abstract: str) -> None:
+    found = ARXIV_ID.search(title) or ARXIV_ID.search(abstract)
+    assert find_arxiv_id(title, abstract) == (found["id"] if found else None)
+
+
+@given(st.one_of(id_text, st.text(max_size=40), st.text("AbC dE-_.!?09 \t", max_size=40)))
+def test_title_key_and_identity_are_unchanged_by_the_ascii_fast_path(title: str) -> None:
+    assert title_key(title) == slow_title_key(title)
+    paper = ParsedPaper(title=title, abstract="", arxiv_id=find_arxiv_id(title, ""))
+    assert paper_identity(paper) == (paper_uid(paper), slow_title_key(title))
+
+
+def plain_best_labels(paragraphs: list[Paragraph]) -> tuple[list[Label], float]:
+    """best_labels as first written: the same Viterbi over dicts keyed by label."""
+    cost = {label: math.inf for label in Label}
+    cost[Label.TITLE] = _title_cost(paragraphs[0])
+    back: list[dict[Label, Label]] = []
+    for paragraph in paragraphs[1:]:
+        abstract = _abstract_cost(paragraph)
+        emission = (_title_cost(paragraph), abstract, abstract)
+        step: dict[Label, float] = {}
+        pointers: dict[Label, Label] = {}
+        for label in Label:
+            previous = min(
+                (p for p in Label if (p, label) in _TRANSITION),
+                key=lambda p: cost[p] + _TRANSITION[p, label],
+            )
+            step[label] = cost[previous] + _TRANSITION[previous, label] + emission[label]
+            pointers[label] = previous
+        cost = step
+        back.append(pointers)
+    last = min(Label, key=lambda label: cost[label] + _END[label])
+    labels = [last]
+    for pointers in reversed(back):
+        labels.append(pointers[labels[-1]])
+    return labels[::-1], cost[last] + _END[last]
+
+
+paragraph_texts = st.one_of(
+    st.text("ab .!?\"')", min_size=1, max_size=260),
+    st.sampled_from(["Attention Is All You Need.", ABSTRACT, "x" * 501, "One. Two", "Short"]),
+)
+
+
+@given(st.lists(st.builds(Paragraph, paragraph_texts, st.integers(1, 3)), min_size=1, max_size=12))
+def test_labelling_is_the_one_the_plain_viterbi_finds(paragraphs: list[Paragraph]) -> None:
+    assert best_labels(paragraphs) == plain_best_labels(paragraphs)

@@ -11,27 +11,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digestd.match import (
-    AnalyzedPaper,
-    Hit,
-    PaperMatch,
-    analyze_paper,
-    compile_query,
-    highlight,
-    match_paper,
-    match_papers,
-)
+from digestd.match import Hit, PaperMatch, compile_query, highlight
 from digestd.match.text import normalize, tokenize
+from tests.matching import engine_match, engine_match_all
+
+Paper = tuple[str, str]
 
 SAMPLE_DUMP = Path(__file__).resolve().parent.parent / "digestd" / "data" / "sample-mar14.txt"
 
 
 def matches(query: str, title: str, abstract: str = "") -> bool:
-    return match_paper(compile_query(query), analyze_paper(title, abstract)) is not None
+    compile_query(query)  # a bad query raises here
+    return engine_match(query, title, abstract) is not None
 
 
 def match_of(query: str, title: str, abstract: str = "") -> PaperMatch:
-    match = match_paper(compile_query(query), analyze_paper(title, abstract))
+    compile_query(query)
+    match = engine_match(query, title, abstract)
     assert match is not None
     return match
 
@@ -185,20 +181,20 @@ def test_repeated_query_term_is_one_hit() -> None:
 
 def test_match_papers_returns_only_queries_and_papers_with_matches() -> None:
     papers = {
-        "p1": analyze_paper("Graph neural networks", "message passing"),
-        "p2": analyze_paper("Vision transformers", "patches"),
-        "p3": analyze_paper("Speech", "graph of phonemes"),
+        "p1": ("Graph neural networks", "message passing"),
+        "p2": ("Vision transformers", "patches"),
+        "p3": ("Speech", "graph of phonemes"),
     }
     queries = {
         "alice": compile_query("graph"),
         "bob": compile_query("vision OR speech"),
         "carol": compile_query("quantum"),
     }
-    result = match_papers(queries, papers)
+    result = engine_match_all(queries, papers)
     assert list(result) == ["alice", "bob"]
     assert list(result["alice"]) == ["p1", "p3"]
     assert list(result["bob"]) == ["p2", "p3"]
-    assert result["alice"]["p1"] == match_paper(queries["alice"], papers["p1"])
+    assert result["alice"]["p1"] == engine_match(queries["alice"], *papers["p1"])
 
 
 # --- highlight ---------------------------------------------------------------------------
@@ -241,9 +237,9 @@ def test_highlight_without_hits_is_the_whole_text() -> None:
 
 
 def test_highlight_of_a_real_match_marks_what_the_query_found() -> None:
-    paper = analyze_paper("A Naïve Bayes baseline", "")
-    match = match_of("naive bay*", paper.title.text)
-    marked = [text for text, hit in highlight(paper.title.text, match.hits) if hit]
+    title = "A Naïve Bayes baseline"
+    match = match_of("naive bay*", title)
+    marked = [text for text, hit in highlight(title, match.hits) if hit]
     assert marked == ["Naïve", "Bayes"]
 
 
@@ -308,8 +304,8 @@ PAPERS = st.lists(
 )
 
 
-def matched(query: str, papers: dict[int, AnalyzedPaper]) -> set[int]:
-    result = match_papers({"q": compile_query(query)}, papers)
+def matched(query: str, papers: dict[int, Paper]) -> set[int]:
+    result = engine_match_all({"q": compile_query(query)}, papers)
     return set(result.get("q", {}))
 
 
@@ -318,7 +314,7 @@ def matched(query: str, papers: dict[int, AnalyzedPaper]) -> set[int]:
 def test_or_is_the_union_and_and_the_intersection(
     a: str, b: str, texts: list[tuple[str, str]]
 ) -> None:
-    papers = {i: analyze_paper(title, abstract) for i, (title, abstract) in enumerate(texts)}
+    papers = dict(enumerate(texts))
     left, right = matched(a, papers), matched(b, papers)
     assert matched(f"{a} OR {b}", papers) == left | right
     assert matched(f"{a} {b}", papers) == left & right
@@ -331,7 +327,7 @@ def test_or_is_the_union_and_and_the_intersection(
 def test_every_match_is_explained_by_hits(text: str, texts: list[tuple[str, str]]) -> None:
     query = compile_query(text)
     for title, abstract in texts:
-        match = match_paper(query, analyze_paper(title, abstract))
+        match = engine_match(query, title, abstract)
         if match is not None:
             assert match.hits and match.score > 0
             assert list(match.hits) == sorted(set(match.hits), key=match.hits.index)
@@ -348,36 +344,36 @@ def sample_papers() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def sample() -> dict[str, AnalyzedPaper]:
-    return {title: analyze_paper(title, abstract) for title, abstract in sample_papers()}
+def sample() -> dict[str, Paper]:
+    return {title: (title, abstract) for title, abstract in sample_papers()}
 
 
-def test_sample_dump_has_87_papers(sample: dict[str, AnalyzedPaper]) -> None:
+def test_sample_dump_has_87_papers(sample: dict[str, Paper]) -> None:
     assert len(sample) == 87
 
 
 def test_sample_text_to_sql_matches_the_titled_papers_first(
-    sample: dict[str, AnalyzedPaper],
+    sample: dict[str, Paper],
 ) -> None:
     titled = {title for title in sample if re.search(r"text[\W_]+to[\W_]+sql", title, re.I)}
     assert len(titled) >= 2
-    found = match_papers({"q": compile_query('"text-to-sql"')}, sample)["q"]
+    found = engine_match_all({"q": compile_query('"text-to-sql"')}, sample)["q"]
     assert titled <= set(found)
     ranked = sorted(found, key=lambda title: -found[title].score)
     assert set(ranked[: len(titled)]) == titled
-    in_titles = match_papers({"q": compile_query('title:"text-to-sql"')}, sample)["q"]
+    in_titles = engine_match_all({"q": compile_query('title:"text-to-sql"')}, sample)["q"]
     assert set(in_titles) == titled
 
 
-def test_sample_bare_and_quoted_spellings_agree(sample: dict[str, AnalyzedPaper]) -> None:
+def test_sample_bare_and_quoted_spellings_agree(sample: dict[str, Paper]) -> None:
     queries = {q: compile_query(q) for q in ("text-to-sql", '"text to sql"', '"Text-to-SQL"')}
-    result = match_papers(queries, sample)
+    result = engine_match_all(queries, sample)
     assert len({frozenset(found) for found in result.values()}) == 1
 
 
-def test_sample_negation_and_or_agree_with_sets(sample: dict[str, AnalyzedPaper]) -> None:
+def test_sample_negation_and_or_agree_with_sets(sample: dict[str, Paper]) -> None:
     def found(text: str) -> set[str]:
-        return set(match_papers({"q": compile_query(text)}, sample).get("q", {}))
+        return set(engine_match_all({"q": compile_query(text)}, sample).get("q", {}))
 
     llm, sql = found("llm"), found("sql")
     assert llm and sql

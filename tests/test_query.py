@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digestd.errors import QueryError
-from digestd.match import CompiledQuery, analyze_paper, compile_query, match_paper
+from digestd.match import CompiledQuery, compile_query
 from digestd.match.query import MAX_NESTING, MAX_QUERY_LENGTH, And, Not, Or, Phrase, Prefix, Word
 from digestd.match.text import stem
+from tests.matching import engine_match
 
 
 def word(text: str, field: str | None = None) -> Word:
@@ -259,11 +260,11 @@ def test_query_of_exactly_the_maximum_length_compiles() -> None:
 def test_query_nested_to_the_limit_compiles_and_evaluates() -> None:
     # 16 parentheses and 16 negations: an even number of NOTs, so it means "llm x".
     query = compile_query("llm " + "-(" * 16 + "x" + ")" * 16)
-    assert match_paper(query, analyze_paper("LLM x", "")) is not None
-    assert match_paper(query, analyze_paper("LLM", "y")) is None
+    assert engine_match(query, "LLM x", "") is not None
+    assert engine_match(query, "LLM", "y") is None
     parens = compile_query("(" * MAX_NESTING + "llm" + ")" * MAX_NESTING)
     assert parens.root == word("llm")
-    match = match_paper(parens, analyze_paper("LLM", ""))
+    match = engine_match(parens, "LLM", "")
     assert match is not None
     assert match.terms == ("llm",)
 
@@ -275,10 +276,10 @@ def test_long_flat_or_compiles_and_matches() -> None:
     query = compile_query(text)
     assert isinstance(query.root, Or)
     assert len(query.root.children) == len(words)
-    match = match_paper(query, analyze_paper("w0 and w249", "w200"))
+    match = engine_match(query, "w0 and w249", "w200")
     assert match is not None
     assert match.terms == ("w0", "w249", "w200")  # title hits first, then abstract
-    assert match_paper(query, analyze_paper("nothing", "here")) is None
+    assert engine_match(query, "nothing", "here") is None
 
 
 def test_long_flat_and_compiles_and_matches() -> None:
@@ -286,8 +287,8 @@ def test_long_flat_and_compiles_and_matches() -> None:
     query = compile_query(" ".join(words))
     assert isinstance(query.root, And)
     assert len(query.root.children) == len(words)
-    assert match_paper(query, analyze_paper(" ".join(words), "")) is not None
-    assert match_paper(query, analyze_paper(" ".join(words[1:]), "")) is None
+    assert engine_match(query, " ".join(words), "") is not None
+    assert engine_match(query, " ".join(words[1:]), "") is None
 
 
 NESTING_OPENERS = st.sampled_from(["(", "-", "NOT "])
@@ -298,7 +299,7 @@ def test_nesting_compiles_up_to_the_limit_and_is_refused_beyond(openers: list[st
     text = "llm " + "".join(openers) + "x" + ")" * openers.count("(")
     if len(openers) <= MAX_NESTING:
         query = compile_query(text)
-        matched = match_paper(query, analyze_paper("llm x", "")) is not None
+        matched = engine_match(query, "llm x", "") is not None
         assert matched == (sum(o != "(" for o in openers) % 2 == 0)
     else:
         too_deep = 4 + sum(len(o) for o in openers[:MAX_NESTING])

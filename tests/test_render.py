@@ -6,8 +6,11 @@ import dataclasses
 import datetime
 import re
 import shutil
+from html import unescape
+from html.parser import HTMLParser
 from pathlib import Path
 
+import css_inline
 import jinja2
 import pytest
 
@@ -15,8 +18,10 @@ from digestd.render import (
     ABSTRACT_LIMIT,
     Digest,
     DigestEntry,
+    DigestRenderer,
     default_templates_dir,
     digest_subject,
+    inline_template_css,
     render_digest,
     wrap_text,
 )
@@ -121,8 +126,8 @@ def test_html_escapes_untrusted_text_and_highlights_matches(sample: Digest) -> N
     assert re.search(r'<mark class="hit" style="[^"]+">model</mark>', html)
     assert html.count("<mark") >= 4
     assert 'href="https://arxiv.org/abs/2403.00001"' in html
-    # The inliner re-serializes the document; a quote is plain text outside attributes.
-    assert 'Matched: model, "text to sql" — your query “llm AND code”' in html
+    # Jinja escapes quotes in text too (&#34;); a browser shows the same text.
+    assert 'Matched: model, "text to sql" — your query “llm AND code”' in unescape(html)
     assert "and 4 more papers matched" in html
     assert 'href="https://digest.example.org/unsubscribe?token=abc&amp;list=1"' in html
     assert 'href="https://digest.example.org/manage?token=abc"' in html
@@ -263,3 +268,54 @@ def test_papers_past_the_cap_are_listed_by_title() -> None:
     assert "… and 1 more." in rendered.html
     assert "  - Extra <One>" in rendered.text and "https://arxiv.org/abs/1" in rendered.text
     assert "… and 1 more." in rendered.text
+
+
+class _Elements(HTMLParser):
+    """Every start tag with its attributes, and the text between, in document order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[object] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.items.append((tag, sorted(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.items.append(data.strip())
+
+
+def elements(html: str) -> list[object]:
+    parser = _Elements()
+    parser.feed(html)
+    return parser.items
+
+
+def test_css_inlined_once_per_template_equals_inlining_every_message(sample: Digest) -> None:
+    # The reference: the plain template rendered, then the whole message run through the
+    # inliner, as a per-message inliner would do it.
+    plain = DigestRenderer(inline_css=False, cache_entries=False)
+    inliner = css_inline.CSSInliner(extra_css=plain.css, load_remote_stylesheets=False)
+    capped = dataclasses.replace(sample, more_papers=(("Extra <One>", "https://arxiv.org/abs/1"),))
+    for one in (sample, capped, dataclasses.replace(sample, manage_url=None, subscriber_name="")):
+        expected = inliner.inline(plain.render(one).html)
+        assert elements(render_digest(one).html) == elements(expected)
+        assert render_digest(one).text == plain.render(one).text
+
+
+def test_cached_entries_give_the_same_digest_every_time(sample: Digest) -> None:
+    renderer = DigestRenderer()
+    first = renderer.render(sample)
+    reordered = dataclasses.replace(sample, entries=sample.entries[::-1])
+    assert renderer.render(sample) == first
+    assert renderer.render(reordered).text.index("1.  Long abstracts") > 0
+    assert renderer.render(sample) == first
+
+
+def test_jinja_tags_the_html_parser_would_move_are_refused() -> None:
+    inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
+    moved = "<table>{% for row in rows %}<tr><td>{{ row }}</td></tr>{% endfor %}</table>"
+    with pytest.raises(jinja2.TemplateError, match="moved or dropped Jinja tags"):
+        inline_template_css(moved, inliner.inline, name="t.html")
+    kept = "<p class='x'>{% if a %}{{ a }}{% endif %}</p>"
+    assert "{% if a %}{{ a }}{% endif %}" in inline_template_css(kept, inliner.inline, name="t")

@@ -12,7 +12,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from digestd.deliver import SmtpSender, build_message
+from digestd.deliver import OutgoingMessage, SmtpSender, build_message
 from digestd.errors import DeliveryError
 from digestd.render import RenderedDigest
 from tests.conftest import RecordingHandler, free_port
@@ -73,7 +73,7 @@ def implicit_tls_server(ca: trustme.CA) -> Iterator[tuple[int, RecordingHandler]
     yield from start_server(ca, ssl_context=server_context(ca), auth_require_tls=False)
 
 
-def message():  # type: ignore[no-untyped-def]
+def message() -> OutgoingMessage:
     rendered = RenderedDigest(subject="1 new paper for you — Mar 14", html="<p>hi</p>", text="hi\n")
     return build_message(
         rendered,

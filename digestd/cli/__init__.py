@@ -1,14 +1,14 @@
 """The admin CLI: parses arguments, calls the stages, turns DigestError into a one-line error.
 
-The commands live in pipeline.py (ingest, send, feeds, ...) and people.py (topics,
-subscribers); common.py holds what they share.
+The commands live in pipeline.py (ingest, send, feeds, ...), matching.py (match and its
+backtest) and people.py (topics, subscribers); common.py holds what they share.
 """
 
 from __future__ import annotations
 
 import sys
 
-from digestd.cli import people, pipeline  # noqa: F401  (registers the commands)
+from digestd.cli import matching, people, pipeline  # noqa: F401  (registers the commands)
 from digestd.cli.common import State, app
 from digestd.errors import DigestError, QueryError
 

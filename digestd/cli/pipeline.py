@@ -1,4 +1,4 @@
-"""CLI commands that run the pipeline: init, ingest, match, preview, send, feeds, run, demo."""
+"""CLI commands that run the pipeline: init, ingest, preview, send, feeds, run, demo."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import typer
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
-from digestd import jobs, store
+from digestd import jobs
 from digestd.cli.common import (
     app,
-    database,
     out,
     progress_bar,
     ready_engine,
@@ -76,39 +75,6 @@ def _parse_date(text: str) -> date:
 
 
 # -- topics -------------------------------------------------------------------------------------
-
-
-@app.command("match")
-def match_command(
-    query: str,
-    limit: Annotated[int, typer.Option(help="most papers to show")] = 20,
-) -> None:
-    """Show which stored papers a query matches, and why.
-
-    A query that starts with "-" goes after "--": digestd match -- "-survey llm".
-    """
-    from digestd.match import analyze_paper, compile_query, match_papers
-
-    compiled = compile_query(query)
-    with database() as session:
-        papers = store.all_papers(session)
-    analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
-    found = match_papers({"q": compiled}, analyzed).get("q", {})
-    ranked = sorted(found.items(), key=lambda item: (-item[1].score, item[0] or 0))
-    by_id = {p.id: p for p in papers}
-    result = table(
-        "score", "date", "title", "matched", title=f"{len(found)} of {len(papers)} papers match"
-    )
-    for paper_id, match in ranked[:limit]:
-        paper = by_id[paper_id]
-        hits = ", ".join(f"{h.term} ({h.field} ×{h.count})" for h in match.hits)
-        result.add_row(f"{match.score:.2f}", paper.dump_date.isoformat(), paper.title, hits)
-    if found:
-        out.print(result)
-    else:
-        out.print(f"no stored paper matches ({len(papers)} papers searched)")
-    if len(found) > limit:
-        out.print(f"… and {len(found) - limit} more (use --limit)")
 
 
 @app.command()

@@ -15,7 +15,14 @@ from pathlib import Path
 from digestd.atomic import write_atomic
 from digestd.errors import DumpError
 from digestd.ingest.daily_text import parse_daily_text
-from digestd.ingest.papers import ParsedDump, ParsedPaper, paper_uid, paper_url, title_key
+from digestd.ingest.papers import (
+    ParsedDump,
+    ParsedPaper,
+    paper_identity,
+    paper_uid,
+    paper_url,
+    title_key,
+)
 
 __all__ = [
     "DumpFile",
@@ -23,6 +30,7 @@ __all__ = [
     "ParsedPaper",
     "dump_files",
     "move_into",
+    "paper_identity",
     "paper_uid",
     "paper_url",
     "parse_dump_bytes",

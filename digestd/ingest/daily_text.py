@@ -85,6 +85,11 @@ _TRANSITION: dict[tuple[Label, Label], float] = {
     (Label.MORE, Label.MORE): FURTHER_PARAGRAPH,
 }  # pairs not listed are impossible; the first paragraph must be a TITLE
 _END = {Label.TITLE: MISSING_ABSTRACT, Label.ABSTRACT: 0.0, Label.MORE: 0.0}
+# For each label (by index), the labels that may precede it, in label order, with the cost.
+_PREDECESSORS = tuple(
+    tuple((int(p), _TRANSITION[p, label]) for p in Label if (p, label) in _TRANSITION)
+    for label in Label
+)
 
 
 def _title_cost(paragraph: Paragraph) -> float:
@@ -110,27 +115,29 @@ def _abstract_cost(paragraph: Paragraph) -> float:
 def best_labels(paragraphs: list[Paragraph]) -> tuple[list[Label], float]:
     """The cheapest labelling of ``paragraphs`` (at least one) and its cost; the cost is inf
     when the first paragraph cannot be a title."""
-    cost = {label: math.inf for label in Label}
-    cost[Label.TITLE] = _title_cost(paragraphs[0])
-    back: list[dict[Label, Label]] = []  # back[i][label]: the best label before it
+    # Plain lists indexed by label: this loop runs once per paragraph of every dump. Among
+    # equally cheap predecessors the first in label order wins.
+    cost = [_title_cost(paragraphs[0]), math.inf, math.inf]
+    back: list[list[int]] = []  # back[i][label]: the best label before it
     for paragraph in paragraphs[1:]:
         abstract = _abstract_cost(paragraph)
-        emission = (_title_cost(paragraph), abstract, abstract)  # indexed by Label
-        step: dict[Label, float] = {}
-        pointers: dict[Label, Label] = {}
-        for label in Label:
-            previous = min(
-                (p for p in Label if (p, label) in _TRANSITION),
-                key=lambda p: cost[p] + _TRANSITION[p, label],
-            )
-            step[label] = cost[previous] + _TRANSITION[previous, label] + emission[label]
-            pointers[label] = previous
+        emission = (_title_cost(paragraph), abstract, abstract)
+        step: list[float] = []
+        pointers: list[int] = []
+        for label, predecessors in enumerate(_PREDECESSORS):
+            best, best_cost = -1, math.inf
+            for previous, transition in predecessors:
+                total = cost[previous] + transition
+                if best < 0 or total < best_cost:
+                    best, best_cost = previous, total
+            step.append(best_cost + emission[label])
+            pointers.append(best)
         cost = step
         back.append(pointers)
     last = min(Label, key=lambda label: cost[label] + _END[label])
     labels = [last]
     for pointers in reversed(back):
-        labels.append(pointers[labels[-1]])
+        labels.append(Label(pointers[labels[-1]]))
     return labels[::-1], cost[last] + _END[last]
 
 

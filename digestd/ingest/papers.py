@@ -14,6 +14,11 @@ ARXIV_ID = re.compile(
     r"(?P<id>\d{4}\.\d{4,5})(?:v\d+)?",
     re.IGNORECASE,
 )
+# What every ARXIV_ID match contains (the id right after ":" and spaces, or after "/"). Looking
+# for it first is several times cheaper than trying the case-insensitive alternation at every
+# position of a long abstract, and most abstracts have no ":" or "/" at all.
+_ID_AFTER = re.compile(r"[:/]\s*\d{4}\.\d{4,5}")
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
@@ -36,15 +41,30 @@ class ParsedDump:
 
 def find_arxiv_id(title: str, abstract: str) -> str | None:
     """The arXiv id (without version) that the text explicitly carries, if any."""
-    found = ARXIV_ID.search(title) or ARXIV_ID.search(abstract)
-    return found["id"] if found else None
+    for text in (title, abstract):
+        if (
+            ("/" in text or ":" in text)
+            and _ID_AFTER.search(text)
+            and (found := ARXIV_ID.search(text))
+        ):
+            return found["id"]
+    return None
 
 
 def title_key(title: str) -> str:
     """A hash of the title folded to lower-case ASCII letters and digits, for deduplication."""
-    folded = unicodedata.normalize("NFKD", title).casefold()
-    words = re.findall(r"[^\W_]+", "".join(c for c in folded if not unicodedata.combining(c)))
-    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:32]
+    if title.isascii():  # NFKD changes nothing, casefold is lower, no combining marks to drop
+        folded = title.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", title).casefold()
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return hashlib.sha256(" ".join(_WORD.findall(folded)).encode()).hexdigest()[:32]
+
+
+def paper_identity(paper: ParsedPaper) -> tuple[str, str]:
+    """The paper's uid (see ``paper_uid``) and its title key, the title folded only once."""
+    key = title_key(paper.title)
+    return (f"arxiv:{paper.arxiv_id}" if paper.arxiv_id else f"t:{key}"), key
 
 
 def paper_uid(paper: ParsedPaper) -> str:

@@ -3,7 +3,7 @@ the run goes on. Each job is also a one-shot CLI command and a daemon job."""
 
 from __future__ import annotations
 
-from digestd.jobs.common import Progress, candidate, compile_all, utc_now
+from digestd.jobs.common import Progress, candidate, match_queries, utc_now
 from digestd.jobs.feeds_job import feeds_out_of_date, run_feeds
 from digestd.jobs.ingest_job import FileOutcome, IngestReport, run_ingest
 from digestd.jobs.send_job import (
@@ -23,8 +23,8 @@ __all__ = [
     "Progress",
     "SendReport",
     "candidate",
-    "compile_all",
     "feeds_out_of_date",
+    "match_queries",
     "open_sender",
     "prepare_digests",
     "run_feeds",

@@ -1,23 +1,25 @@
-"""What the jobs share: the clock, the progress callback, compiling queries once, a run lock."""
+"""What the jobs share: the clock, the progress callback, matching queries, a run lock."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from digestd.digest import (
     CandidatePaper,
 )
-from digestd.errors import DigestError, QueryError
+from digestd.errors import DigestError
 from digestd.ingest import paper_url
-from digestd.match import CompiledQuery, compile_query
+from digestd.match import MatchResult, compile_profiles, index_papers, match_profiles
 from digestd.models import Paper
 
 log = logging.getLogger("digestd")
+K = TypeVar("K", bound=Hashable)
 Progress = Callable[[str, int], None]  # called with (item name, total items) as each item starts
 
 
@@ -40,17 +42,17 @@ def candidate(paper: Paper) -> CandidatePaper:
     )
 
 
-def compile_all(queries: dict[object, str]) -> tuple[dict[object, CompiledQuery], list[str]]:
-    """Compile every query once; a stored query that no longer parses is skipped and reported."""
-    compiled: dict[object, CompiledQuery] = {}
-    errors: list[str] = []
-    for key, text in queries.items():
-        try:
-            compiled[key] = compile_query(text)
-        except QueryError as exc:
-            errors.append(str(exc))
-            log.error("skipping query %r: %s", text, exc)
-    return compiled, errors
+def match_queries(
+    queries: Mapping[K, str], papers: Iterable[Paper | CandidatePaper]
+) -> MatchResult[K, int]:
+    """Which of ``papers`` each query matches, and why (compiled once, indexed once).
+
+    A stored query that no longer parses is logged and skipped."""
+    profiles = compile_profiles(queries)
+    for key, exc in profiles.errors.items():
+        log.error("skipping query %r: %s", queries[key], exc)
+    index = index_papers({p.id: (p.title, p.abstract) for p in papers if p.id is not None})
+    return match_profiles(profiles, index)
 
 
 @contextmanager

@@ -12,8 +12,7 @@ from digestd.config import Settings
 from digestd.db import session_scope
 from digestd.feeds import FeedEntry, TopicFeed, write_feeds, written_by_digestd
 from digestd.ingest import paper_url
-from digestd.jobs.common import compile_all
-from digestd.match import analyze_paper, match_papers
+from digestd.jobs.common import match_queries
 
 
 def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
@@ -41,12 +40,10 @@ def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
         topic_rows = store.topics(session)
         since = datetime.now(UTC) - timedelta(days=settings.feeds.lookback_days)
         papers = store.all_papers(session, since=since)
-    compiled, _errors = compile_all({t.slug: t.query for t in topic_rows})
-    analyzed = {p.id: analyze_paper(p.title, p.abstract) for p in papers}
-    matches = match_papers(compiled, analyzed)
+    matches = match_queries({t.slug: t.query for t in topic_rows}, papers)
     feeds = []
     for topic in topic_rows:
-        hits = matches.get(topic.slug, {})
+        hits = matches.get(topic.slug)
         entries = [
             FeedEntry(
                 uid=p.uid,
@@ -57,7 +54,7 @@ def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
                 matched_terms=hits[p.id].terms,
             )
             for p in papers
-            if p.id in hits
+            if p.id is not None and p.id in hits
         ][: settings.feeds.max_entries]
         feeds.append(
             TopicFeed(slug=topic.slug, title=topic.title, query=topic.query, entries=tuple(entries))

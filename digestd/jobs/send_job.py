@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.deliver import FileSender, Sender, SmtpSender, build_message
+from digestd.deliver import FileSender, Sender, SmtpSender, build_message, send_concurrently
 from digestd.digest import (
     PlannedDigest,
     QuerySource,
@@ -21,8 +21,7 @@ from digestd.digest import (
     plan_digest,
 )
 from digestd.errors import InputError
-from digestd.jobs.common import Progress, candidate, compile_all, exclusive, log, utc_now
-from digestd.match import analyze_paper, match_papers
+from digestd.jobs.common import Progress, candidate, exclusive, log, match_queries, utc_now
 from digestd.models import Subscriber
 from digestd.render import Digest, render_digest
 from digestd.tokens import unsubscribe_url
@@ -131,13 +130,13 @@ def prepare_digests(
             return []
         own_queries = store.queries_by_subscriber(session)
         followed = store.topics_by_subscriber(session)
-        sent = store.sent_paper_ids(session)
         windows = _windows(due, store.last_completed_at(session), settings.digest.lookback_days)
         papers = {
             p.id: candidate(p)
             for p in store.papers_since(session, min(windows.values()))
             if p.id is not None
         }
+        sent = store.sent_paper_ids(session, from_paper_id=min(papers, default=0))
     sources: dict[object, QuerySource] = {}
     texts: dict[object, str] = {}
     for subscriber in due:
@@ -147,9 +146,7 @@ def prepare_digests(
         for topic in followed.get(subscriber.id or 0, []):
             texts[("t", topic.slug)] = topic.query
             sources[("t", topic.slug)] = QuerySource("topic", topic.title)
-    compiled, _errors = compile_all(texts)
-    analyzed = {pid: analyze_paper(p.title, p.abstract) for pid, p in papers.items()}
-    matches = match_papers(compiled, analyzed)
+    matches = match_queries(texts, papers.values())
     secret = settings.link_secret()
     prepared = []
     for subscriber in due:
@@ -157,7 +154,7 @@ def prepare_digests(
         keys = [("q", t) for t in own_queries.get(subscriber.id, [])]
         keys += [("t", t.slug) for t in followed.get(subscriber.id, [])]
         planned = plan_digest(
-            sources=[(sources[k], matches.get(k, {})) for k in keys],
+            sources=[(sources[k], matches.get(k)) for k in keys],
             papers=papers,
             already_sent=sent.get(subscriber.id, set()),
             max_papers=settings.digest.max_papers,
@@ -205,6 +202,7 @@ def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
             password=smtp.password or None,
             timeout=smtp.timeout,
             ca_file=smtp.ca_file or None,
+            connections=smtp.connections,
         )
     return FileSender(settings.folder("outbox"))
 
@@ -276,10 +274,16 @@ async def _send_all(
             )
         return report
     async with open_sender(settings) as sender:
-        for item in prepared:
+
+        async def send(item: PreparedDigest) -> DigestOutcome:
             if progress:
                 progress(item.email, len(prepared))
-            report.outcomes.append(await _send_one(settings, engine, sender, item, now))
+            return await _send_one(settings, engine, sender, item, now)
+
+        # Each digest is rendered, sent and recorded by exactly one task; as many are in
+        # flight as the sender has connections. If the server becomes unreachable, digests
+        # already handed over are still recorded before the error ends the run.
+        report.outcomes.extend(await send_concurrently(prepared, send, limit=sender.connections))
     return report
 
 

@@ -1,25 +1,30 @@
 """Matching papers against subscribers' keyword queries; pure code, no I/O.
 
-Analyze each paper once (:func:`analyze_paper`), compile each query once
-(:func:`compile_query`, which raises :class:`digestd.errors.QueryError`), then
-:func:`match_papers` says which papers each query matches, with a score and the hits
-(term, field, count) that explain the choice; :func:`highlight` marks those hits in a
-title or abstract. The query language is described in :mod:`digestd.match.query`, the
-tokenization rules in :mod:`digestd.match.text`.
+Compile the queries once (:func:`compile_profiles`; :func:`compile_query` checks one and
+raises :class:`digestd.errors.QueryError`), index the run's papers once (:func:`index_papers`),
+then :func:`match_profiles` says which papers each query matches, with a score and the hits
+(term, field, count) that explain each choice; :func:`highlight` marks those hits in a title or
+abstract. The query language is described in :mod:`digestd.match.query`, the tokenization
+rules in :mod:`digestd.match.text`, the engine in :mod:`digestd.match.engine`.
 """
 
-from digestd.match.evaluate import Hit, PaperMatch, highlight, match_paper, match_papers
+from digestd.match.compile import CompiledProfile, ProfileSet, compile_profiles
+from digestd.match.engine import MatchResult, PaperIndex, index_papers, match_profiles
+from digestd.match.hits import Hit, PaperMatch, highlight, score_hits
 from digestd.match.query import CompiledQuery, compile_query
-from digestd.match.text import AnalyzedPaper, analyze_paper
 
 __all__ = [
-    "AnalyzedPaper",
+    "CompiledProfile",
     "CompiledQuery",
     "Hit",
+    "MatchResult",
+    "PaperIndex",
     "PaperMatch",
-    "analyze_paper",
+    "ProfileSet",
+    "compile_profiles",
     "compile_query",
     "highlight",
-    "match_paper",
-    "match_papers",
+    "index_papers",
+    "match_profiles",
+    "score_hits",
 ]

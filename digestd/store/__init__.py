@@ -18,6 +18,7 @@ from digestd.store.papers import (
     all_papers,
     dump_by_sha256,
     paper_count,
+    papers_of_last_days,
     papers_since,
     store_dump,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "last_failed_at",
     "normalize_email",
     "paper_count",
+    "papers_of_last_days",
     "papers_since",
     "queries_by_subscriber",
     "record_delivery",

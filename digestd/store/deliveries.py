@@ -6,18 +6,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from digestd.models import Delivery, SentPaper
 
 
-def sent_paper_ids(session: Session) -> dict[int, set[int]]:
-    """For each subscriber, the ids of the papers already sent to them."""
+def sent_paper_ids(session: Session, *, from_paper_id: int = 0) -> dict[int, set[int]]:
+    """For each subscriber, the ids of the papers already sent to them (only papers with an
+    id of at least ``from_paper_id``: ids grow, so older papers can be left out)."""
     result: dict[int, set[int]] = defaultdict(set)
-    for subscriber_id, paper_id in session.exec(
-        select(SentPaper.subscriber_id, SentPaper.paper_id)
-    ).all():
+    query = select(SentPaper.subscriber_id, SentPaper.paper_id).where(
+        SentPaper.paper_id >= from_paper_id
+    )
+    for subscriber_id, paper_id in session.exec(query).all():
         result[subscriber_id].add(paper_id)
     return result
 
@@ -87,11 +89,15 @@ def record_delivery(
     session.add(delivery)
     session.flush()
     assert delivery.id is not None
-    if status == "sent":
-        for paper_id in paper_ids:
-            session.add(
-                SentPaper(subscriber_id=subscriber_id, paper_id=paper_id, delivery_id=delivery.id)
-            )
+    if status == "sent" and paper_ids:
+        # One multi-row insert: a digest lists dozens of papers, and a run sends many digests.
+        session.execute(
+            insert(SentPaper),
+            [
+                {"subscriber_id": subscriber_id, "paper_id": paper_id, "delivery_id": delivery.id}
+                for paper_id in paper_ids
+            ],
+        )
     return delivery
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import func, insert
+from sqlalchemy.orm import Mapped
+from sqlmodel import Session, SQLModel, col, select
 
-from digestd.ingest import DumpFile, paper_uid, title_key
+from digestd.ingest import DumpFile, ParsedPaper, paper_identity
 from digestd.models import Dump, Paper
 
 
@@ -17,47 +18,66 @@ def dump_by_sha256(session: Session, sha256: str) -> Dump | None:
 
 
 def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple[int, int]:
-    """Store a parsed dump and its papers not seen before; returns (new, already known) counts."""
+    """Store a parsed dump and its papers not seen before; returns (new, already known) counts.
+
+    A paper is known when a stored paper has its uid (its arXiv id, else its folded title) or
+    its folded title. Within the dump, papers sharing a uid are stored once, in the first one's
+    place with the last one's text; of papers sharing a folded title, the first is stored."""
     parsed = dump_file.parsed
+    latest: dict[str, tuple[str, ParsedPaper]] = {}
+    for paper in parsed.papers:
+        uid, key = paper_identity(paper)
+        latest[uid] = (key, paper)
+    known_uids = _stored(session, col(Paper.uid), list(latest))
+    known_keys = _stored(session, col(Paper.title_key), [key for key, _ in latest.values()])
+    fresh: list[tuple[str, str, ParsedPaper]] = []
+    for uid, (key, paper) in latest.items():
+        if uid in known_uids or key in known_keys:
+            continue
+        known_uids.add(uid)
+        known_keys.add(key)
+        fresh.append((uid, key, paper))
     dump = Dump(
         sha256=dump_file.sha256,
         file_name=dump_file.path.name,
         dump_date=parsed.dump_date,
         ingested_at=now,
         paper_count=len(parsed.papers),
-        new_count=0,
+        new_count=len(fresh),
     )
     session.add(dump)
     session.flush()
-    assert dump.id is not None
-    uids = {paper_uid(p): p for p in parsed.papers}
-    keys = {title_key(p.title) for p in parsed.papers}
-    known_uids = set(session.exec(select(Paper.uid).where(col(Paper.uid).in_(list(uids)))).all())
-    known_keys = set(
-        session.exec(select(Paper.title_key).where(col(Paper.title_key).in_(list(keys)))).all()
-    )
-    new = 0
-    for uid, paper in uids.items():
-        key = title_key(paper.title)
-        if uid in known_uids or key in known_keys:
-            continue
-        known_uids.add(uid)
-        known_keys.add(key)
-        session.add(
-            Paper(
-                uid=uid,
-                title_key=key,
-                arxiv_id=paper.arxiv_id,
-                title=paper.title,
-                abstract=paper.abstract,
-                dump_id=dump.id,
-                dump_date=parsed.dump_date,
-                first_seen=now,
-            )
+    if fresh:
+        # One executemany in the session's transaction, not an ORM object per paper.
+        session.connection().execute(
+            insert(SQLModel.metadata.tables[Paper.__tablename__]),
+            [
+                {
+                    "uid": uid,
+                    "title_key": key,
+                    "arxiv_id": paper.arxiv_id,
+                    "title": paper.title,
+                    "abstract": paper.abstract,
+                    "dump_id": dump.id,
+                    "dump_date": parsed.dump_date,
+                    "first_seen": now,
+                }
+                for uid, key, paper in fresh
+            ],
         )
-        new += 1
-    dump.new_count = new
-    return new, len(parsed.papers) - new
+    return len(fresh), len(parsed.papers) - len(fresh)
+
+
+LOOKUP_CHUNK = 500  # values per IN (...): well under every backend's bound-parameter limit
+
+
+def _stored(session: Session, column: Mapped[str], values: list[str]) -> set[str]:
+    """Those of ``values`` that some stored paper has in ``column``."""
+    found: set[str] = set()
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        chunk = values[start : start + LOOKUP_CHUNK]
+        found.update(session.exec(select(column).where(column.in_(chunk))).all())
+    return found
 
 
 def papers_since(session: Session, since: datetime) -> list[Paper]:
@@ -79,3 +99,16 @@ def all_papers(session: Session, *, since: datetime | None = None) -> list[Paper
 def paper_count(session: Session) -> int:
     """How many papers are stored."""
     return session.exec(select(func.count()).select_from(Paper)).one()
+
+
+def papers_of_last_days(session: Session, days: int) -> list[Paper]:
+    """The papers of the newest ``days`` days of dumps (by dump date, ending at the newest
+    stored one), oldest day first, each day in the order it was stored."""
+    newest = session.exec(select(func.max(Paper.dump_date))).one()
+    if newest is None:
+        return []
+    first = newest - timedelta(days=days - 1)
+    query = (
+        select(Paper).where(Paper.dump_date >= first).order_by(col(Paper.dump_date), col(Paper.id))
+    )
+    return list(session.exec(query).all())

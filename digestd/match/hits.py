@@ -1,0 +1,126 @@
+"""What a match says: the hits (term, field, count) behind it, its score, and highlighting.
+
+A match records a Hit for every positive term, per field, that took part in making the query
+true (terms under a negation, and terms of OR branches that did not match, never count).
+The score is the sum over hits of ``FIELD_WEIGHTS[field] * (1 + ln(count))`` (exactly rounded,
+so in any order): a title hit weighs three abstract hits, and repeating a word raises its
+weight only gently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import NamedTuple
+
+from digestd.match.query import Phrase, Prefix, Term, Word, phrase_or_word
+from digestd.match.text import Token, tokenize
+
+FIELD_WEIGHTS: Mapping[str, float] = {"title": 3.0, "abstract": 1.0}
+
+
+class Hit(NamedTuple):
+    """A query term found in one field of a paper, ``count`` times."""
+
+    term: str
+    field: str
+    count: int  # type: ignore[assignment]  # shadows tuple.count, on purpose
+
+    @property
+    def weight(self) -> float:
+        """What this hit adds to a match's score."""
+        return _weight(self.field, self.count)
+
+
+class PaperMatch(NamedTuple):
+    """A paper matched by a query: its score and the hits that explain it."""
+
+    score: float
+    hits: tuple[Hit, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The distinct hit terms, in first-hit order."""
+        return tuple(dict.fromkeys(hit.term for hit in self.hits))
+
+
+@lru_cache(maxsize=4096)
+def _weight(field: str, count: int) -> float:
+    return FIELD_WEIGHTS[field] * (1.0 + math.log(count))
+
+
+def score_hits(hits: Iterable[Hit]) -> float:
+    """The ranking score of a set of hits: title hits weigh more, repeats count gently.
+
+    Summed with math.fsum, so the score does not depend on the order of the hits.
+    """
+    return math.fsum([_weight(hit.field, hit.count) for hit in hits])
+
+
+def _term_from_display(display: str) -> Term | None:
+    """The term a Hit's ``term`` string stands for, or None if it names nothing."""
+    if display.endswith("*"):
+        tokens = tokenize(display[:-1])
+        return Prefix(tokens[0].norm) if len(tokens) == 1 else None
+    tokens = tokenize(display.strip('"'))
+    if not tokens:
+        return None
+    return phrase_or_word([t.norm for t in tokens], [t.stem for t in tokens])
+
+
+def _token_ranges(term: Term, tokens: tuple[Token, ...]) -> list[tuple[int, int]]:
+    """The ``[first, last)`` token ranges where ``term`` occurs among ``tokens``."""
+    if isinstance(term, Word):
+        return [(i, i + 1) for i, token in enumerate(tokens) if token.stem == term.stem]
+    if isinstance(term, Phrase):
+        width = len(term.stems)
+        stems = [token.stem for token in tokens]
+        return [
+            (i, i + width)
+            for i in range(len(stems) - width + 1)
+            if tuple(stems[i : i + width]) == term.stems
+        ]
+    return [(i, i + 1) for i, token in enumerate(tokens) if token.norm.startswith(term.prefix)]
+
+
+@lru_cache(maxsize=4096)
+def _tokens(text: str) -> tuple[Token, ...]:
+    return tuple(tokenize(text))
+
+
+def highlight(text: str, hits: Iterable[Hit]) -> list[tuple[str, bool]]:
+    """``text`` cut into consecutive segments, True for the words and phrases ``hits`` matched.
+
+    The caller passes the hits of the field ``text`` comes from; joining the segments gives
+    back ``text`` exactly.
+    """
+    return list(_highlight(text, frozenset(hit.term for hit in hits)))
+
+
+@lru_cache(maxsize=16384)
+def _highlight(text: str, displays: frozenset[str]) -> tuple[tuple[str, bool], ...]:
+    # Cached: the same paper is highlighted with the same terms for many subscribers.
+    terms = {term for display in displays if (term := _term_from_display(display)) is not None}
+    tokens = _tokens(text)
+    spans = sorted(
+        (tokens[first].start, tokens[last - 1].end)
+        for term in terms
+        for first, last in _token_ranges(term, tokens)
+    )
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    segments: list[tuple[str, bool]] = []
+    cursor = 0
+    for start, end in merged:
+        if start > cursor:
+            segments.append((text[cursor:start], False))
+        segments.append((text[start:end], True))
+        cursor = end
+    if cursor < len(text):
+        segments.append((text[cursor:], False))
+    return tuple(segments)
