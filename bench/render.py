@@ -24,6 +24,7 @@ import email.utils
 import logging
 import random
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -164,9 +165,17 @@ def main() -> None:
     inliner = css_inline.CSSInliner(extra_css=css, load_remote_stylesheets=False)
 
     size = 0
+    by_size: dict[str, list[float]] = {"1-3": [], "4-7": [], "8+": []}
+    clock = time.process_time
     with timed() as ours:
         for digest in digests:
+            started = clock()
             size += len(our_message(digest).data)
+            count = len(digest.entries)
+            by_size["1-3" if count < 4 else "4-7" if count < 8 else "8+"].append(clock() - started)
+    with timed() as again:
+        for digest in digests:
+            our_message(digest)
     premailer_cpu, premailer_size = baseline(digests[:sample], with_premailer)
     css_inline_cpu, css_inline_size = baseline(digests[:sample], inliner.inline)
 
@@ -203,7 +212,16 @@ def main() -> None:
         higher_is_better=True,
     )
     report.figure("messages per second (wall clock, ours)", f"{len(digests) / ours.wall:,.0f}")
-    report.figure("peak memory", f"{peak_rss_mib():.0f} MiB")
+    report.figure(
+        "CPU per message, same digests again (cached)", f"{again.cpu / len(digests) * 1e6:,.0f} µs"
+    )
+    for label, times in by_size.items():
+        if times:
+            report.figure(
+                f"CPU per message showing {label} papers ({len(times):,})",
+                f"{statistics.mean(times) * 1e6:,.0f} µs",
+            )
+    report.figure("peak memory (with the setup)", f"{peak_rss_mib():.0f} MiB")
     shown = [len(d.entries) for d in digests]
     report.note(
         f"{len(digests):,} digests of {subscribers:,} subscribers ({PAPERS_PER_DAY:,} papers "

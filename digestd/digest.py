@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -42,21 +42,13 @@ class QuerySource:
 
 
 class SourceMatches(Protocol):
-    """One query's matched papers: iterable ids, each paper's score, its explanation."""
+    """One query's matched papers: each paper's score, and its explanation when asked."""
 
-    def __iter__(self) -> Iterator[int]: ...
-
-    def __getitem__(self, paper_id: int, /) -> PaperMatch: ...
-
-    def score(self, paper_id: int, /) -> float:
-        """The paper's score, cheaper than its whole explanation."""
+    def scores(self) -> Mapping[int, float]:
+        """The score of every matched paper, cheaper than their explanations."""
         ...
 
-
-@dataclass
-class _Gathered:
-    score: float = 0.0
-    matched_by: list[tuple[QuerySource, SourceMatches]] = field(default_factory=list)
+    def __getitem__(self, paper_id: int, /) -> PaperMatch: ...
 
 
 @dataclass(frozen=True)
@@ -138,37 +130,40 @@ def plan_digest(
     ``max_papers`` are listed by title only; they belong to this digest and are not sent
     later. Papers stored before ``stored_since`` are left out.
     """
-    gathered: dict[int, _Gathered] = {}
-    for source, matches in sources:
-        for paper_id in matches:
+    totals: dict[int, float] = {}
+    matched_by: dict[int, list[int]] = {}  # paper -> the sources that matched it
+    for number, (_source, matches) in enumerate(sources):
+        for paper_id, score in matches.scores().items():
+            if paper_id in already_sent:
+                continue
+            if paper_id in totals:
+                totals[paper_id] += score
+                matched_by[paper_id].append(number)
+                continue
             paper = papers.get(paper_id)
-            if paper is None or paper_id in already_sent:
+            if paper is None or (stored_since is not None and paper.stored_at < stored_since):
                 continue
-            if stored_since is not None and paper.stored_at < stored_since:
-                continue
-            item = gathered.setdefault(paper_id, _Gathered())
-            item.score += matches.score(paper_id)
-            item.matched_by.append((source, matches))
-    if not gathered:
+            totals[paper_id] = score
+            matched_by[paper_id] = [number]
+    if not totals:
         return None
-    ranked = sorted(gathered, key=lambda pid: (-gathered[pid].score, pid))
+    ranked = sorted(totals, key=lambda pid: (-totals[pid], pid))
     chosen = ranked[:max_papers]
     entries = []
     for paper_id in chosen:
-        paper, item = papers[paper_id], gathered[paper_id]
+        paper = papers[paper_id]
         # Hits are worked out only for the papers shown; ranking needed only scores.
-        hits = _merge_hits([hit for _, found in item.matched_by for hit in found[paper_id].hits])
-        reasons = [source.reason() for source, _ in item.matched_by]
-        terms = tuple(dict.fromkeys(hit.term for hit in hits))
+        found_by = [sources[number] for number in matched_by[paper_id]]
+        hits = _merge_hits([hit for _, found in found_by for hit in found[paper_id].hits])
         entries.append(
             DigestEntry(
                 uid=paper.uid,
                 title=paper.title,
                 abstract=paper.abstract,
                 url=paper.url,
-                score=round(item.score, 3),
-                reasons=tuple(dict.fromkeys(reasons)),
-                matched_terms=terms,
+                score=round(totals[paper_id], 3),
+                reasons=tuple(dict.fromkeys(source.reason() for source, _ in found_by)),
+                matched_terms=tuple(dict.fromkeys(hit.term for hit in hits)),
                 title_segments=tuple(
                     highlight(paper.title, [h for h in hits if h.field == "title"])
                 ),

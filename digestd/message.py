@@ -12,8 +12,9 @@ from __future__ import annotations
 import binascii
 import datetime
 import email.utils
+import random
 import re
-import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.header import Header
 from functools import lru_cache
@@ -36,12 +37,15 @@ _LIST_ID_UNSAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
 _FOLD_AT = 78
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 _CACHE_SIZE = 4096
-_QP_WIDTH = 76
-# Lines that quoted-printable leaves as they are: printable ASCII but "=", no trailing blank.
-_QP_PLAIN = re.compile(r"(?:[\t\x20-\x3c\x3e-\x7e]*[\x21-\x3c\x3e-\x7e])?")
-# Encoded lines kept for reuse within a run: around ten megabytes at most.
-_QP_CACHE_LINES = 50_000
-_QP_LINES: dict[str, bytes] = {}
+# Message ids and boundaries need to be unique, not secret: a generator seeded from the
+# system's randomness at start is enough, and saves a system call per message.
+_RANDOM = random.Random()
+# Encoded pieces kept for reuse (a day's papers and the template's lines; some tens of MB at
+# most), and the hashes of pieces seen once. Both start over when full.
+_ENCODED_MOST = 1_000_000
+_SEEN_MOST = 1_000_000
+_ENCODED: dict[str, bytes] = {}
+_SEEN_ONCE: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def build_message(
     mid = header_text(message_id) if message_id else _new_message_id(sender)
     if not mid.isascii() or len(mid) > 900:
         raise ValueError(f"unusable message id {message_id!r}")
-    boundary = f"=_{secrets.token_hex(12)}"
+    boundary = f"=_{_RANDOM.getrandbits(96):024x}"
     # "=_" cannot occur in quoted-printable text (a "=" is always written "=3D"), so the
     # boundary cannot collide with a line of either part.
     head = "".join(
@@ -109,10 +113,10 @@ def build_message(
             head.encode("ascii"),
             delimiter[2:],
             _PLAIN_HEAD,
-            _quoted_printable(rendered.text),
+            _quoted_printable(rendered.text, rendered.text_pieces),
             delimiter,
             _HTML_HEAD,
-            _quoted_printable(rendered.html),
+            _quoted_printable(rendered.html, rendered.html_pieces),
             delimiter[:-2],
             b"--\r\n",
         ]
@@ -125,32 +129,47 @@ _PLAIN_HEAD = (_PART_HEAD.format("plain") + "\r\n\r\n").encode("ascii")
 _HTML_HEAD = (_PART_HEAD.format("html") + "\r\n\r\n").encode("ascii")
 
 
-def _quoted_printable(text: str) -> bytes:
-    """``text`` as UTF-8 quoted-printable with CRLF line ends, every line at most 76 bytes."""
+def _quoted_printable(text: str, pieces: Sequence[tuple[str, bool]] = ()) -> bytes:
+    """``text`` as UTF-8 quoted-printable with CRLF line ends, every line at most 76 bytes.
+
+    ``pieces`` are ``text`` cut at line ends (see RenderedDigest). Quoted-printable works line
+    by line, so encoding each piece alone gives the same bytes as encoding the whole text, and
+    a piece that recurs across messages is encoded once.
+    """
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    if lines[-1] or len(lines) == 1:
+        pieces = ()
+    if not text.endswith("\n"):
         # A part ends with a line end, as the standard library writes it.
-        lines.append("")
-    # Quoted-printable works line by line, so encoding each line alone gives the same bytes as
-    # encoding the whole text; a digest's lines recur across a run's messages (template lines,
-    # papers shown to many readers), and each distinct line is encoded once.
-    cache = _QP_LINES
-    if len(cache) > _QP_CACHE_LINES:
-        cache.clear()
-    encoded = [cache.get(line) or _qp_line(line) for line in lines]
-    return b"\r\n".join(encoded)
+        text += "\n"
+        pieces = (*pieces, ("\n", True)) if pieces else ()
+    if not pieces:
+        return _encode_lines(text)
+    encoded = _ENCODED
+    if len(encoded) > _ENCODED_MOST or len(_SEEN_ONCE) > _SEEN_MOST:
+        encoded.clear()
+        _SEEN_ONCE.clear()
+    return b"".join(
+        [encoded.get(piece) or _encode_piece(piece, recurs) for piece, recurs in pieces]
+    )
 
 
-def _qp_line(line: str) -> bytes:
-    """One line (no line end) as quoted-printable, soft breaks included; remembered."""
-    if len(line) <= _QP_WIDTH and line.isascii() and _QP_PLAIN.fullmatch(line) and line != ".":
-        encoded = line.encode("ascii")
+def _encode_piece(piece: str, recurs: bool) -> bytes:
+    """``piece`` encoded, and kept for reuse if it recurs: marked so, or seen a second time.
+    A piece seen once is usually personal (a greeting, an address); keeping those would crowd
+    out the rest."""
+    result = _encode_lines(piece)
+    key = hash(piece)
+    if recurs or key in _SEEN_ONCE:
+        _ENCODED[piece] = result
     else:
-        encoded = binascii.b2a_qp(line.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-    _QP_LINES[line] = encoded
-    return encoded
+        _SEEN_ONCE.add(key)
+    return result
+
+
+def _encode_lines(text: str) -> bytes:
+    # With LF line ends binascii writes LF soft breaks too; both become CRLF here.
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
 
 def _addr_spec(address: str) -> str:
@@ -220,7 +239,7 @@ def _date(when: datetime.datetime) -> str:
 
 
 def _new_message_id(sender: str) -> str:
-    return f"<{secrets.token_hex(16)}@{sender.rpartition('@')[2]}>"
+    return f"<{_RANDOM.getrandbits(128):032x}@{sender.rpartition('@')[2]}>"
 
 
 @lru_cache(maxsize=64)

@@ -55,7 +55,7 @@ _PLACEHOLDER_MARK = "@@jinja"
 _PLACEHOLDER = re.compile(r"@@jinja(\d+)@@")
 # Rendered entries (a paper at a position) and wrapped texts repeat across the digests of one
 # run, since one day's papers go to many subscribers; a few thousand covers a busy day.
-_CACHE_SIZE = 8192
+_CACHE_SIZE = 16_384
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,18 @@ class Digest:
 
 @dataclass(frozen=True)
 class RenderedDigest:
-    """A digest ready to be put into a message."""
+    """A digest ready to be put into a message.
+
+    ``html_pieces`` and ``text_pieces``, when given, are ``html`` and ``text`` cut at line ends
+    (each piece but the last ends with a newline), each with whether it is sure to recur in
+    other digests (a paper's entry), so that a message writer can encode such pieces once.
+    """
 
     subject: str
     html: str
     text: str
+    html_pieces: tuple[tuple[str, bool], ...] = ()
+    text_pieces: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,7 @@ def template_environment(templates_dir: Path | None = None) -> jinja2.Environmen
         keep_trailing_newline=True,
     )
     env.filters["wrap_text"] = wrap_text
+    env.filters["list_item"] = list_item
     return env
 
 
@@ -177,6 +185,14 @@ def wrap_text(
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def list_item(text: str, number: int, width: int = TEXT_WIDTH) -> str:
+    """``text`` wrapped as item ``number`` of a numbered list: "1.  First line" and the next
+    lines indented by four spaces (by the number's width past 99)."""
+    first = f"{number}.".ljust(3) + " "
+    return wrap_text(text, width, " " * len(first), first)
 
 
 @lru_cache(maxsize=16)
@@ -255,10 +271,14 @@ class DigestRenderer:
         """The subject, the HTML part and the plain-text part of ``digest``."""
         entries = [self._entry(entry) for entry in digest.entries]
         context = _digest_context(digest, entries)
+        html = self._run(self._html, context)
+        text = self._run(self._text, context)
         return RenderedDigest(
-            subject=context["subject"],
-            html=self._run(self._html, context),
-            text=self._run(self._text, context),
+            context["subject"],
+            html,
+            text,
+            html_pieces=_cut(html, [entry.html for entry in entries]),
+            text_pieces=_cut(text, [entry.text for entry in entries]),
         )
 
     def _run(self, template: jinja2.Template, context: dict[str, Any]) -> str:
@@ -282,6 +302,38 @@ class DigestRenderer:
         view = _entry_view(entry, self.hit_open)
         html = markupsafe.Markup(self._run(self._entry_html, {"entry": view}))
         return view.with_fragments(html, self._run(self._entry_text, {"entry": view}))
+
+
+def _cut(whole: str, fragments: list[str]) -> tuple[tuple[str, bool], ...]:
+    """``whole`` cut around each of ``fragments`` (in order) that it holds as whole lines, each
+    piece marked with whether it is one of them. Such a piece is the fragment itself, so a later
+    lookup by it is quick (its hash is kept, and equality is identity)."""
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    for fragment in fragments:
+        at = _find(whole, fragment, start)
+        if at < 0 or not fragment.endswith("\n") or (at and whole[at - 1] != "\n"):
+            continue
+        if at > start:
+            pieces.append((whole[start:at], False))
+        pieces.append((fragment, True))
+        start = at + len(fragment)
+    if start < len(whole):
+        pieces.append((whole[start:], False))
+    return tuple(pieces)
+
+
+def _find(whole: str, fragment: str, start: int) -> int:
+    """Where ``fragment`` is in ``whole`` from ``start``, or -1; usually it comes right there or
+    soon after, and searching for its first characters then comparing is much quicker than
+    ``str.find`` with a long needle, which first studies the whole needle."""
+    if whole.startswith(fragment, start):
+        return start
+    lead = fragment[:64]
+    at = whole.find(lead, start)
+    while at >= 0 and not whole.startswith(fragment, at):
+        at = whole.find(lead, at + 1)
+    return at
 
 
 def inline_template_css(source: str, inline: Callable[[str], str], *, name: str) -> str:
@@ -349,9 +401,6 @@ def _digest_context(digest: Digest, entries: list[_EntryView]) -> dict[str, Any]
         "subscriber_email": clean_text(digest.subscriber_email),
         "date_long": f"{_MONTHS_LONG[date.month - 1]} {date.day}, {date.year}",
         "entries": entries,
-        # The entries' own fragments joined here: one substitution in the template instead of
-        # one per paper, each of which would copy and check the markup again.
-        "entries_html": markupsafe.Markup("".join([entry.html for entry in entries])),
         "more_line": _more_line(more, listed=bool(digest.more_papers)) if more else "",
         "more_papers": [
             {"title": clean_text(title), "url": clean_text(url), "link": _http_link(url)}

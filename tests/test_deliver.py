@@ -8,6 +8,7 @@ import datetime
 import email
 import email.policy
 import email.utils
+import itertools
 import socket
 from collections.abc import Callable, Iterator
 from email.headerregistry import Address
@@ -330,13 +331,26 @@ def test_parts_are_quoted_printable_with_short_lines_and_round_trip(text: str, h
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(st.sampled_from(list("ab =.\t\r\né€😀")), max_size=300))
-def test_line_by_line_encoding_is_the_whole_text_encoding(text: str) -> None:
+@given(
+    lines=st.lists(st.text(st.sampled_from(list("ab =.\t\ré€😀")), max_size=90), max_size=8),
+    cuts=st.sets(st.integers(0, 8)),
+    final_newline=st.booleans(),
+)
+def test_encoding_by_pieces_is_encoding_the_whole_text(
+    lines: list[str], cuts: set[int], final_newline: bool
+) -> None:
+    text = "\n".join(lines) + ("\n" if final_newline else "")
     whole = text.replace("\r\n", "\n").replace("\r", "\n")
     whole = whole if whole.endswith("\n") else whole + "\n"
     expected = binascii.b2a_qp(whole.encode(), istext=True).replace(b"\n", b"\r\n")
+    # The text cut after some of its line ends, as the renderer cuts its output.
+    ends = [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    marks = [0, *sorted(ends[c] for c in cuts if c < len(ends)), len(text)]
+    pieces = tuple((text[a:b], a % 2 == 0) for a, b in itertools.pairwise(marks))
+    assert "".join(piece for piece, _ in pieces) == text
     assert _quoted_printable(text) == expected
-    assert _quoted_printable(text) == expected  # and again, from the cache
+    for _ in range(3):  # the second and third time, pieces come from the cache
+        assert _quoted_printable(text, pieces) == expected
 
 
 def test_long_lines_and_trailing_spaces_survive_quoted_printable() -> None:

@@ -161,5 +161,27 @@ def test_score_without_explanation_is_the_explained_score(
         for paper in matches:
             explained = result.explain(key, paper)
             assert explained is not None
-            assert matches.score(paper) == explained.score  # exactly, not approximately
+            assert matches.scores()[paper] == explained.score  # exactly, not approximately
     assert result.score(0, len(paper_texts)) is None  # a paper not in the batch
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from([*QUERY_WORDS, "x", "0", "models2", "AND", "OR"]), min_size=1, max_size=5
+    )
+)
+def test_plain_word_queries_compile_as_the_parser_would(words: list[str]) -> None:
+    from digestd.match.compile import _plain_words
+
+    text = " ".join(words)
+    fast = _plain_words(text)
+    try:
+        expected = compile_query(text).root
+    except QueryError:
+        assert fast is None
+        return
+    if text == text.lower():
+        assert fast == expected  # the fast path was taken, and agrees
+    else:
+        assert fast is None  # upper case may be an operator: left to the parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -53,6 +54,16 @@ def match_queries(
         log.error("skipping query %r: %s", queries[key], exc)
     index = index_papers({p.id: (p.title, p.abstract) for p in papers if p.id is not None})
     return match_profiles(profiles, index)
+
+
+@contextmanager
+def stage(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 @contextmanager

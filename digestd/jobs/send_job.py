@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,15 @@ from digestd.digest import (
     plan_digest,
 )
 from digestd.errors import InputError
-from digestd.jobs.common import Progress, candidate, exclusive, log, match_queries, utc_now
+from digestd.jobs.common import (
+    Progress,
+    candidate,
+    exclusive,
+    log,
+    match_queries,
+    stage,
+    utc_now,
+)
 from digestd.models import Subscriber
 from digestd.render import Digest, render_digest
 from digestd.tokens import unsubscribe_url
@@ -47,6 +56,7 @@ class SendReport:
     nothing_new: int = 0
     # (subscriber id, digest key) of due digests that found nothing new
     empty: list[tuple[int, str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time spent in each stage
 
     def count(self, status: str) -> int:
         """How many digests ended with ``status``."""
@@ -99,7 +109,7 @@ def prepare_digests(
 
     Paused subscribers are left out unless ``include_paused`` (a preview of their digest)."""
     report = report if report is not None else SendReport()
-    with session_scope(engine) as session:
+    with stage(report.seconds, "load subscribers and papers"), session_scope(engine) as session:
         if only_email:
             people = [store.subscriber_by_email(session, only_email)]
             if not (people[0].active or include_paused):
@@ -146,7 +156,9 @@ def prepare_digests(
         for topic in followed.get(subscriber.id or 0, []):
             texts[("t", topic.slug)] = topic.query
             sources[("t", topic.slug)] = QuerySource("topic", topic.title)
-    matches = match_queries(texts, papers.values())
+    with stage(report.seconds, "match"):
+        matches = match_queries(texts, papers.values())
+    planning = time.perf_counter()
     secret = settings.link_secret()
     prepared = []
     for subscriber in due:
@@ -187,6 +199,7 @@ def prepare_digests(
                 digest,
             )
         )
+    report.seconds["plan"] = report.seconds.get("plan", 0.0) + time.perf_counter() - planning
     return prepared
 
 
@@ -278,7 +291,7 @@ async def _send_all(
         async def send(item: PreparedDigest) -> DigestOutcome:
             if progress:
                 progress(item.email, len(prepared))
-            return await _send_one(settings, engine, sender, item, now)
+            return await _send_one(settings, engine, sender, item, now, report.seconds)
 
         # Each digest is rendered, sent and recorded by exactly one task; as many are in
         # flight as the sender has connections. If the server becomes unreachable, digests
@@ -288,10 +301,16 @@ async def _send_all(
 
 
 async def _send_one(
-    settings: Settings, engine: Engine, sender: Sender, item: PreparedDigest, now: datetime
+    settings: Settings,
+    engine: Engine,
+    sender: Sender,
+    item: PreparedDigest,
+    now: datetime,
+    seconds_by_stage: dict[str, float],
 ) -> DigestOutcome:
     count = len(item.planned.entries)
     try:
+        rendering = time.perf_counter()
         rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
         message = build_message(
             rendered,
@@ -309,9 +328,17 @@ async def _send_one(
         log.debug("details", exc_info=True)
         _record(engine, item, status="error", message_id="", reply=detail)
         return DigestOutcome(item.email, "error", count, detail=detail)
+    sending = time.perf_counter()
     result = await sender.send(message)
+    recording = time.perf_counter()
     status = "sent" if result.ok else "failed"
     _record(engine, item, status=status, message_id=result.message_id, reply=result.reply)
+    for name, seconds in (
+        ("render + build message", sending - rendering),
+        ("send (awaiting the server)", recording - sending),
+        ("record", time.perf_counter() - recording),
+    ):
+        seconds_by_stage[name] = seconds_by_stage.get(name, 0.0) + seconds
     if not result.ok:
         log.warning("digest to %s refused: %s", item.email, result.reply)
     return DigestOutcome(item.email, status, count, rendered.subject, result.reply)

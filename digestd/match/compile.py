@@ -11,12 +11,25 @@ so a profile is parsed again only when its text changes.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
 from digestd.errors import QueryError
-from digestd.match.query import And, Node, Not, Or, Phrase, Prefix, Term, Word, parse_query
+from digestd.match.query import (
+    MAX_QUERY_LENGTH,
+    And,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    Word,
+    parse_query,
+)
+from digestd.match.text import stem
 
 K = TypeVar("K", bound=Hashable)
 
@@ -81,7 +94,7 @@ class Catalog:
         if profile is None:
             if len(self.profiles) >= MAX_CACHED_PROFILES:
                 self.profiles.clear()
-            profile = self.profiles[text] = self._compile(parse_query(text))
+            profile = self.profiles[text] = self._compile(_plain_words(text) or parse_query(text))
         return profile
 
     def _compile(self, root: Node) -> CompiledProfile:
@@ -132,6 +145,19 @@ def compile_profiles(queries: Mapping[K, str], *, catalog: Catalog = CATALOG) ->
         group[0].append(key)
         group[1].append(compiled.slots)
     return profiles
+
+
+_PLAIN_WORDS = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
+
+
+def _plain_words(text: str) -> Node | None:
+    """The AST of a query of plain lower-case words (the most common kind), built without the
+    parser; None for anything else. Gives exactly what parse_query gives."""
+    if len(text) > MAX_QUERY_LENGTH or not _PLAIN_WORDS.fullmatch(text):
+        return None
+    words = text.split(" ")
+    nodes = tuple(Word(word, stem(word)) for word in words)
+    return nodes[0] if len(nodes) == 1 else And(nodes)
 
 
 def _shape_key(tree: ShapeNode) -> str:

@@ -51,6 +51,8 @@ class _FieldIndex:
     _sorted_norms: list[str] = field(default_factory=list)
     _pair_bits: dict[tuple[str, str], int] | None = None
     _stem_counts: dict[int, Counter[str]] = field(default_factory=dict)
+    _norm_counts: dict[int, Counter[str]] = field(default_factory=dict)
+    _prefix_words: dict[str, list[str]] = field(default_factory=dict)
     _pairs_indexed = 0
 
     def add(self, number: int, text: str) -> None:
@@ -107,12 +109,9 @@ class _FieldIndex:
             return self.stem_bits.get(term.stem, 0)
         if isinstance(term, Phrase):
             return self._phrase_bits(term.stems, phrase_pairs)
-        norm_bits = self._norm_index()
-        vocabulary, found = self._sorted_norms, 0
-        index = bisect.bisect_left(vocabulary, term.prefix)
-        while index < len(vocabulary) and vocabulary[index].startswith(term.prefix):
-            found |= norm_bits[vocabulary[index]]
-            index += 1
+        norm_bits, found = self._norm_index(), 0
+        for norm in self._prefixed(term.prefix):
+            found |= norm_bits[norm]
         return found
 
     def _phrase_bits(self, stems: tuple[str, ...], phrase_pairs: set[tuple[str, str]]) -> int:
@@ -146,7 +145,24 @@ class _FieldIndex:
             return counts[term.stem]
         if isinstance(term, Phrase):
             return self.phrase_count(number, term.stems)
-        return sum(1 for norm in self.norms[number] if norm.startswith(term.prefix))
+        norm_counts = self._norm_counts.get(number)
+        if norm_counts is None:
+            norm_counts = self._norm_counts[number] = Counter(self.norms[number])
+        return sum(norm_counts.get(norm, 0) for norm in self._prefixed(term.prefix))
+
+    def _prefixed(self, prefix: str) -> list[str]:
+        """The words of this chunk starting with ``prefix`` (from the sorted vocabulary)."""
+        found = self._prefix_words.get(prefix)
+        if found is None:
+            self._norm_index()
+            vocabulary = self._sorted_norms
+            index = bisect.bisect_left(vocabulary, prefix)
+            found = []
+            while index < len(vocabulary) and vocabulary[index].startswith(prefix):
+                found.append(vocabulary[index])
+                index += 1
+            self._prefix_words[prefix] = found
+        return found
 
 
 class _TermBits(dict[int, int]):
@@ -224,6 +240,7 @@ class MatchResult(Generic[K, P]):
         self._term_bits = term_bits  # per chunk, as the match computed them
         self._where: dict[P, tuple[int, int]] | None = None
         self._plans: dict[K, _Plan] = {}
+        self._views: dict[K, ProfileMatches[K, P]] = {}
         self._hits: dict[tuple[int, int, int], tuple[Hit, ...]] = {}
         self._weights: dict[tuple[int, int], dict[int, tuple[float, ...]]] = {}
         self._term_score_tables: dict[tuple[int, int], dict[int, float]] = {}
@@ -252,7 +269,10 @@ class MatchResult(Generic[K, P]):
 
     def get(self, key: K) -> ProfileMatches[K, P]:
         """The papers ``key`` matched, each with its score and hits (computed on access)."""
-        return ProfileMatches(self, key)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = ProfileMatches(self, key)
+        return view
 
     def explain(self, key: K, paper: P) -> PaperMatch | None:
         """The score and hits of ``paper`` for ``key``, or None when it did not match."""
@@ -281,18 +301,26 @@ class MatchResult(Generic[K, P]):
             if not numbers:
                 continue
             keys: list[P] = chunk.keys  # type: ignore[assignment]
-            if not (plan.all_used and plan.distinct):
+            if plan.direct is None:
                 for number in numbers:
                     scores[keys[number]] = score_hits(self._used_hits(key, chunk_number, number))
-            elif len(plan.slots) == 1:
-                table = self._term_scores(plan.slots[0], chunk_number)
+                continue
+            how, term_ids = plan.direct
+            if how == "all" and len(term_ids) == 1:
+                table = self._term_scores(term_ids[0], chunk_number)
                 scores.update({keys[number]: table[number] for number in numbers})
-            else:
-                # Every term took part: the score is the sum of all their hits' weights.
-                tables = [self._term_weights(term_id, chunk_number) for term_id in plan.slots]
-                fsum, chain = math.fsum, itertools.chain.from_iterable
+                continue
+            # The hits of the terms present (for "all": every positive term is) make the score.
+            tables = [self._term_weights(term_id, chunk_number) for term_id in term_ids]
+            fsum, chain = math.fsum, itertools.chain.from_iterable
+            if how == "all":
                 for number in numbers:
-                    scores[keys[number]] = fsum(chain(table[number] for table in tables))
+                    scores[keys[number]] = fsum(chain([table[number] for table in tables]))
+            else:
+                for number in numbers:
+                    scores[keys[number]] = fsum(
+                        chain([table[number] for table in tables if number in table])
+                    )
         return scores
 
     def _term_weights(self, term_id: int, chunk_number: int) -> dict[int, tuple[float, ...]]:
@@ -347,6 +375,9 @@ class MatchResult(Generic[K, P]):
                 all_used=isinstance(tree, int)
                 or (tree[0] == "&" and all(isinstance(child, int) for child in tree[1])),
                 distinct=len(set(displays)) == len(displays),
+                direct=_direct_terms(
+                    tree, compiled.slots, distinct=len(set(displays)) == len(displays)
+                ),
             )
         return plan
 
@@ -390,6 +421,24 @@ class _Plan:
     ranks: dict[str, int]  # display of each positive term -> its place among them
     all_used: bool  # one term, or terms ANDed: every term took part in every match
     distinct: bool  # no two terms show the same, so no hit can come twice
+    # For flat shapes, the terms whose hits make the score: "all" of them (a term, terms
+    # ANDed, with or without exclusions) or "any" present in the paper (terms ORed).
+    direct: tuple[str, tuple[int, ...]] | None
+
+
+def _direct_terms(
+    tree: ShapeNode, slots: tuple[int, ...], *, distinct: bool
+) -> tuple[str, tuple[int, ...]] | None:
+    if not distinct:
+        return None
+    if isinstance(tree, int):
+        return ("all", (slots[tree],))
+    operator, children = tree
+    if operator == "&" and all(isinstance(c, int) or c[0] == "~" for c in children):
+        return ("all", tuple(slots[c] for c in children if isinstance(c, int)))
+    if operator == "|" and all(isinstance(c, int) for c in children):
+        return ("any", tuple(slots[c] for c in children if isinstance(c, int)))
+    return None
 
 
 class ProfileMatches(Mapping[P, PaperMatch], Generic[K, P]):
@@ -416,11 +465,11 @@ class ProfileMatches(Mapping[P, PaperMatch], Generic[K, P]):
     def __contains__(self, paper: object) -> bool:
         return paper in self._members
 
-    def score(self, paper: P) -> float:
-        """The score of a matched paper, without building its explanation."""
+    def scores(self) -> dict[P, float]:
+        """The score of every matched paper, without building their explanations."""
         if self._scores is None:
             self._scores = self._result.scores(self._key)
-        return self._scores[paper]
+        return self._scores
 
     def __iter__(self) -> Iterator[P]:
         return iter(self._papers)

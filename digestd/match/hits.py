@@ -58,6 +58,7 @@ def score_hits(hits: Iterable[Hit]) -> float:
     return math.fsum([_weight(hit.field, hit.count) for hit in hits])
 
 
+@lru_cache(maxsize=65536)
 def _term_from_display(display: str) -> Term | None:
     """The term a Hit's ``term`` string stands for, or None if it names nothing."""
     if display.endswith("*"):
@@ -69,24 +70,35 @@ def _term_from_display(display: str) -> Term | None:
     return phrase_or_word([t.norm for t in tokens], [t.stem for t in tokens])
 
 
-def _token_ranges(term: Term, tokens: tuple[Token, ...]) -> list[tuple[int, int]]:
-    """The ``[first, last)`` token ranges where ``term`` occurs among ``tokens``."""
+class _Words(NamedTuple):
+    """A text's tokens, and where each stem occurs among them."""
+
+    tokens: tuple[Token, ...]
+    positions: dict[str, list[int]]
+
+
+@lru_cache(maxsize=8192)
+def _words(text: str) -> _Words:
+    tokens = tuple(tokenize(text))
+    positions: dict[str, list[int]] = {}
+    for index, token in enumerate(tokens):
+        positions.setdefault(token.stem, []).append(index)
+    return _Words(tokens, positions)
+
+
+def _token_ranges(term: Term, words: _Words) -> list[tuple[int, int]]:
+    """The ``[first, last)`` token ranges where ``term`` occurs."""
     if isinstance(term, Word):
-        return [(i, i + 1) for i, token in enumerate(tokens) if token.stem == term.stem]
+        return [(i, i + 1) for i in words.positions.get(term.stem, ())]
+    tokens = words.tokens
     if isinstance(term, Phrase):
         width = len(term.stems)
-        stems = [token.stem for token in tokens]
         return [
             (i, i + width)
-            for i in range(len(stems) - width + 1)
-            if tuple(stems[i : i + width]) == term.stems
+            for i in words.positions.get(term.stems[0], ())
+            if tuple(token.stem for token in tokens[i : i + width]) == term.stems
         ]
     return [(i, i + 1) for i, token in enumerate(tokens) if token.norm.startswith(term.prefix)]
-
-
-@lru_cache(maxsize=4096)
-def _tokens(text: str) -> tuple[Token, ...]:
-    return tuple(tokenize(text))
 
 
 def highlight(text: str, hits: Iterable[Hit]) -> list[tuple[str, bool]]:
@@ -98,16 +110,24 @@ def highlight(text: str, hits: Iterable[Hit]) -> list[tuple[str, bool]]:
     return list(_highlight(text, frozenset(hit.term for hit in hits)))
 
 
-@lru_cache(maxsize=16384)
-def _highlight(text: str, displays: frozenset[str]) -> tuple[tuple[str, bool], ...]:
-    # Cached: the same paper is highlighted with the same terms for many subscribers.
-    terms = {term for display in displays if (term := _term_from_display(display)) is not None}
-    tokens = _tokens(text)
-    spans = sorted(
-        (tokens[first].start, tokens[last - 1].end)
-        for term in terms
-        for first, last in _token_ranges(term, tokens)
+@lru_cache(maxsize=65536)
+def _spans(text: str, display: str) -> tuple[tuple[int, int], ...]:
+    """The character spans of ``text`` where the term shown as ``display`` occurs."""
+    # Cached per (text, term): the same paper is highlighted for many subscribers, each with
+    # their own mix of terms drawn from a shared vocabulary.
+    term = _term_from_display(display)
+    if term is None:
+        return ()
+    words = _words(text)
+    tokens = words.tokens
+    return tuple(
+        (tokens[first].start, tokens[last - 1].end) for first, last in _token_ranges(term, words)
     )
+
+
+@lru_cache(maxsize=65536)
+def _highlight(text: str, displays: frozenset[str]) -> tuple[tuple[str, bool], ...]:
+    spans = sorted(span for display in displays for span in _spans(text, display))
     merged: list[tuple[int, int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:

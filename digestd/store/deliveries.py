@@ -92,7 +92,7 @@ def record_delivery(
     if status == "sent" and paper_ids:
         # One multi-row insert: a digest lists dozens of papers, and a run sends many digests.
         session.execute(
-            insert(SentPaper),
+            insert(SentPaper.__table__),  # type: ignore[attr-defined]  # Core: no ORM per row
             [
                 {"subscriber_id": subscriber_id, "paper_id": paper_id, "delivery_id": delivery.id}
                 for paper_id in paper_ids
