@@ -1,11 +1,15 @@
-"""Rendering: the Jinja environment, digests to (subject, html, text), and plain pages."""
+"""Rendering: the Jinja environment, digests to (subject, html, text), and plain pages.
+
+Digests are rendered many thousands at a time, so the work that does not depend on the reader
+is done once: the stylesheet is inlined into the HTML templates when they are loaded (not into
+every message), and each paper's entry is rendered once and reused in every digest showing it.
+"""
 
 from __future__ import annotations
 
 import datetime
 import functools
 import re
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +20,14 @@ import css_inline
 import jinja2
 import markupsafe
 
+from digestd.formatting import (
+    HIT_OPEN,
+    clean_text,
+    highlighted_field,
+    list_item,
+    wrap_text,
+)
+
 # digestd/templates is a link to the top-level templates/ folder, so a checkout and an installed
 # wheel find the same files.
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -23,38 +35,20 @@ PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Abstracts are cut at a word boundary near this many characters: a digest is for skimming,
 # the link leads to the full text, and short messages stay under webmail clipping limits.
 ABSTRACT_LIMIT = 600
-TEXT_WIDTH = 72
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTHS_LONG = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
+_MONTH_NAMES = (
+    "January February March April May June July August September October November December"
 )
-# Control characters (C0, DEL, C1) are invalid in HTML and can drive terminals when a text
-# part is printed; together with Unicode line separators they become plain spaces.
-_UNSAFE_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001]+")
-# Private-use characters that stand for <mark> and </mark> while a field is escaped in one call;
-# they are removed from untrusted text first (isprintable() is false for them).
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
-HIT_OPEN = '<mark class="hit">'
+_MONTHS_LONG = tuple(_MONTH_NAMES.split())
 _NO_MARKUP = markupsafe.Markup("")
 _MARK_TAG = re.compile(r"<mark\b[^>]*>")
 # Jinja tags stand in for plain-text placeholders while the stylesheet is inlined into a template.
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER_MARK = "@@jinja"
 _PLACEHOLDER = re.compile(r"@@jinja(\d+)@@")
-# Rendered entries (a paper at a position) and wrapped texts repeat across the digests of one
-# run, since one day's papers go to many subscribers; a few thousand covers a busy day.
+# Rendered entries repeat across the digests of one run, since one day's papers go to many
+# subscribers (an entry differs by its highlights and reasons); this covers a busy day.
 _CACHE_SIZE = 16_384
 
 
@@ -161,52 +155,6 @@ def render_page(template_name: str, *, templates_dir: Path | None = None, **cont
     return template_environment(templates_dir).get_template(template_name).render(**context)
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def wrap_text(
-    text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None
-) -> str:
-    """``text`` wrapped at ``width`` columns, lines indented by ``indent`` (the first by ``first``).
-
-    Whitespace is collapsed; long words such as URLs are kept whole rather than broken. The
-    result is the same as ``textwrap.fill(..., break_long_words=False, break_on_hyphens=False)``.
-    """
-    first = indent if first is None else first
-    words = " ".join(text.split())
-    if len(first) == len(indent):
-        # One regular expression pass is several times faster than textwrap, which matters
-        # when thousands of digests are rendered in a run.
-        lines = _line_pattern(max(width - len(indent), 1)).findall(words) or [""]
-        return "\n".join([first + lines[0], *(indent + line for line in lines[1:])])
-    return textwrap.fill(
-        words,
-        width=width,
-        initial_indent=first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-
-
-@lru_cache(maxsize=_CACHE_SIZE)
-def list_item(text: str, number: int, width: int = TEXT_WIDTH) -> str:
-    """``text`` wrapped as item ``number`` of a numbered list: "1.  First line" and the next
-    lines indented by four spaces (by the number's width past 99)."""
-    first = f"{number}.".ljust(3) + " "
-    return wrap_text(text, width, " " * len(first), first)
-
-
-@lru_cache(maxsize=16)
-def _line_pattern(width: int) -> re.Pattern[str]:
-    """Matches one wrapped line: as many words as fit in ``width``, or one longer word."""
-    return re.compile(rf"(\S.{{0,{width - 1}}}(?= |$)|\S+)(?: |$)")
-
-
-def clean_text(text: str) -> str:
-    """``text`` on one line: control characters and runs of whitespace become single spaces."""
-    # Most text needs no substitution, and isprintable() is false for every character that does.
-    return text.strip() if text.isprintable() else _UNSAFE_OR_SPACE.sub(" ", text).strip()
-
-
 def digest_subject(digest: Digest) -> str:
     """The subject line, e.g. "7 new papers for you — Mar 14"; counts papers shown and beyond."""
     count = len(digest.entries) + max(digest.more_count, 0)
@@ -229,8 +177,10 @@ class DigestRenderer:
 
     With ``inline_css`` the stylesheet (digest.css) is inlined into the HTML templates once, when
     they are loaded, so rendering a message only runs Jinja; without it the HTML keeps its class
-    attributes unstyled. With ``cache_entries`` each paper's fragments are rendered once per
-    position and reused: one day's papers go into many subscribers' digests.
+    attributes unstyled. With ``cache_entries`` each entry's fragments are rendered once and
+    reused: one day's papers go into many subscribers' digests. The fragments do not know their
+    position, so the same entry is the same fragment wherever it is shown; digest.txt numbers
+    the titles.
     """
 
     def __init__(
@@ -329,7 +279,8 @@ def _find(whole: str, fragment: str, start: int) -> int:
     ``str.find`` with a long needle, which first studies the whole needle."""
     if whole.startswith(fragment, start):
         return start
-    lead = fragment[:64]
+    # str's own slicing: Markup's wraps every slice in another Markup, several times slower.
+    lead = str.__getitem__(fragment, slice(64))
     at = whole.find(lead, start)
     while at >= 0 and not whole.startswith(fragment, at):
         at = whole.find(lead, at + 1)
@@ -423,10 +374,10 @@ def _http_link(url: str) -> str | None:
 
 
 def _entry_view(entry: DigestEntry, hit_open: str) -> _EntryView:
-    title, title_html = _field(
+    title, title_html = highlighted_field(
         entry.title_segments or ((entry.title, False),), limit=None, hit_open=hit_open
     )
-    abstract, abstract_html = _field(
+    abstract, abstract_html = highlighted_field(
         entry.abstract_segments or ((entry.abstract, False),),
         limit=ABSTRACT_LIMIT,
         hit_open=hit_open,
@@ -443,59 +394,3 @@ def _entry_view(entry: DigestEntry, hit_open: str) -> _EntryView:
         abstract=abstract,
         matched_line=f"{terms} — {reasons}" if terms and reasons else terms or reasons,
     )
-
-
-def _field(
-    segments: tuple[tuple[str, bool], ...], *, limit: int | None, hit_open: str
-) -> tuple[str, markupsafe.Markup]:
-    """The plain text of ``segments`` and its escaped HTML, the marked ones in ``hit_open``.
-
-    Control characters become spaces. With a ``limit``, the text is cut at the last word
-    boundary before that many characters and ends with an ellipsis.
-    """
-    texts: list[str] = []
-    marks: list[bool] = []
-    length = 0
-    truncated = False
-    for text, marked in segments:
-        if not text:
-            continue
-        # isprintable() is false for every character the substitution would touch, and is
-        # much cheaper than the substitution most segments do not need.
-        if not text.isprintable():
-            text = _UNSAFE_OR_SPACE.sub(" ", text)
-        if not texts:
-            text = text.lstrip()
-        if limit is not None and length + len(text) > limit:
-            room = limit - length
-            space = text.rfind(" ", 0, room + 1)
-            if space > 0:
-                texts.append(text[:space])
-                marks.append(marked)
-            elif not texts:
-                texts.append(text[:room])
-                marks.append(marked)
-            truncated = True
-            break
-        texts.append(text)
-        marks.append(marked)
-        length += len(text)
-    tail = " ,;:.-" if truncated else " "
-    while texts and not texts[-1].rstrip(tail):
-        texts.pop()
-        marks.pop()
-    if texts:
-        texts[-1] = texts[-1].rstrip(tail) + ("…" if truncated else "")
-    plain = "".join(texts)
-    # Escaping the whole field once, with private-use stand-ins for the tags, is several
-    # times faster than escaping every segment.
-    joined = "".join(
-        [
-            f"{_MARK_OPEN}{text}{_MARK_CLOSE}" if marked else text
-            for text, marked in zip(texts, marks, strict=True)
-        ]
-    )
-    html = (
-        str(markupsafe.escape(joined)).replace(_MARK_OPEN, hit_open).replace(_MARK_CLOSE, "</mark>")
-    )
-    return plain, markupsafe.Markup(html)

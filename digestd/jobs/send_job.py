@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -108,7 +110,33 @@ def prepare_digests(
     """Plan the digest of every due subscriber (or only ``only_email``); nothing is recorded.
 
     Paused subscribers are left out unless ``include_paused`` (a preview of their digest)."""
-    report = report if report is not None else SendReport()
+    return list(
+        plan_due_digests(
+            settings,
+            engine,
+            now=now,
+            only_email=only_email,
+            ignore_schedule=ignore_schedule,
+            include_paused=include_paused,
+            report=report if report is not None else SendReport(),
+        )
+    )
+
+
+def plan_due_digests(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime,
+    report: SendReport,
+    only_email: str | None = None,
+    ignore_schedule: bool = False,
+    include_paused: bool = False,
+) -> Iterator[PreparedDigest]:
+    """The digests of the due subscribers, each planned when the iterator reaches it.
+
+    Subscribers, papers and matches are loaded when this is called; ``report.due`` is set then.
+    Planning lazily keeps one run's memory to the digests in flight, however many are due."""
     with stage(report.seconds, "load subscribers and papers"), session_scope(engine) as session:
         if only_email:
             people = [store.subscriber_by_email(session, only_email)]
@@ -137,7 +165,7 @@ def prepare_digests(
         ]
         report.due = len(due)
         if not due:
-            return []
+            return iter(())
         own_queries = store.queries_by_subscriber(session)
         followed = store.topics_by_subscriber(session)
         windows = _windows(due, store.last_completed_at(session), settings.digest.lookback_days)
@@ -158,10 +186,9 @@ def prepare_digests(
             sources[("t", topic.slug)] = QuerySource("topic", topic.title)
     with stage(report.seconds, "match"):
         matches = match_queries(texts, papers.values())
-    planning = time.perf_counter()
     secret = settings.link_secret()
-    prepared = []
-    for subscriber in due:
+
+    def plan(subscriber: Subscriber) -> PreparedDigest | None:
         assert subscriber.id is not None
         keys = [("q", t) for t in own_queries.get(subscriber.id, [])]
         keys += [("t", t.slug) for t in followed.get(subscriber.id, [])]
@@ -175,7 +202,7 @@ def prepare_digests(
         if planned is None:
             report.nothing_new += 1
             report.empty.append((subscriber.id, digest_key(now, subscriber.timezone)))
-            continue
+            return None
         digest = Digest(
             subscriber_name=subscriber.name,
             subscriber_email=subscriber.email,
@@ -189,18 +216,19 @@ def prepare_digests(
             manage_url=None,
             site_name=settings.digest.site_name,
         )
-        prepared.append(
-            PreparedDigest(
-                subscriber.id,
-                subscriber.email,
-                subscriber.name,
-                digest_key(now, subscriber.timezone),
-                planned,
-                digest,
-            )
+        key = digest_key(now, subscriber.timezone)
+        return PreparedDigest(
+            subscriber.id, subscriber.email, subscriber.name, key, planned, digest
         )
-    report.seconds["plan"] = report.seconds.get("plan", 0.0) + time.perf_counter() - planning
-    return prepared
+
+    def planned_in_turn() -> Iterator[PreparedDigest]:
+        for subscriber in due:
+            with stage(report.seconds, "plan"):
+                prepared = plan(subscriber)
+            if prepared is not None:
+                yield prepared
+
+    return planned_in_turn()
 
 
 def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
@@ -257,7 +285,7 @@ async def _send_all(
     progress: Progress | None,
 ) -> SendReport:
     report = SendReport()
-    prepared = prepare_digests(
+    planned = plan_due_digests(
         settings,
         engine,
         now=now,
@@ -265,39 +293,55 @@ async def _send_all(
         ignore_schedule=ignore_schedule,
         report=report,
     )
-    if not dry_run and not ignore_schedule and report.empty:
-        # A scheduled digest that found nothing is still the digest of that day (or week).
-        with session_scope(engine) as session:
-            for subscriber_id, key in report.empty:
-                store.record_delivery(
-                    session,
-                    subscriber_id=subscriber_id,
-                    digest_key=key,
-                    status="empty",
-                    message_id="",
-                    paper_ids=(),
-                    reply="nothing new",
-                    now=utc_now(),
+    try:
+        if dry_run:
+            for item in planned:
+                rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
+                report.outcomes.append(
+                    DigestOutcome(
+                        item.email, "dry-run", len(item.planned.entries), rendered.subject
+                    )
                 )
-    if dry_run or not prepared:
-        for item in prepared:
-            rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
-            report.outcomes.append(
-                DigestOutcome(item.email, "dry-run", len(item.planned.entries), rendered.subject)
+            return report
+        first = next(planned, None)
+        if first is None:
+            return report  # nothing to send: no connection to the server
+        async with open_sender(settings) as sender:
+
+            async def send(item: PreparedDigest) -> DigestOutcome:
+                if progress:
+                    progress(item.email, report.due)
+                return await _send_one(settings, engine, sender, item, now, report.seconds)
+
+            # Each digest is planned, rendered, sent and recorded by exactly one task, in turn
+            # (so memory holds only the digests in flight); as many are in flight as the sender
+            # has connections. If the server becomes unreachable, digests already handed over
+            # are still recorded before the error ends the run.
+            report.outcomes.extend(
+                await send_concurrently(
+                    itertools.chain((first,), planned), send, limit=sender.connections
+                )
             )
         return report
-    async with open_sender(settings) as sender:
+    finally:
+        if not dry_run and not ignore_schedule and report.empty:
+            _record_empty(engine, report.empty)
 
-        async def send(item: PreparedDigest) -> DigestOutcome:
-            if progress:
-                progress(item.email, len(prepared))
-            return await _send_one(settings, engine, sender, item, now, report.seconds)
 
-        # Each digest is rendered, sent and recorded by exactly one task; as many are in
-        # flight as the sender has connections. If the server becomes unreachable, digests
-        # already handed over are still recorded before the error ends the run.
-        report.outcomes.extend(await send_concurrently(prepared, send, limit=sender.connections))
-    return report
+def _record_empty(engine: Engine, empty: list[tuple[int, str]]) -> None:
+    """A scheduled digest that found nothing is still the digest of that day (or week)."""
+    with session_scope(engine) as session:
+        for subscriber_id, key in empty:
+            store.record_delivery(
+                session,
+                subscriber_id=subscriber_id,
+                digest_key=key,
+                status="empty",
+                message_id="",
+                paper_ids=(),
+                reply="nothing new",
+                now=utc_now(),
+            )
 
 
 async def _send_one(

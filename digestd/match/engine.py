@@ -240,7 +240,6 @@ class MatchResult(Generic[K, P]):
         self._term_bits = term_bits  # per chunk, as the match computed them
         self._where: dict[P, tuple[int, int]] | None = None
         self._plans: dict[K, _Plan] = {}
-        self._views: dict[K, ProfileMatches[K, P]] = {}
         self._hits: dict[tuple[int, int, int], tuple[Hit, ...]] = {}
         self._weights: dict[tuple[int, int], dict[int, tuple[float, ...]]] = {}
         self._term_score_tables: dict[tuple[int, int], dict[int, float]] = {}
@@ -269,10 +268,7 @@ class MatchResult(Generic[K, P]):
 
     def get(self, key: K) -> ProfileMatches[K, P]:
         """The papers ``key`` matched, each with its score and hits (computed on access)."""
-        view = self._views.get(key)
-        if view is None:
-            view = self._views[key] = ProfileMatches(self, key)
-        return view
+        return ProfileMatches(self, key)
 
     def explain(self, key: K, paper: P) -> PaperMatch | None:
         """The score and hits of ``paper`` for ``key``, or None when it did not match."""
