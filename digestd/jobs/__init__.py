@@ -6,14 +6,8 @@ from __future__ import annotations
 from digestd.jobs.common import Progress, candidate, match_queries, utc_now
 from digestd.jobs.feeds_job import feeds_out_of_date, run_feeds
 from digestd.jobs.ingest_job import FileOutcome, IngestReport, run_ingest
-from digestd.jobs.send_job import (
-    DigestOutcome,
-    PreparedDigest,
-    SendReport,
-    open_sender,
-    prepare_digests,
-    run_send,
-)
+from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, prepare_digests
+from digestd.jobs.send_job import open_sender, run_send
 
 __all__ = [
     "DigestOutcome",

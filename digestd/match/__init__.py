@@ -9,9 +9,10 @@ rules in :mod:`digestd.match.text`, the engine in :mod:`digestd.match.engine`.
 """
 
 from digestd.match.compile import CompiledProfile, ProfileSet, compile_profiles
-from digestd.match.engine import MatchResult, PaperIndex, index_papers, match_profiles
+from digestd.match.engine import PaperIndex, index_papers, match_profiles
 from digestd.match.hits import Hit, PaperMatch, highlight, score_hits
 from digestd.match.query import CompiledQuery, compile_query
+from digestd.match.results import MatchResult
 
 __all__ = [
     "CompiledProfile",
