@@ -42,8 +42,8 @@ _CACHE_SIZE = 4096
 _RANDOM = random.Random()
 # Encoded pieces kept for reuse (a day's papers and the template's lines; some tens of MB at
 # most), and the hashes of pieces seen once. Both start over when full.
-_ENCODED_MOST = 1_000_000
-_SEEN_MOST = 1_000_000
+_ENCODED_MOST = 32_768
+_SEEN_MOST = 200_000
 _ENCODED: dict[str, bytes] = {}
 _SEEN_ONCE: set[int] = set()
 

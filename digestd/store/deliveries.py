@@ -65,6 +65,10 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+_DELIVERY_TABLE = Delivery.__table__  # type: ignore[attr-defined]
+_INSERT_DELIVERY = insert(_DELIVERY_TABLE).returning(_DELIVERY_TABLE.c.id)
+
+
 def record_delivery(
     session: Session,
     *,
@@ -75,30 +79,32 @@ def record_delivery(
     paper_ids: Sequence[int],
     reply: str,
     now: datetime,
-) -> Delivery:
-    """Record one digest's outcome; a sent digest marks its papers as sent to the subscriber."""
-    delivery = Delivery(
-        subscriber_id=subscriber_id,
-        digest_key=digest_key,
-        status=status,
-        message_id=message_id,
-        paper_count=len(paper_ids),
-        reply=reply,
-        created_at=now,
-    )
-    session.add(delivery)
-    session.flush()
-    assert delivery.id is not None
+) -> int:
+    """Record one digest's outcome; a sent digest marks its papers as sent to the subscriber.
+    Returns the delivery's id."""
+    # Core statements, not ORM objects: a run records one delivery per digest, and a digest
+    # lists dozens of papers.
+    delivery_id: int = session.execute(
+        _INSERT_DELIVERY,
+        {
+            "subscriber_id": subscriber_id,
+            "digest_key": digest_key,
+            "status": status,
+            "message_id": message_id,
+            "paper_count": len(paper_ids),
+            "reply": reply,
+            "created_at": now,
+        },
+    ).scalar_one()
     if status == "sent" and paper_ids:
-        # One multi-row insert: a digest lists dozens of papers, and a run sends many digests.
-        session.execute(
-            insert(SentPaper.__table__),  # type: ignore[attr-defined]  # Core: no ORM per row
-            [
-                {"subscriber_id": subscriber_id, "paper_id": paper_id, "delivery_id": delivery.id}
-                for paper_id in paper_ids
-            ],
+        connection = session.connection()
+        marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection.exec_driver_sql(
+            "INSERT INTO sent_paper (subscriber_id, paper_id, delivery_id)"
+            f" VALUES ({marker}, {marker}, {marker})",
+            [(subscriber_id, paper_id, delivery_id) for paper_id in paper_ids],
         )
-    return delivery
+    return delivery_id
 
 
 def deliveries_of(session: Session, subscriber_id: int, *, limit: int = 10) -> list[Delivery]:
