@@ -85,24 +85,25 @@ def main() -> None:
     quick = is_quick()
     subscribers = 2_000 if quick else 100_000
     report = Report(f"e2e: {subscribers:,} subscribers, one day of 1,000 papers, SMTP to a sink")
-    with tempfile.TemporaryDirectory() as folder, smtp_sink(Path(folder)) as sink:
-        settings = Settings(
-            paths=PathsSettings(data_dir=folder),
-            delivery=DeliverySettings(backend="smtp"),
-            smtp=SmtpSettings(host="127.0.0.1", port=sink.port, connections=CONNECTIONS),
-        )
-        engine = make_engine(settings.database_url, create=True)
-        migrate(engine)
-        with timed() as setup:
-            add_subscribers(engine, subscribers)
-        dump = Path(folder) / "day.txt"
-        dump.write_text(dump_text(synthetic_papers(1_000), DAY), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as folder:
+        with smtp_sink(Path(folder)) as sink:
+            settings = Settings(
+                paths=PathsSettings(data_dir=folder),
+                delivery=DeliverySettings(backend="smtp"),
+                smtp=SmtpSettings(host="127.0.0.1", port=sink.port, connections=CONNECTIONS),
+            )
+            engine = make_engine(settings.database_url, create=True)
+            migrate(engine)
+            with timed() as setup:
+                add_subscribers(engine, subscribers)
+            dump = Path(folder) / "day.txt"
+            dump.write_text(dump_text(synthetic_papers(1_000), DAY), encoding="utf-8")
 
-        with timed() as ingest:
-            ingested = jobs.run_ingest(settings, engine, [dump], reference=DAY)
-        with timed() as send:
-            sent = asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
-        received = sink.received()
+            with timed() as ingest:
+                ingested = jobs.run_ingest(settings, engine, [dump], reference=DAY)
+            with timed() as send:
+                sent = asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
+        received = sink.received()  # the sink has stopped: its count is final
     total = ingest.wall + send.wall
     delivered = sent.count("sent")
     report.figure("setup (not timed): subscribers written", f"{setup.wall:.1f} s")
