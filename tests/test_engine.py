@@ -185,3 +185,33 @@ def test_plain_word_queries_compile_as_the_parser_would(words: list[str]) -> Non
         assert fast == expected  # the fast path was taken, and agrees
     else:
         assert fast is None  # upper case may be an operator: left to the parser
+
+
+def test_a_later_run_over_the_same_papers_reuses_their_index() -> None:
+    from datetime import UTC, date, datetime
+
+    from digestd.jobs import common
+    from digestd.models import Paper
+
+    def paper(pid: int, abstract: str) -> Paper:
+        now = datetime.now(UTC)
+        return Paper(
+            id=pid,
+            uid=f"u{pid}",
+            title_key=f"t{pid}",
+            title=f"Paper {pid}",
+            abstract=abstract,
+            dump_id=1,
+            dump_date=date(2026, 3, 14),
+            first_seen=now,
+        )
+
+    papers = [paper(1, "graph networks"), paper(2, "vision")]
+    first = common.match_queries({"q": "graph"}, papers)
+    second = common.match_queries({"q": "vision", "r": "graph"}, papers)
+    assert second._index is first._index  # indexed once, reused
+    assert second.papers("q") == [2] and second.papers("r") == [1]
+    edited = [paper(1, "vision transformers"), paper(2, "vision")]
+    third = common.match_queries({"q": "vision"}, edited)
+    assert third._index is not first._index  # a text changed: indexed again
+    assert third.papers("q") == [1, 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,7 +17,13 @@ from digestd.digest import (
 )
 from digestd.errors import DigestError
 from digestd.ingest import paper_url
-from digestd.match import MatchResult, compile_profiles, index_papers, match_profiles
+from digestd.match import (
+    MatchResult,
+    PaperIndex,
+    compile_profiles,
+    index_papers,
+    match_profiles,
+)
 from digestd.models import Paper
 
 log = logging.getLogger("digestd")
@@ -52,8 +59,29 @@ def match_queries(
     profiles = compile_profiles(queries)
     for key, exc in profiles.errors.items():
         log.error("skipping query %r: %s", queries[key], exc)
-    index = index_papers({p.id: (p.title, p.abstract) for p in papers if p.id is not None})
-    return match_profiles(profiles, index)
+    texts = {p.id: (p.title, p.abstract) for p in papers if p.id is not None}
+    return match_profiles(profiles, _indexed(texts))
+
+
+# The papers indexed by the latest runs, by their ids and texts: the daemon's send job runs
+# every few minutes over mostly the same papers, and the feeds job over its own set.
+_RECENT_INDEXES: OrderedDict[tuple[tuple[int, tuple[str, str]], ...], PaperIndex[int]] = (
+    OrderedDict()
+)
+_RECENT_INDEXES_KEPT = 2
+
+
+def _indexed(texts: dict[int, tuple[str, str]]) -> PaperIndex[int]:
+    """``texts`` indexed, or the index of an earlier run over exactly the same papers."""
+    key = tuple(texts.items())
+    index = _RECENT_INDEXES.get(key)
+    if index is None:
+        index = index_papers(texts)
+        _RECENT_INDEXES[key] = index
+        while len(_RECENT_INDEXES) > _RECENT_INDEXES_KEPT:
+            _RECENT_INDEXES.popitem(last=False)
+    _RECENT_INDEXES.move_to_end(key)
+    return index
 
 
 @contextmanager

@@ -50,7 +50,7 @@ class _FieldIndex:
     _stem_counts: dict[int, Counter[str]] = field(default_factory=dict)
     _norm_counts: dict[int, Counter[str]] = field(default_factory=dict)
     _prefix_words: dict[str, list[str]] = field(default_factory=dict)
-    _pairs_indexed = 0
+    _pairs_indexed: tuple[int, int] = (0, 0)
 
     def add(self, number: int, text: str) -> None:
         norms, stems = analyze_words(text)
@@ -78,14 +78,14 @@ class _FieldIndex:
     def _pair_index(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Consecutive stem pair -> papers, for the pairs of every phrase in ``wanted``
         (which only grows: the index is rebuilt when it has)."""
-        if self._pair_bits is None or self._pairs_indexed != len(wanted):
+        if self._pair_bits is None or self._pairs_indexed != (id(wanted), len(wanted)):
             pair_bits: defaultdict[tuple[str, str], int] = defaultdict(int)
             for number, stems in enumerate(self.stems):
                 bit = 1 << number
                 for pair in wanted.intersection(itertools.pairwise(stems)):
                     pair_bits[pair] |= bit
             self._pair_bits = dict(pair_bits)
-            self._pairs_indexed = len(wanted)
+            self._pairs_indexed = (id(wanted), len(wanted))
         return self._pair_bits
 
     def _norm_index(self) -> dict[str, int]:
