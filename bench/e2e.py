@@ -86,7 +86,7 @@ def main() -> None:
     subscribers = 2_000 if quick else 100_000
     report = Report(f"e2e: {subscribers:,} subscribers, one day of 1,000 papers, SMTP to a sink")
     with tempfile.TemporaryDirectory() as folder:
-        with smtp_sink(Path(folder)) as sink:
+        with smtp_sink() as sink:
             settings = Settings(
                 paths=PathsSettings(data_dir=folder),
                 delivery=DeliverySettings(backend="smtp"),

@@ -16,8 +16,6 @@ Run: ``python -m bench.send [--quick]``.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.sharedctypes import Synchronized
@@ -27,39 +25,11 @@ import aiosmtplib
 
 from bench.common import Report, is_quick, peak_rss_mib
 from bench.render import day_of_digests, our_message
+from bench.sink import HOST, smtp_sink
 from digestd.deliver import SmtpSender, send_concurrently
 from digestd.message import OutgoingMessage
 
 POOL = 4
-HOST = "127.0.0.1"
-
-
-class _CountingHandler:
-    """Accepts every message and counts it."""
-
-    def __init__(self, count: Synchronized[int]) -> None:
-        self.count = count
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.count.get_lock():
-            self.count.value += 1
-        return "250 Message accepted"
-
-
-def _run_sink(port: int, count: Synchronized[int], ready: Any, stop: Any) -> None:
-    from aiosmtpd.controller import Controller
-
-    controller = Controller(_CountingHandler(count), hostname=HOST, port=port)
-    controller.start()
-    ready.set()
-    stop.wait()
-    controller.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 async def raw_loop(port: int, messages: Sequence[OutgoingMessage], connections: int) -> None:
@@ -105,14 +75,8 @@ def main() -> None:
     quick = is_quick()
     subscribers, repeats = (200, 1) if quick else (2_000, 3)
     messages = [our_message(digest) for digest in day_of_digests(subscribers)]
-    count: Synchronized[int] = multiprocessing.Value("l", 0)
-    ready, stop = multiprocessing.Event(), multiprocessing.Event()
-    port = _free_port()
-    sink = multiprocessing.Process(target=_run_sink, args=(port, count, ready, stop), daemon=True)
-    sink.start()
-    try:
-        if not ready.wait(30):
-            raise SystemExit("the SMTP sink did not start")
+    with smtp_sink() as sink:
+        port, count = sink.port, sink.count
         measure(raw_loop, port, messages[:50], 1, count)  # warm up the sink and the client
         runs = {
             "raw_one": (raw_loop, 1),
@@ -126,9 +90,6 @@ def main() -> None:
             for name, (run, connections) in runs.items():
                 best[name] = max(best[name], measure(run, port, messages, connections, count))
         raw_one, ours_one, raw_pool, ours_pool = best.values()
-    finally:
-        stop.set()
-        sink.join(10)
 
     report = Report(f"send: {len(messages):,} messages to an aiosmtpd sink on loopback")
     single = report.compare(

@@ -1,108 +1,80 @@
-"""A local SMTP sink for the benchmarks: aiosmtpd in its own process, counting what it gets.
+"""The benchmarks' SMTP sink: aiosmtpd in a process of its own, counting what it accepts.
 
-``with smtp_sink() as sink:`` starts ``python -m bench.sink`` on a free loopback port (its own
-process, so it has its own core and does not share our GIL), and ``sink.received()`` asks how
-many messages it has accepted so far.
+``with smtp_sink() as sink:`` starts it on a free loopback port (its own process, so it has
+its own core and does not share the benchmark's interpreter); ``sink.received()`` is how many
+messages it has accepted so far.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
+import multiprocessing
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+HOST = "127.0.0.1"
 
 
-class CountingHandler:
-    """Accepts every message, keeps nothing but a count and the bytes received."""
+class _CountingHandler:
+    """Accepts every message and counts it."""
 
-    def __init__(self) -> None:
-        self.messages = 0
-        self.bytes = 0
+    def __init__(self, count: Synchronized[int]) -> None:
+        self.count = count
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Count the message and accept it."""
-        self.messages += 1
-        self.bytes += len(envelope.content or b"")
-        return "250 OK"
+        with self.count.get_lock():
+            self.count.value += 1
+        return "250 Message accepted"
 
 
-@dataclass
-class Sink:
-    """A running sink: its port, and a way to read its counters."""
+def _run_sink(port: int, count: Synchronized[int], ready: Any, stop: Any) -> None:
+    from aiosmtpd.controller import Controller
 
-    port: int
-    counter_file: Path
-
-    def received(self) -> int:
-        """How many messages the sink has accepted so far."""
-        text = self.counter_file.read_text() if self.counter_file.exists() else "0"
-        return int(text or 0)
+    controller = Controller(
+        _CountingHandler(count), hostname=HOST, port=port, data_size_limit=50_000_000
+    )
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class Sink:
+    """A running sink: its port, and its count of accepted messages."""
+
+    port: int
+    count: Synchronized[int]
+
+    def received(self) -> int:
+        """How many messages the sink has accepted so far."""
+        return int(self.count.value)
+
+
 @contextmanager
-def smtp_sink(folder: Path) -> Iterator[Sink]:
-    """Run a counting SMTP sink in another process for the block."""
+def smtp_sink() -> Iterator[Sink]:
+    """Run a counting aiosmtpd sink in another process for the block."""
+    count: Synchronized[int] = multiprocessing.Value("l", 0)
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
     port = _free_port()
-    counter = folder / "sink.count"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.sink", str(port), str(counter)],
-        stdout=subprocess.PIPE,
-        text=True,
+    process = multiprocessing.Process(
+        target=_run_sink, args=(port, count, ready, stop), daemon=True
     )
+    process.start()
     try:
-        assert process.stdout is not None
-        if process.stdout.readline().strip() != "ready":
-            raise RuntimeError("the SMTP sink did not start")
-        yield Sink(port=port, counter_file=counter)
+        if not ready.wait(30):
+            raise SystemExit("the SMTP sink did not start")
+        yield Sink(port=port, count=count)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-async def _serve(port: int, counter: Path) -> None:
-    handler = CountingHandler()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.local", data_size_limit=50_000_000),
-        host="127.0.0.1",
-        port=port,
-    )
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-
-    async def write_count() -> None:
-        while True:
-            counter.write_text(str(handler.messages))
-            await asyncio.sleep(0.2)
-
-    writer = loop.create_task(write_count())
-    print("ready", flush=True)
-    await stop.wait()
-    writer.cancel()
-    counter.write_text(str(handler.messages))
-    server.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve as a sink on the given port until SIGTERM."""
-    args: list[Any] = sys.argv[1:] if argv is None else argv
-    asyncio.run(_serve(int(args[0]), Path(args[1])))
-
-
-if __name__ == "__main__":
-    main()
+        stop.set()
+        process.join(30)
