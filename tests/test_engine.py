@@ -162,7 +162,7 @@ def test_score_without_explanation_is_the_explained_score(
             explained = result.explain(key, paper)
             assert explained is not None
             assert matches.scores()[paper] == explained.score  # exactly, not approximately
-    assert result.score(0, len(paper_texts)) is None  # a paper not in the batch
+    assert result.explain(0, len(paper_texts)) is None  # a paper not in the batch
 
 
 @settings(max_examples=300)

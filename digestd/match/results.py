@@ -83,14 +83,6 @@ class MatchResult(Generic[K, P]):
         ordered = sorted(hits, key=lambda hit: (_FIELD_RANK[hit.field], ranks[hit.term]))
         return PaperMatch(score=score_hits(ordered), hits=tuple(ordered))
 
-    def score(self, key: K, paper: P) -> float | None:
-        """The score of ``paper`` for ``key`` (as :meth:`explain` gives it, without building
-        the explanation), or None when it did not match."""
-        where = self._locate(key, paper)
-        if where is None:
-            return None
-        return score_hits(self._used_hits(key, *where))
-
     def scores(self, key: K) -> dict[P, float]:
         """The score of every paper ``key`` matched, worked out in one pass."""
         plan = self._plan(key)
