@@ -65,7 +65,7 @@ def normalize(word: str) -> str:
 @lru_cache(maxsize=1)
 def _english_stemmer() -> Stemmer.Stemmer:
     stemmer = Stemmer.Stemmer("english")
-    stemmer.maxCacheSize = 0  # _analyze_word caches instead
+    stemmer.maxCacheSize = 0  # _analyze_word and analyze_words keep their own caches
     return stemmer
 
 
