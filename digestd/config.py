@@ -80,7 +80,45 @@ class DeliverySettings:
     backend: str = _key(
         "file", "file: write .eml files into paths.outbox; smtp: send", ("file", "smtp")
     )
-    retry_minutes: float = _key(60.0, "a refused or failed digest is tried again after this long")
+    retry_minutes: float = _key(
+        10.0, "first wait after a temporary failure; each next wait doubles (with jitter)"
+    )
+    retry_max_minutes: float = _key(240.0, "longest wait between two attempts of one digest")
+    give_up_hours: float = _key(
+        48.0, "a digest still failing temporarily this long after it was planned is marked failed"
+    )
+    error_threshold: int = _key(
+        10, "temporary failures in a row that pause a run; the rest wait for the next run"
+    )
+    rate_per_second: float = _key(
+        0.0, "most messages per second over a whole run (all connections); 0 means no limit"
+    )
+    hard_bounces: int = _key(1, "hard bounces after which a subscriber is suppressed")
+    bounce_address: str = _key(
+        "",
+        "envelope sender that bounces return to, as VERP (local+tag@domain); "
+        "empty means smtp.from_address without VERP",
+    )
+    unsubscribe_mailto: str = _key(
+        "", "address in List-Unsubscribe's mailto; empty means smtp.from_address"
+    )
+
+
+@dataclass(frozen=True)
+class BouncesSettings:
+    """[bounces]: where the daemon reads delivery status notifications."""
+
+    path: str = _key("", "maildir folder or mbox file of bounces; empty means no bounce job")
+    check_minutes: float = _key(15.0, "how often the daemon reads the bounce mailbox")
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    """[dkim]: optional DKIM signing of every digest."""
+
+    selector: str = _key("", "DKIM selector; empty means messages are not signed")
+    domain: str = _key("", "signing domain (d=); empty means the domain of smtp.from_address")
+    private_key_file: str = _key("", "PEM file of the RSA or Ed25519 private key")
 
 
 @dataclass(frozen=True)
@@ -130,6 +168,8 @@ class Settings:
     paths: PathsSettings = field(default_factory=PathsSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
@@ -176,6 +216,8 @@ _SECTION_CLASSES: dict[str, type] = {
     "paths": PathsSettings,
     "smtp": SmtpSettings,
     "delivery": DeliverySettings,
+    "bounces": BouncesSettings,
+    "dkim": DkimSettings,
     "digest": DigestSettings,
     "feeds": FeedsSettings,
     "schedule": ScheduleSettings,
@@ -238,11 +280,19 @@ def _validate(settings: Settings, source: str) -> None:
         ("schedule", "send_check_minutes"),
         ("schedule", "inbox_settle_seconds"),
         ("delivery", "retry_minutes"),
+        ("delivery", "retry_max_minutes"),
+        ("delivery", "give_up_hours"),
+        ("delivery", "error_threshold"),
+        ("delivery", "hard_bounces"),
+        ("bounces", "check_minutes"),
     )
     for section, key in positive:
         value = getattr(getattr(settings, section), key)
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be a positive number")
+    rate = settings.delivery.rate_per_second
+    if not math.isfinite(rate) or rate < 0:
+        raise ConfigError(f"{source}: [delivery] rate_per_second = {rate!r} must be 0 or more")
     if settings.smtp.port > 65535:
         raise ConfigError(f"{source}: [smtp] port = {settings.smtp.port} is not a TCP port")
     url = urlsplit(settings.feeds.base_url)
