@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Engine
 from digestd.config import Settings
 from digestd.errors import DigestError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send
+from digestd.jobs.bounce_job import run_bounces
 
 log = logging.getLogger("digestd.daemon")
 # APScheduler logs every job start and end at INFO: noise every few minutes in an idle daemon.
@@ -52,15 +54,33 @@ def send_due(settings: Settings, engine: Engine) -> None:
         report = asyncio.run(run_send(settings, engine))
         if report.outcomes:
             log.info(
-                "send: %d sent, %d failed, %d errors",
+                "send: %d sent, %d to retry, %d failed, %d sent again after an interrupted run",
                 report.count("sent"),
+                report.count("retry"),
                 report.count("failed"),
-                report.count("error"),
+                report.resent,
             )
     except DigestError as exc:
         log.warning("send job: %s; the daemon goes on", exc)
     except Exception:
         log.exception("send job failed; the daemon goes on")
+
+
+def read_bounces(settings: Settings, engine: Engine) -> None:
+    """Record the bounces and complaints waiting in the configured mailbox. Failures are
+    logged, not raised."""
+    try:
+        report = run_bounces(settings, engine, Path(settings.bounces.path).expanduser())
+        if report.outcomes:
+            log.info(
+                "bounces: %d messages read, %d subscribers suppressed",
+                len(report.outcomes),
+                len(report.suppressed),
+            )
+    except DigestError as exc:
+        log.warning("bounce job: %s; the daemon goes on", exc)
+    except Exception:
+        log.exception("bounce job failed; the daemon goes on")
 
 
 def _unless_stopping(
@@ -104,6 +124,15 @@ def build_scheduler(
         id="send",
         name="send due digests",
     )
+    if settings.bounces.path:
+        scheduler.add_job(
+            _unless_stopping(read_bounces, stop),
+            "interval",
+            minutes=settings.bounces.check_minutes,
+            args=(settings, engine),
+            id="bounces",
+            name="read bounces",
+        )
     return scheduler
 
 

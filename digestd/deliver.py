@@ -3,7 +3,12 @@
 A ``Sender`` delivers one ``OutgoingMessage`` (see digestd.message) and reports the result:
 ``SmtpSender`` over a small pool of reused SMTP connections, ``FileSender`` into a folder of
 ``.eml`` files (for dry runs, tests and debugging). ``send_concurrently`` keeps as many messages
-in flight as the sender has connections.
+in flight as the sender has connections; ``RateLimiter`` spaces messages out over a whole run.
+
+A result is "sent", "temporary" (try again later: a 4xx reply, or the server could not be
+reached, dropped the connection or stopped answering) or "permanent" (a 5xx reply). A sender
+never retries on its own, beyond reopening once a connection the server closed while it sat
+idle: retries, backoff and giving up are the caller's decisions.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import socket
 import ssl
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -22,12 +29,14 @@ from typing import Protocol, Self, TypeVar
 import aiosmtplib
 
 from digestd.atomic import write_atomic
-from digestd.errors import ConfigError, DeliveryError
+from digestd.errors import ConfigError
 from digestd.message import OutgoingMessage, build_message, header_text
 
 __all__ = [
+    "OUTCOMES",
     "FileSender",
     "OutgoingMessage",
+    "RateLimiter",
     "SendResult",
     "Sender",
     "SmtpSender",
@@ -37,10 +46,9 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("none", "starttls", "tls")
+OUTCOMES = ("sent", "temporary", "permanent")
 
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
-_HINT_CONNECT = "check [smtp] host and port in the config file"
-_HINT_LOGIN = "check [smtp] username and password in the config file"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,12 +56,26 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class SendResult:
-    """What happened to one message: accepted or refused, and the server's words for it."""
+    """What happened to one message: its ``outcome`` (one of ``OUTCOMES``) and, in ``reply``,
+    the server's words for it or one line saying what went wrong on the way."""
 
     recipient: str
-    ok: bool
+    outcome: str
     reply: str
     message_id: str
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"unknown send outcome {self.outcome!r}")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the server accepted the message."""
+        return self.outcome == "sent"
+
+
+def _result(message: OutgoingMessage, outcome: str, reply: str) -> SendResult:
+    return SendResult(message.recipient, outcome, reply, message.message_id)
 
 
 class Sender(Protocol):
@@ -97,6 +119,39 @@ async def send_concurrently(
     return [results[index] for index in sorted(results)]
 
 
+class RateLimiter:
+    """Lets at most ``rate_per_second`` acquisitions through per second; 0 means no limit.
+
+    A token bucket that starts empty and holds at most one token: N acquisitions take at least
+    N / rate seconds from the limiter's creation, and a pause earns no burst afterwards.
+    """
+
+    def __init__(self, rate_per_second: float) -> None:
+        """A limiter for ``rate_per_second`` (0 or more) acquisitions per second."""
+        if rate_per_second < 0:
+            raise ValueError(f"rate must be 0 or more, not {rate_per_second}")
+        self.rate = rate_per_second
+        self._tokens = 0.0
+        self._updated = time.monotonic()
+        # One waiter at a time, in arrival order (asyncio.Lock is fair), so concurrent senders
+        # share the rate instead of all waking up at the same moment.
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until a token is there and take it; at once when there is no limit."""
+        if self.rate <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(1.0, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await asyncio.sleep((1.0 - self._tokens) / self.rate)
+
+
 class FileSender:
     """Writes every message as an ``.eml`` file into ``outbox`` instead of sending it."""
 
@@ -119,20 +174,25 @@ class FileSender:
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Write ``message`` atomically; the result's reply is the file's path."""
-        recipient = message.recipient
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        safe_recipient = _FILENAME_UNSAFE.sub("_", recipient)[:64] or "unknown"
+        safe_recipient = _FILENAME_UNSAFE.sub("_", message.recipient)[:64] or "unknown"
         path = self.outbox / f"{stamp}-{safe_recipient}-{uuid.uuid4().hex[:8]}.eml"
         await asyncio.to_thread(write_atomic, path, message.data)
-        return SendResult(recipient, ok=True, reply=str(path), message_id=message.message_id)
+        return _result(message, "sent", str(path))
+
+
+class _Unavailable(Exception):
+    """No usable connection (refused, TLS, login, timeout...): the message is a temporary
+    failure. The text is the result's reply."""
 
 
 class SmtpSender:
     """Sends messages over a pool of up to ``connections`` SMTP connections.
 
-    The first connection is opened on entry (so a wrong host or password shows at once), the
-    others when concurrent sends need them; all are closed on exit. A connection carries one
-    transaction at a time, so ``connections`` messages can be in flight together.
+    Connections are opened when a send needs one (so an unreachable server gives temporary
+    results, not an error on entry) and closed on exit. A connection carries one transaction
+    at a time, so ``connections`` messages can be in flight together. With
+    ``rate_per_second`` above 0, messages over all connections start no faster than that.
     """
 
     def __init__(
@@ -146,6 +206,7 @@ class SmtpSender:
         timeout: float = 30.0,
         ca_file: str | None = None,
         connections: int = 1,
+        rate_per_second: float = 0.0,
     ) -> None:
         """A sender for ``host:port``; ``security`` is "none", "starttls" or "tls"; certificates
         are verified against ``ca_file`` (PEM) when given, else the system's authorities."""
@@ -167,6 +228,9 @@ class SmtpSender:
         self.timeout = timeout
         self.ca_file = ca_file
         self.connections = connections
+        self._where = f"{host}:{port}"
+        self._tls_context = self._load_tls_context()
+        self._limiter = RateLimiter(rate_per_second)
         self._clients: list[aiosmtplib.SMTP | None] = [None] * connections
         # Free connections, the most recently used on top: sending one message at a time
         # keeps using the first connection, and the others are opened only when needed.
@@ -175,7 +239,6 @@ class SmtpSender:
             self._free.put_nowait(slot)
 
     async def __aenter__(self) -> Self:
-        self._clients[0] = await self._connect()
         return self
 
     async def __aexit__(
@@ -188,93 +251,116 @@ class SmtpSender:
 
     async def close(self) -> None:
         """Say QUIT on every open connection and close it; one already gone is fine."""
-        await asyncio.gather(*(self._drop(slot) for slot in range(self.connections)))
+        await asyncio.gather(*(self._quit(slot) for slot in range(self.connections)))
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Send ``message`` on a free connection; a refusal by the server is a result with
-        ``ok=False``, not an error.
+        """Send ``message`` on a free connection and report what happened.
 
-        Raises ``DeliveryError`` when the server cannot be reached, even after reconnecting once.
+        Never raises for a refusal or a transport problem: those are results (see
+        ``SendResult``). A message is tried on at most two connections, and on the second
+        only when the first, reused, turned out closed before anything of the message went out.
         """
         if not message.envelope_from or not message.recipient:
-            reply = "message has no sender or no recipient"
-            return SendResult(message.recipient, False, reply, message.message_id)
+            return _result(message, "permanent", "message has no sender or no recipient")
         slot = await self._free.get()
         try:
             return await self._send_on(slot, message)
+        except _Unavailable as exc:
+            return _result(message, "temporary", str(exc))
+        except BaseException:
+            # Cancelled in the middle of a transaction: the connection's state is unknown.
+            self._discard(slot)
+            raise
         finally:
             self._free.put_nowait(slot)
 
     async def _send_on(self, slot: int, message: OutgoingMessage) -> SendResult:
-        recipient, message_id = message.recipient, message.message_id
-
-        def refused(code: int, text: str) -> SendResult:
-            return SendResult(recipient, ok=False, reply=f"{code} {text}", message_id=message_id)
-
-        for attempt in (1, 2):
-            client = self._clients[slot]
-            if client is None or not client.is_connected:
-                await self._drop(slot)
-                client = self._clients[slot] = await self._connect()
+        client, reused = await self._client(slot)
+        await self._limiter.acquire()
+        step = "at MAIL FROM"
+        try:
             try:
-                errors, reply = await client.sendmail(
-                    message.envelope_from, [recipient], message.data
-                )
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                first = exc.recipients[0]
-                return refused(first.code, first.message)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
-                # The server may close an idle connection between messages; a message it
-                # had not accepted can safely be tried once more on a fresh connection.
-                await self._drop(slot)
-                if attempt == 2:
-                    raise DeliveryError(
-                        f"connection to {self.host}:{self.port} lost: {exc}", hint=_HINT_CONNECT
-                    ) from exc
-                continue
-            except aiosmtplib.SMTPTimeoutError as exc:
-                # Whether the server took the message is unknown: rather than guess, the run
-                # stops here; the digest is not recorded, so the next run sends it again.
-                await self._drop(slot)
-                raise DeliveryError(
-                    f"{self.host}:{self.port} stopped answering: {exc}", hint=_HINT_CONNECT
-                ) from exc
-            except ValueError as exc:
-                # An address aiosmtplib will not put on the wire (e.g. non-ASCII).
-                return SendResult(recipient, ok=False, reply=str(exc), message_id=message_id)
-            except aiosmtplib.SMTPResponseException as exc:
-                # Sender refused, DATA refused, ...: aiosmtplib has already sent RSET.
-                return refused(exc.code, exc.message)
-            if errors:
-                code, text = next(iter(errors.values()))
-                return refused(code, text)
-            # aiosmtplib returns only the text of the 250 reply to DATA.
-            return SendResult(recipient, ok=True, reply=f"250 {reply}", message_id=message_id)
-        raise AssertionError("unreachable")
+                await client.mail(message.envelope_from)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                if not reused or not _closed_by_server(exc):
+                    raise
+                # The server closed the connection while it sat idle. Nothing of this message
+                # went out yet, so it is safe to try once more on a fresh connection.
+                self._discard(slot)
+                client, _ = await self._client(slot)
+                await client.mail(message.envelope_from)
+            step = "at RCPT TO"
+            await client.rcpt(message.recipient)
+            step = "during DATA"
+            response = await client.data(message.data)
+        except aiosmtplib.SMTPTimeoutError:
+            # During DATA the server may have the message already: the caller sends it again
+            # later with the same Message-ID rather than this sender guessing now.
+            self._discard(slot)
+            reply = f"timed out after {self.timeout} s waiting for the server {self._where} {step}"
+            return _result(message, "temporary", reply)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset(slot)
+            outcome = "permanent" if 500 <= exc.code <= 599 else "temporary"
+            return _result(message, outcome, _reply(exc.code, exc.message))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self._discard(slot)
+            reply = f"connection to {self._where} lost {step}: {_describe(exc)}"
+            return _result(message, "temporary", reply)
+        except ValueError as exc:
+            # An address aiosmtplib will not put on the wire (e.g. non-ASCII).
+            await self._reset(slot)
+            return _result(message, "permanent", _describe(exc))
+        return _result(message, "sent", _reply(response.code, response.message))
 
-    async def _drop(self, slot: int) -> None:
+    async def _client(self, slot: int) -> tuple[aiosmtplib.SMTP, bool]:
+        """The connection in ``slot`` and True when it was open already, else a new one and
+        False; raises ``_Unavailable`` when none can be opened."""
+        client = self._clients[slot]
+        if client is not None and client.is_connected:
+            return client, True
+        self._discard(slot)
+        self._clients[slot] = client = await self._connect()
+        return client, False
+
+    async def _reset(self, slot: int) -> None:
+        """RSET after a refusal, so the connection serves the next message; else drop it."""
+        client = self._clients[slot]
+        try:
+            if client is not None:
+                await client.rset()
+        except (aiosmtplib.SMTPException, OSError):  # closed, or not fit for the next message
+            self._discard(slot)
+
+    def _discard(self, slot: int) -> None:
+        """Close connection ``slot`` without a word (it is broken) and forget it."""
+        client, self._clients[slot] = self._clients[slot], None
+        if client is not None:
+            client.close()
+
+    async def _quit(self, slot: int) -> None:
         """Say QUIT on connection ``slot`` if it is open, and forget it."""
         client, self._clients[slot] = self._clients[slot], None
         if client is None:
             return
         try:
-            if client.is_connected:
-                await client.quit()
+            await client.quit()
         except (aiosmtplib.SMTPException, OSError):
             client.close()
 
-    def _tls_context(self) -> ssl.SSLContext | None:
+    def _load_tls_context(self) -> ssl.SSLContext | None:
         if self.security == "none" or not self.ca_file:
             return None
         try:
             return ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise DeliveryError(
+            raise ConfigError(
                 f"cannot load TLS certificate authorities from {self.ca_file}: {exc}",
                 hint="check [smtp] ca_file in the config file",
             ) from None
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        """A new connection, logged in when a username is set; raises ``_Unavailable``."""
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -282,22 +368,61 @@ class SmtpSender:
             use_tls=self.security == "tls",
             # False, not None: "none" must not upgrade behind the operator's back.
             start_tls=self.security == "starttls",
-            tls_context=self._tls_context(),
+            tls_context=self._tls_context,
         )
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            raise DeliveryError(
-                f"cannot connect to {self.host}:{self.port}: {exc}", hint=_HINT_CONNECT
-            ) from exc
+            raise _Unavailable(self._connect_failure(exc)) from exc
         if self.username:
             try:
                 await client.login(self.username, self.password or "")
             except (aiosmtplib.SMTPException, OSError) as exc:
                 client.close()
-                raise DeliveryError(
-                    f"cannot log in to {self.host}:{self.port} as {self.username}: {exc}",
-                    hint=_HINT_LOGIN,
-                ) from exc
+                reason = f"login to {self._where} as {self.username} failed: {_describe(exc)}"
+                raise _Unavailable(reason) from exc
         return client
+
+    def _connect_failure(self, exc: BaseException) -> str:
+        """One line saying why connecting failed, from the most telling cause."""
+        cause: BaseException | None = exc
+        for _ in range(8):  # a chain is short; the bound only guards against a cycle
+            if cause is None:
+                break
+            if isinstance(cause, TimeoutError):
+                where = f"the server {self._where} while connecting"
+                return f"timed out after {self.timeout} s waiting for {where}"
+            if isinstance(cause, ConnectionRefusedError):
+                return f"connection refused by {self._where}: {cause}"
+            if isinstance(cause, ssl.SSLError):
+                return f"TLS with {self._where} failed: {_describe(cause)}"
+            if isinstance(cause, socket.gaierror):
+                return f"cannot resolve {self.host}: {cause}"
+            if isinstance(cause, aiosmtplib.SMTPResponseException):
+                return f"{self._where} refused the session: {_describe(cause)}"
+            cause = cause.__cause__ or cause.__context__
+        return f"cannot connect to {self._where}: {_describe(exc)}"
+
+
+def _closed_by_server(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server had closed the connection (or was closing it: 421)."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == 421
+    return isinstance(exc, ConnectionError) and not isinstance(exc, TimeoutError)
+
+
+def _reply(code: int, text: str) -> str:
+    return f"{code} {_one_line(text)}"
+
+
+def _describe(exc: BaseException) -> str:
+    """``exc`` on one line: the server's reply when it is one, else the error's text."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _reply(exc.code, exc.message)
+    return _one_line(str(exc)) or type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    """A multi-line server reply (or error text) on one line."""
+    return " ".join(text.split())

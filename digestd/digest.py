@@ -96,7 +96,7 @@ def is_due(
     local = local_now(now, timezone)
     today = local.date()
     if last_key is not None:
-        last = date.fromisoformat(last_key)
+        last = date.fromisoformat(last_key[:10])  # a forced digest's key has a time after it
     else:
         last = local_now(created, timezone).date() - timedelta(days=1)
     anchor = today

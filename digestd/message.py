@@ -2,9 +2,15 @@
 
 ``build_message`` writes a multipart/alternative message (plain text, then HTML) with CRLF line
 ends: headers with RFC 2047 encoded words where the text is not ASCII, addresses checked,
-both parts quoted-printable (every line at most 76 characters, whatever the content). It is
-equivalent to what the standard library's ``EmailMessage`` writes with the SMTP policy, several
-times cheaper, which matters when thousands of digests go out in one run.
+both parts quoted-printable (every line at most 76 characters, whatever the content), the list
+headers of RFC 2369, 2919 and 8058, and optionally a DKIM signature. It is equivalent to what the
+standard library's ``EmailMessage`` writes with the SMTP policy, several times cheaper, which
+matters when thousands of digests go out in one run.
+
+Header values made from untrusted text (subject, names, list description) are cleaned here,
+not left to a parser: control characters and line breaks become spaces, and text that looks
+like an encoded word is itself encoded, so that no decoder turns ``=?UTF-8?Q?=0A?=`` into a
+line break.
 """
 
 from __future__ import annotations
@@ -12,27 +18,40 @@ from __future__ import annotations
 import binascii
 import datetime
 import email.utils
+import hashlib
+import hmac
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.header import Header
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from digestd.render import RenderedDigest
 
+if TYPE_CHECKING:
+    from digestd.dkim_sign import DkimSigner
+
 # CR, LF and every other control character (C0, DEL, C1) plus the Unicode line and paragraph
-# separators, which some parsers also treat as line ends. Runs of them become one space.
-_HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# separators, which some parsers also treat as line ends. Runs of them become one space. Lone
+# surrogates go too: they cannot be written as UTF-8.
+_HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+_DOMAIN = re.compile(_HOST)
 # An addr-spec as SMTP carries it without extensions: a dot-atom local part, a host name.
 _ADDR_SPEC = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + _HOST
 )
+# RFC 5322 msg-id, loosely: printable ASCII without spaces, angle brackets or a second "@".
+_MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")
 # A display name made of these needs no quoting (RFC 5322 atext and spaces).
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 _LIST_ID_UNSAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
+# A phrase longer than this is written as encoded words, which fold anywhere: quoted, it could
+# make a line longer than the 998-octet limit.
+_LONGEST_PLAIN_PHRASE = 400
 # Folding keeps header lines near 78 characters (RFC 5322's "should"); 998 is the hard limit.
 _FOLD_AT = 78
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
@@ -72,20 +91,32 @@ def build_message(
     to_name: str,
     list_id: str,
     unsubscribe_url: str,
+    unsubscribe_mailto: str = "",
+    envelope_from: str = "",
     date: datetime.datetime | None = None,
     message_id: str | None = None,
+    signer: DkimSigner | None = None,
 ) -> OutgoingMessage:
     """A multipart/alternative digest message (text, then HTML) with list headers.
 
     ``list_id`` is a bare list identifier such as ``digest.example.org`` (shown with
-    ``from_name`` as its description) or a complete ``name <list.id>`` value. Raises
-    ``ValueError`` when an address, the list id or the unsubscribe URL cannot be used.
+    ``from_name`` as its description) or a complete ``name <list.id>`` value.
+    ``unsubscribe_mailto``, a ``mailto:`` URI, is offered after ``unsubscribe_url``; an https
+    URL also gets ``List-Unsubscribe-Post`` (RFC 8058 one-click). ``envelope_from`` is the SMTP
+    sender (a VERP bounce address), by default ``from_address``. ``message_id`` (see
+    ``message_id_for``) defaults to a random one; ``signer`` adds a DKIM signature. Raises
+    ``ValueError`` when an address, the list id, the message id or a URI cannot be used.
     """
     sender = _addr_spec(from_address)
     recipient = _addr_spec(to_address)
-    mid = header_text(message_id) if message_id else _new_message_id(sender)
-    if not mid.isascii() or len(mid) > 900:
-        raise ValueError(f"unusable message id {message_id!r}")
+    bounce = _addr_spec(envelope_from) if envelope_from else sender
+    if message_id:
+        mid = message_id.strip()
+        if len(mid) > 900 or not _MESSAGE_ID.fullmatch(mid):
+            raise ValueError(f"unusable message id {message_id!r}")
+    else:
+        mid = _new_message_id(sender)
+    url = _uri(unsubscribe_url, "unsubscribe URL")
     boundary = f"=_{_RANDOM.getrandbits(96):024x}"
     # "=_" cannot occur in quoted-printable text (a "=" is always written "=3D"), so the
     # boundary cannot collide with a line of either part.
@@ -100,10 +131,10 @@ def build_message(
             mid,
             "\r\n",
             _list_id_header(list_id, from_name),
-            # Kept on one line, never folded or encoded: mail clients need the URL verbatim.
-            "List-Unsubscribe: <",
-            _unsubscribe_url(unsubscribe_url),
-            ">\r\nAuto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n",
+            _list_unsubscribe(url, _mailto(unsubscribe_mailto) if unsubscribe_mailto else ""),
+            # RFC 8058: one-click unsubscribing is only for https URLs.
+            _ONE_CLICK if url[:8].lower() == "https://" else "",
+            "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n',
         ]
     )
@@ -121,7 +152,30 @@ def build_message(
             b"--\r\n",
         ]
     )
-    return OutgoingMessage(envelope_from=sender, recipient=recipient, message_id=mid, data=data)
+    if signer is not None:
+        # Last: the signature covers the message exactly as it goes out.
+        data = signer.sign(data)
+    return OutgoingMessage(envelope_from=bounce, recipient=recipient, message_id=mid, data=data)
+
+
+def message_id_for(*, secret: str, subscriber_id: int, digest_key: str, domain: str) -> str:
+    """The Message-ID of one subscriber's digest: the same each time it is built.
+
+    A digest sent again after a crash carries the Message-ID of the first attempt, so the
+    receiving system can drop the duplicate. The id is an HMAC-SHA256 of the subscriber and
+    the digest key under ``secret``: nobody without the secret can guess or link ids. Raises
+    ``ValueError`` when ``domain`` is not a host name.
+    """
+    host = domain.strip()
+    if len(host) > 253 or not _DOMAIN.fullmatch(host):
+        raise ValueError(f"unusable message id domain {domain!r}")
+    # The id is an int, so the first ":" ends it and no two inputs give the same text.
+    text = f"digestd.message-id:{subscriber_id}:{digest_key}".encode()
+    tag = hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()[:32]
+    return f"<{tag}@{host}>"
+
+
+_ONE_CLICK = "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
 _PART_HEAD = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable'
@@ -190,8 +244,9 @@ def _mailbox_header(name: str, display_name: str, addr_spec: str) -> str:
 def _phrase(display_name: str) -> str:
     """A display name as a header phrase: bare, quoted, or RFC 2047 encoded words."""
     phrase = header_text(display_name)
-    if not phrase.isascii() or "=?" in phrase:
+    if not phrase.isascii() or "=?" in phrase or len(phrase) > _LONGEST_PLAIN_PHRASE:
         # Encoded words only use characters that are allowed in a phrase (RFC 2047 section 5).
+        # Text that merely looks like an encoded word is encoded too, so it decodes as itself.
         return _encoded_words(phrase)
     if _PLAIN_PHRASE.fullmatch(phrase):
         return phrase
@@ -200,6 +255,7 @@ def _phrase(display_name: str) -> str:
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def _subject_header(subject: str) -> str:
+    """``Subject: ...``, as encoded words if not ASCII or if it holds what looks like one."""
     if subject.isascii() and "=?" not in subject and all(len(w) < 900 for w in subject.split()):
         return _fold(f"Subject: {subject}")
     return _fold(f"Subject: {_encoded_words(subject)}")
@@ -244,28 +300,60 @@ def _new_message_id(sender: str) -> str:
 
 @lru_cache(maxsize=64)
 def _list_id_header(list_id: str, description: str) -> str:
+    """``List-Id: description <identifier>`` (RFC 2919); the description only if plain ASCII."""
     value = header_text(list_id)
-    if "<" in value:
-        if not value.isascii() or len(value) > 900:
+    if "<" in value or ">" in value:
+        # A complete "name <list.id>": its own name replaces ``description``.
+        description, bracket, rest = value.rpartition("<")
+        if not bracket or not rest.endswith(">") or ">" in rest[:-1] or "<" in description:
             raise ValueError(f"unusable list id {list_id!r}")
-        return _fold(f"List-Id: {value}")
+        value = rest[:-1]
+        description = description.strip()
+        if len(description) > 1 and description[0] == description[-1] == '"':
+            description = email.utils.unquote(description)
     identifier = _LIST_ID_UNSAFE.sub("", value)
-    if not identifier:
+    if not identifier or len(identifier) > 255:
         raise ValueError(f"unusable list id {list_id!r}")
     phrase = header_text(description)
-    if not phrase or not phrase.isascii():
-        # A non-ASCII description is left out rather than encoded.
+    if not phrase or not phrase.isascii() or "=?" in phrase or len(phrase) > _LONGEST_PLAIN_PHRASE:
+        # Left out rather than encoded: a description is optional, and some list filters
+        # compare the header as written.
         return f"List-Id: <{identifier}>\r\n"
     if not phrase.replace(" ", "").isalnum():
         phrase = f'"{email.utils.quote(phrase)}"'
     return _fold(f"List-Id: {phrase} <{identifier}>")
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def _unsubscribe_url(unsubscribe_url: str) -> str:
-    url = header_text(unsubscribe_url).replace(" ", "%20")
-    if not url.isascii():
-        url = quote(url, safe=_URL_SAFE)
-    if not url or len(url) > 900 or any(ch in url for ch in "<>"):
-        raise ValueError(f"unusable unsubscribe URL {unsubscribe_url!r}")
-    return url
+def _list_unsubscribe(url: str, mailto: str) -> str:
+    """``List-Unsubscribe: <url>, <mailto>``: never encoded, folded only at the comma.
+
+    Mail clients need the URIs verbatim, so each stays whole on its line; the two share one
+    line when it fits in 998 octets.
+    """
+    if not mailto:
+        return f"List-Unsubscribe: <{url}>\r\n"
+    if len(url) + len(mailto) + 24 <= 998:
+        return f"List-Unsubscribe: <{url}>, <{mailto}>\r\n"
+    return f"List-Unsubscribe: <{url}>,\r\n <{mailto}>\r\n"
+
+
+def _mailto(mailto: str) -> str:
+    """``mailto`` checked as a mailto: URI and percent-encoded where needed."""
+    uri = _uri(mailto, "unsubscribe mailto")
+    if uri[:7].lower() != "mailto:" or "@" not in uri:
+        raise ValueError(f"unusable unsubscribe mailto {mailto!r}")
+    return uri
+
+
+def _uri(value: str, what: str) -> str:
+    """``value`` as a URI fit to stand between angle brackets in a header, or ``ValueError``.
+
+    Spaces, control characters and non-ASCII text are percent-encoded (as UTF-8); angle
+    brackets, which would end the URI early, are refused.
+    """
+    uri = value.strip()
+    if not (uri.isascii() and uri.isprintable()) or " " in uri:
+        uri = quote(uri, safe=_URL_SAFE)
+    if not uri or len(uri) > 900 or "<" in uri or ">" in uri or ":" not in uri:
+        raise ValueError(f"unusable {what} {value!r}")
+    return uri

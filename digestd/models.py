@@ -52,6 +52,10 @@ class Subscriber(SQLModel, table=True):
     weekday: str = "mon"
     active: bool = True
     created_at: datetime
+    # Set after hard bounces or a complaint: never mailed again until an operator lifts it.
+    suppressed_at: datetime | None = None
+    suppressed_reason: str = ""
+    lifted_at: datetime | None = None  # hard bounces before this no longer count
 
 
 class Profile(SQLModel, table=True):
@@ -95,9 +99,15 @@ class Follow(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """One digest handed to the sender for one subscriber, with the outcome."""
+    """The outbox: one digest for one subscriber and digest key, from planned to sent or failed.
+
+    Status moves planned -> sending -> sent, or -> retry -> sending ... -> sent or failed;
+    a digest that found nothing new is recorded as empty. The unique (subscriber, digest key)
+    pair is what makes a second digest for the same day impossible.
+    """
 
     __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("subscriber_id", "digest_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(
@@ -106,10 +116,40 @@ class Delivery(SQLModel, table=True):
         )
     )
     digest_key: str = Field(max_length=32)
-    status: str = Field(max_length=16)
-    message_id: str
+    status: str = Field(max_length=16, index=True)
+    message_id: str = Field(index=True)  # bounce reports are traced back by it
     paper_count: int
-    reply: str = ""
+    paper_ids: str = ""  # the planned papers' ids, comma-separated, ranked
+    reply: str = ""  # the server's last words, or why it failed
+    attempts: int = 0
+    interrupted: int = 0  # times found "sending" after a crash, and resent
+    created_at: datetime  # when it was planned: its Date header
+    next_attempt_at: datetime | None = None
+    give_up_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+class Bounce(SQLModel, table=True):
+    """A hard or soft bounce or a complaint against a subscriber: from SMTP or a report."""
+
+    __tablename__ = "bounce"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    delivery_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("delivery.id", ondelete="SET NULL"), nullable=True),
+    )
+    kind: str = Field(max_length=16)  # "hard", "soft" or "complaint"
+    status: str = Field(default="", max_length=16)  # enhanced status code, e.g. 5.1.1
+    reason: str = ""
+    source: str = Field(max_length=16)  # "smtp" or "report"
+    # The report message's own id, so reading a mailbox twice records nothing twice.
+    report_key: str | None = Field(default=None, unique=True)
     created_at: datetime
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import mailbox
 import os
 import signal
 import subprocess
 import sys
 import time
+from email import message_from_bytes
 from pathlib import Path
 
 from tests.conftest import CliResult
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
@@ -30,9 +34,11 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
     config_file.write_text(
         config_file.read_text(encoding="utf-8")
         + "\n[schedule]\ningest_interval_minutes = 0.01\nsend_check_minutes = 0.01\n"
-        + "inbox_settle_seconds = 1.0\n",
+        + "inbox_settle_seconds = 1.0\n"
+        + f'\n[bounces]\npath = "{tmp_path / "Maildir"}"\ncheck_minutes = 0.01\n',
         encoding="utf-8",
     )
+    bounces = mailbox.Maildir(tmp_path / "Maildir", create=True)
     result: CliResult = cli("init")
     assert result.code == 0
     assert cli("topic", "add", "oracle", "--query", "oracle").code == 0
@@ -56,6 +62,14 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
         assert not inbox_file.exists()
         assert wait_for(lambda: (data / "feeds" / "oracle.atom").exists()), "feed not written"
         assert wait_for(lambda: any((data / "outbox").glob("*.eml"))), "due digest not sent"
+        # A hard bounce of that digest arrives in the bounce maildir: Ada is suppressed.
+        sent = next((data / "outbox").glob("*.eml")).read_bytes()
+        message_id = message_from_bytes(sent)["Message-ID"]
+        dsn = (FIXTURES / "dsn_hard.eml").read_bytes()
+        dsn = dsn.replace(b"<a1b2c3d4e5f60718@digest.example.org>", message_id.encode())
+        bounces.add(dsn.replace(b"alice@example.org", b"ada@example.org"))
+        assert wait_for(lambda: not any((tmp_path / "Maildir" / "new").iterdir()))
+        assert "suppressed since" in cli("subscriber", "show", "ada@example.org").out
         assert cli("topic", "add", "sql", "--query", "sql").code == 0  # added while it runs
         assert wait_for(lambda: (data / "feeds" / "sql.atom").exists()), "new topic's feed missing"
         (data / "inbox" / "junk.txt").write_bytes(b"\x00\x00 not a dump")

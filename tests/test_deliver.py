@@ -147,6 +147,7 @@ async def test_file_sender_writes_parseable_eml(tmp_path: Path) -> None:
     files = sorted(outbox.glob("*.eml"))
     assert len(files) == 2
     assert first.ok and second.ok
+    assert first.outcome == second.outcome == "sent"
     assert {first.reply, second.reply} == {str(f) for f in files}
     assert "bob+tag@example.net" in Path(second.reply).name
     parsed = parse(Path(first.reply).read_bytes())
@@ -211,6 +212,7 @@ async def test_smtp_sender_reuses_one_connection_and_reports_refusals(
             results.append(await sender.send(build(to_address=address)))
 
     assert [r.ok for r in results] == [True, False, True]
+    assert [r.outcome for r in results] == ["sent", "permanent", "sent"]
     assert results[1].recipient == REFUSED
     assert results[1].reply == "550 5.1.1 no such user"
     assert results[0].reply.startswith("250 ")
@@ -240,13 +242,12 @@ async def test_smtp_sender_reconnects_once_after_the_server_dropped() -> None:
     assert [e.rcpt_tos for e in handler.envelopes] == [["ada@example.net"], ["bob@example.net"]]
 
 
-async def test_unreachable_server_raises_delivery_error() -> None:
+async def test_unreachable_server_gives_temporary_results_not_an_error() -> None:
     port = unused_port()
-    with pytest.raises(DeliveryError) as caught:
-        async with SmtpSender(host="127.0.0.1", port=port, timeout=5):
-            pass
-    assert f"cannot connect to 127.0.0.1:{port}" in str(caught.value)
-    assert caught.value.hint == "check [smtp] host and port in the config file"
+    async with SmtpSender(host="127.0.0.1", port=port, timeout=5) as sender:
+        result = await sender.send(build())
+    assert result.outcome == "temporary" and not result.ok
+    assert result.reply.startswith(f"connection refused by 127.0.0.1:{port}: ")
 
 
 # The message writer: what the stdlib parser reads back, and the line rules of RFC 5322/2045.
@@ -311,6 +312,7 @@ def test_names_and_subjects_round_trip_through_the_parser(
         "Message-ID",
         "List-Id",
         "List-Unsubscribe",
+        "List-Unsubscribe-Post",
         "Auto-Submitted",
         "MIME-Version",
         "Content-Type",

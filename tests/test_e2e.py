@@ -88,8 +88,11 @@ def test_digests_over_smtp_exactly_once(
     for header in ("Date", "Message-ID", "List-Id", "List-Unsubscribe"):
         assert len(ada.get_all(header) or []) == 1, header
     assert re.fullmatch(
-        r"<https://digest\.example\.org/unsubscribe/[\w.-]+>", str(ada["List-Unsubscribe"])
+        r"<https://digest\.example\.org/unsubscribe/([\w.-]+)>, "
+        r"<mailto:papers@digest\.example\.org\?subject=unsubscribe%20\1>",
+        str(ada["List-Unsubscribe"]),
     )
+    assert ada["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "digest.example.org" in str(ada["List-Id"])
     # ranked by score and capped at max_papers = 5, with a line for the rest
     subject = str(ada["Subject"])
@@ -129,13 +132,21 @@ def test_refused_recipient_is_recorded_and_does_not_stop_the_others(
     assert result.code == 3
     assert [e.rcpt_tos for e in smtp_server.handler.envelopes] == [["grace@example.org"]]
     shown = cli("subscriber", "show", "ada@example.org")
-    assert "failed" in shown.out and "550" in shown.out
-    # the refused digest's papers were not marked sent: the next run tries again
+    assert "failed" in shown.out and "550" in shown.out and "suppressed since" in shown.out
+    # A 550 is a hard bounce: Ada is no longer mailed, even once the server would take it.
     smtp_server.handler.refuse.clear()
     before = len(smtp_server.handler.envelopes)
     assert cli("send", "--now").code == 0
+    assert smtp_server.handler.envelopes[before:] == []
+    # Until an operator lifts the suppression and re-queues her digest.
+    assert cli("deliveries", "retry", "--all-failed").code == 0  # suppressed ones stay failed
+    assert cli("send", "--now").code == 0
+    assert smtp_server.handler.envelopes[before:] == []
+    assert cli("subscriber", "unsuppress", "ada@example.org").code == 0
+    assert "1 re-queued" in cli("deliveries", "retry", "--all-failed").out
+    assert cli("send", "--now").code == 0
     retried = [e.rcpt_tos[0] for e in smtp_server.handler.envelopes[before:]]
-    assert "ada@example.org" in retried
+    assert retried == ["ada@example.org"]
 
 
 def test_file_backend_preview_and_feeds(cli: Cli, tmp_path: Path, sample_path: Path) -> None:

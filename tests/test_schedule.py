@@ -16,6 +16,7 @@ from digestd import jobs, store
 from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.digest import WEEKDAYS
+from digestd.models import Delivery
 from tests.conftest import SmtpServer
 
 
@@ -99,28 +100,29 @@ def test_catch_up_after_long_downtime_still_delivers_the_papers(
         )
         assert subscriber.id is not None
         last = stored - timedelta(days=10)
-        store.record_delivery(
-            session,
-            subscriber_id=subscriber.id,
-            digest_key=last.date().isoformat(),
-            status="sent",
-            message_id="<old@x>",
-            paper_ids=(),
-            reply="250",
-            now=last,
+        session.add(
+            Delivery(
+                subscriber_id=subscriber.id,
+                digest_key=last.date().isoformat(),
+                status="sent",
+                message_id="<old@x>",
+                paper_count=0,
+                reply="250",
+                created_at=last,
+            )
         )
     report = asyncio.run(jobs.run_send(settings, engine, now=back_online))
     assert report.count("sent") == 1
     assert report.outcomes[0].papers > 0  # papers stored 9 days ago are not lost
 
 
-def test_refused_digest_is_retried_after_the_retry_delay(
+def test_refused_digest_is_not_retried_and_its_papers_come_in_the_next_digest(
     ready: tuple[Settings, Engine], sample_path: Path, smtp_server: SmtpServer
 ) -> None:
     settings, engine = ready
     settings = dataclasses.replace(
         settings,
-        delivery=dataclasses.replace(settings.delivery, backend="smtp", retry_minutes=60),
+        delivery=dataclasses.replace(settings.delivery, backend="smtp", hard_bounces=2),
         smtp=dataclasses.replace(settings.smtp, host=smtp_server.host, port=smtp_server.port),
     )
     jobs.run_ingest(settings, engine, [sample_path])
@@ -134,11 +136,15 @@ def test_refused_digest_is_retried_after_the_retry_delay(
         )
     smtp_server.handler.refuse.add("r@example.org")
     now = datetime.now(UTC)
-    assert asyncio.run(jobs.run_send(settings, engine, now=now)).count("failed") == 1
+    first = asyncio.run(jobs.run_send(settings, engine, now=now))
+    assert first.count("failed") == 1
     smtp_server.handler.refuse.clear()
-    assert asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(minutes=5))).due == 0
-    later = asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(minutes=61)))
+    # A permanent refusal is final for that day's digest; one hard bounce of two allowed.
+    assert asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(hours=2))).due == 0
+    later = asyncio.run(jobs.run_send(settings, engine, now=now + timedelta(days=1)))
     assert later.count("sent") == 1
+    # The refused digest's papers were never marked sent: the next digest carries them.
+    assert later.outcomes[0].papers == first.outcomes[0].papers
     assert [e.rcpt_tos for e in smtp_server.handler.envelopes] == [["r@example.org"]]
 
 

@@ -13,7 +13,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from digestd.deliver import OutgoingMessage, SmtpSender, build_message
-from digestd.errors import DeliveryError
 from digestd.render import RenderedDigest
 from tests.conftest import RecordingHandler, free_port
 
@@ -25,7 +24,8 @@ def authenticate(server, session, envelope, mechanism, auth_data):  # type: igno
         USER.encode(),
         PASSWORD.encode(),
     )
-    return AuthResult(success=ok)
+    # handled=False: aiosmtpd answers a failure with 535 (by default it answers nothing)
+    return AuthResult(success=ok, handled=False)
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +109,22 @@ async def test_login_over_tls_delivers(
     assert str(received["Subject"]) == "1 new paper for you — Mar 14"
 
 
-async def test_wrong_password_is_a_delivery_error_naming_the_login(
+async def test_wrong_password_is_a_temporary_result_naming_the_login(
     starttls_server: tuple[int, RecordingHandler], ca_file: str
 ) -> None:
     port, handler = starttls_server
-    with pytest.raises(DeliveryError, match=r"cannot log in .* as digest"):
-        async with SmtpSender(
-            host="127.0.0.1",
-            port=port,
-            security="starttls",
-            username=USER,
-            password="wrong",
-            ca_file=ca_file,
-            timeout=2,
-        ):
-            pass
+    async with SmtpSender(
+        host="127.0.0.1",
+        port=port,
+        security="starttls",
+        username=USER,
+        password="wrong",
+        ca_file=ca_file,
+        timeout=2,
+    ) as sender:
+        result = await sender.send(message())
+    assert result.outcome == "temporary"
+    assert result.reply.startswith(f"login to 127.0.0.1:{port} as digest failed: 535 ")
     assert handler.envelopes == []
 
 
@@ -131,16 +132,18 @@ async def test_untrusted_certificate_is_refused(
     starttls_server: tuple[int, RecordingHandler],
 ) -> None:
     port, handler = starttls_server
-    with pytest.raises(DeliveryError, match="cannot connect"):
-        async with SmtpSender(
-            host="127.0.0.1",
-            port=port,
-            security="starttls",
-            username=USER,
-            password=PASSWORD,
-            timeout=10,
-        ):
-            pass
+    async with SmtpSender(
+        host="127.0.0.1",
+        port=port,
+        security="starttls",
+        username=USER,
+        password=PASSWORD,
+        timeout=10,
+    ) as sender:
+        result = await sender.send(message())
+    assert result.outcome == "temporary"
+    assert result.reply.startswith(f"TLS with 127.0.0.1:{port} failed: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in result.reply
     assert handler.envelopes == []
 
 
@@ -148,14 +151,15 @@ async def test_security_none_never_sends_a_password_in_clear(
     starttls_server: tuple[int, RecordingHandler],
 ) -> None:
     port, handler = starttls_server
-    with pytest.raises(DeliveryError):
-        async with SmtpSender(
-            host="127.0.0.1",
-            port=port,
-            security="none",
-            username=USER,
-            password=PASSWORD,
-            timeout=10,
-        ):
-            pass
+    async with SmtpSender(
+        host="127.0.0.1",
+        port=port,
+        security="none",
+        username=USER,
+        password=PASSWORD,
+        timeout=10,
+    ) as sender:
+        result = await sender.send(message())
+    assert result.outcome == "temporary"
+    assert result.reply.startswith(f"login to 127.0.0.1:{port} as digest failed: ")
     assert handler.envelopes == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from digestd.cli import matching, people, pipeline  # noqa: F401  (registers the commands)
+from digestd.cli import matching, outbox, people, pipeline  # noqa: F401  (registers the commands)
 from digestd.cli.common import State, app
 from digestd.errors import DigestError, QueryError
 

@@ -190,10 +190,17 @@ def subscriber_show(email: str) -> None:
         queries = store.queries_by_subscriber(session).get(s.id or 0, [])
         followed = store.topics_by_subscriber(session).get(s.id or 0, [])
         deliveries = store.deliveries_of(session, s.id or 0)
+        bounces = store.bounces_of(session, s.id or 0)
     about = table("field", "value", title=s.email)
+    status = "active" if s.active else "paused"
+    if s.suppressed_at is not None:
+        status = (
+            f"suppressed since {s.suppressed_at.isoformat(timespec='seconds')}: "
+            f"{s.suppressed_reason} (digestd subscriber unsuppress {s.email} lifts it)"
+        )
     for key, value in (
         ("name", s.name),
-        ("status", "active" if s.active else "paused"),
+        ("status", status),
         ("frequency", s.frequency + (f" on {s.weekday}" if s.frequency == "weekly" else "")),
         ("send hour", f"{s.send_hour:02d}:00 {s.timezone}"),
         ("queries", "\n".join(queries)),
@@ -213,6 +220,13 @@ def subscriber_show(email: str) -> None:
                 d.reply,
             )
         out.print(sent)
+    if bounces:
+        bounced = table("when", "kind", "status", "from", "reason", title="bounces")
+        for b in bounces:
+            bounced.add_row(
+                b.created_at.isoformat(timespec="seconds"), b.kind, b.status, b.source, b.reason
+            )
+        out.print(bounced)
 
 
 @subscriber_app.command("remove")
@@ -237,3 +251,12 @@ def subscriber_resume(email: str) -> None:
     with database() as session:
         store.set_active(session, email, True)
     out.print(f"subscriber {email} resumed")
+
+
+@subscriber_app.command("unsuppress")
+def subscriber_unsuppress(email: str) -> None:
+    """Mail a subscriber again who was suppressed after bounces, a complaint or a mailed
+    unsubscribe (only when they asked for it)."""
+    with database() as session:
+        store.lift_suppression(session, email, now=jobs.utc_now())
+    out.print(f"subscriber {email} will be mailed again")

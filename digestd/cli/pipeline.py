@@ -138,11 +138,14 @@ def send(
             result.add_row(o.email, o.status, str(o.papers), o.subject, o.detail)
         out.print(result)
     out.print(
-        f"{report.due} due: {report.count('sent')} sent, {report.count('failed')} failed, "
-        f"{report.count('error')} errors, {report.nothing_new} with nothing new"
+        f"{report.due} due: {report.count('sent')} sent, {report.count('retry')} to retry, "
+        f"{report.count('failed')} failed, {report.nothing_new} with nothing new"
+        + (f", {report.resent} sent again after an interrupted run" if report.resent else "")
         + (f", {report.count('dry-run')} would be sent" if dry_run else "")
     )
-    if report.count("failed") or report.count("error"):
+    if report.paused:
+        out.print(f"paused: {report.paused}")
+    if report.count("failed") or report.count("retry") or report.paused:
         raise typer.Exit(3)
 
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.digest import PlannedDigest, QuerySource, digest_key, is_due, plan_digest
+from digestd.digest import (
+    PlannedDigest,
+    QuerySource,
+    digest_key,
+    is_due,
+    local_now,
+    plan_digest,
+)
 from digestd.errors import InputError
 from digestd.jobs.common import candidate, match_queries, stage
-from digestd.models import Subscriber
+from digestd.message import message_id_for
+from digestd.models import Delivery, Subscriber
 from digestd.render import Digest
 from digestd.tokens import unsubscribe_url
 
@@ -24,7 +32,7 @@ class DigestOutcome:
     """What happened to one subscriber's digest."""
 
     email: str
-    status: str  # "sent", "failed", "error", "dry-run"
+    status: str  # "sent", "retry", "failed", "dry-run"
     papers: int
     subject: str = ""
     detail: str = ""
@@ -37,9 +45,11 @@ class SendReport:
     outcomes: list[DigestOutcome] = field(default_factory=list)
     due: int = 0
     nothing_new: int = 0
-    # (subscriber id, digest key) of due digests that found nothing new
-    empty: list[tuple[int, str]] = field(default_factory=list)
+    # (subscriber id, digest key, outbox row if one was open) of digests that found nothing new
+    empty: list[tuple[int, str, int | None]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time spent in each stage
+    resent: int = 0  # digests found "sending" after an interrupted run, and sent again
+    paused: str = ""  # why the run stopped early, leaving the rest for the next run
 
     def count(self, status: str) -> int:
         """How many digests ended with ``status``."""
@@ -48,7 +58,10 @@ class SendReport:
 
 @dataclass(frozen=True)
 class PreparedDigest:
-    """A planned and rendered digest for one subscriber, not yet sent."""
+    """A planned digest for one subscriber, not yet sent.
+
+    A digest resumed from the outbox keeps its row's key, Message-ID and planning time (its
+    Date), so sending it again gives the same message."""
 
     subscriber_id: int
     email: str
@@ -56,12 +69,26 @@ class PreparedDigest:
     key: str
     planned: PlannedDigest
     digest: Digest
+    message_id: str
+    planned_at: datetime
+    delivery_id: int | None = None  # its outbox row, once it has one
+    resumed_status: str = ""  # the open row's status when resumed: planned, sending or retry
+    attempts: int = 0  # attempts made before this one
+    give_up_at: datetime | None = None
 
 
-_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 # A paper stored while a digest was being planned is older than that digest's record; reaching
 # back this far past the last completed digest keeps it a candidate (the sent list stops repeats).
 _WINDOW_OVERLAP = timedelta(days=1)
+
+
+def _new_key(now: datetime, subscriber: Subscriber, last_keys: dict[int, str], forced: bool) -> str:
+    """The key of a new digest: the local date; a forced send on a day that already has its
+    digest gets the local time too, so it is a digest of its own."""
+    key = digest_key(now, subscriber.timezone)
+    if forced and last_keys.get(subscriber.id or 0, "")[:10] >= key:
+        key += local_now(now, subscriber.timezone).strftime("T%H%M%S%f")
+    return key
 
 
 def _windows(
@@ -126,35 +153,43 @@ def plan_due_digests(
         else:
             people = store.subscribers(session, active_only=True)
         last_keys = store.last_digest_keys(session)
-        failed_at = store.last_failed_at(session)
-        retry_after = timedelta(minutes=settings.delivery.retry_minutes)
-        due = [
-            s
-            for s in people
-            if (s.active or include_paused)
-            and (ignore_schedule or now - failed_at.get(s.id or 0, _LONG_AGO) >= retry_after)
-            and is_due(
+        open_rows = store.open_deliveries(session)
+        due: list[Subscriber] = []
+        resumed: dict[int, Delivery] = {}
+        for s in people:
+            assert s.id is not None
+            if not (s.active or include_paused) or (s.suppressed_at and not include_paused):
+                continue
+            row = open_rows.get(s.id)
+            if row is not None:
+                # An open digest is finished before a new one is planned; one waiting for
+                # its next attempt waits, whatever the schedule says.
+                waiting = row.status == "retry" and row.next_attempt_at is not None
+                if waiting and store.aware(row.next_attempt_at) > now:  # type: ignore[arg-type]
+                    continue
+                resumed[s.id] = row
+                due.append(s)
+            elif is_due(
                 now=now,
                 timezone=s.timezone,
                 frequency=s.frequency,
                 send_hour=s.send_hour,
                 weekday=s.weekday,
-                last_key=last_keys.get(s.id or 0),
+                last_key=last_keys.get(s.id),
                 created=s.created_at,
                 ignore_schedule=ignore_schedule,
-            )
-        ]
+            ):
+                due.append(s)
         report.due = len(due)
         if not due:
             return iter(())
         own_queries = store.queries_by_subscriber(session)
         followed = store.topics_by_subscriber(session)
         windows = _windows(due, store.last_completed_at(session), settings.digest.lookback_days)
-        papers = {
-            p.id: candidate(p)
-            for p in store.papers_since(session, min(windows.values()))
-            if p.id is not None
-        }
+        stored = store.papers_since(session, min(windows.values()))
+        resumed_ids = {pid for row in resumed.values() for pid in store.paper_id_list(row)}
+        stored += store.papers_by_ids(session, resumed_ids - {p.id for p in stored})
+        papers = {p.id: candidate(p) for p in stored if p.id is not None}
         sent = store.sent_paper_ids(session, from_paper_id=min(papers, default=0))
     sources: dict[object, QuerySource] = {}
     texts: dict[object, str] = {}
@@ -168,21 +203,35 @@ def plan_due_digests(
     with stage(report.seconds, "match"):
         matches = match_queries(texts, papers.values())
     secret = settings.link_secret()
+    domain = settings.smtp.from_address.rpartition("@")[2]
 
     def plan(subscriber: Subscriber) -> PreparedDigest | None:
         assert subscriber.id is not None
         keys = [("q", t) for t in own_queries.get(subscriber.id, [])]
         keys += [("t", t.slug) for t in followed.get(subscriber.id, [])]
-        planned = plan_digest(
-            sources=[(sources[k], matches.get(k)) for k in keys],
-            papers=papers,
-            already_sent=sent.get(subscriber.id, set()),
-            max_papers=settings.digest.max_papers,
-            stored_since=windows[subscriber.id],
-        )
+        sources_matches = [(sources[k], matches.get(k)) for k in keys]
+        row = resumed.get(subscriber.id)
+        if row is not None:
+            # The same papers as when it was planned, ranked again (for the reasons shown).
+            ids = store.paper_id_list(row)
+            planned = plan_digest(
+                sources=sources_matches,
+                papers={pid: papers[pid] for pid in ids if pid in papers},
+                already_sent=frozenset(),
+                max_papers=settings.digest.max_papers,
+            )
+        else:
+            planned = plan_digest(
+                sources=sources_matches,
+                papers=papers,
+                already_sent=sent.get(subscriber.id, set()),
+                max_papers=settings.digest.max_papers,
+                stored_since=windows[subscriber.id],
+            )
+        key = row.digest_key if row else _new_key(now, subscriber, last_keys, ignore_schedule)
         if planned is None:
             report.nothing_new += 1
-            report.empty.append((subscriber.id, digest_key(now, subscriber.timezone)))
+            report.empty.append((subscriber.id, key, row.id if row else None))
             return None
         digest = Digest(
             subscriber_name=subscriber.name,
@@ -197,9 +246,33 @@ def plan_due_digests(
             manage_url=None,
             site_name=settings.digest.site_name,
         )
-        key = digest_key(now, subscriber.timezone)
+        if row is not None:
+            return PreparedDigest(
+                subscriber.id,
+                subscriber.email,
+                subscriber.name,
+                key,
+                planned,
+                digest,
+                message_id=row.message_id,
+                planned_at=store.aware(row.created_at),
+                delivery_id=row.id,
+                resumed_status=row.status,
+                attempts=row.attempts,
+                give_up_at=store.aware(row.give_up_at) if row.give_up_at else None,
+            )
+        message_id = message_id_for(
+            secret=secret, subscriber_id=subscriber.id, digest_key=key, domain=domain
+        )
         return PreparedDigest(
-            subscriber.id, subscriber.email, subscriber.name, key, planned, digest
+            subscriber.id,
+            subscriber.email,
+            subscriber.name,
+            key,
+            planned,
+            digest,
+            message_id=message_id,
+            planned_at=now,
         )
 
     def planned_in_turn() -> Iterator[PreparedDigest]:

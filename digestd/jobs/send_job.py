@@ -1,32 +1,42 @@
-"""The send job: render each planned digest, send it, record what went out (planning: plan_job)."""
+"""The send job: each due digest goes through the outbox (planning: plan_job).
+
+A digest becomes an outbox row (planned) before anything is sent; "sending" and the attempt
+are committed before the server is contacted, "sent" right after its 250. A temporary failure
+(4xx, a dropped or refused connection, a timeout) schedules the next attempt with exponential
+backoff and jitter, until the give-up time; a permanent one (5xx) fails the digest and records a
+hard bounce. A row left "sending" by a crash is sent again with the same Message-ID.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import random
+import re
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
 from digestd.deliver import FileSender, Sender, SmtpSender, build_message, send_concurrently
-from digestd.jobs.common import (
-    Progress,
-    exclusive,
-    log,
-    utc_now,
-)
-from digestd.jobs.plan_job import (
-    DigestOutcome,
-    PreparedDigest,
-    SendReport,
-    plan_due_digests,
-)
+from digestd.dkim_sign import DkimSigner, load_signer
+from digestd.jobs.common import Progress, exclusive, log, utc_now
+from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
+from digestd.message import OutgoingMessage
 from digestd.render import render_digest
+from digestd.tokens import unsubscribe_mailto, verp_address
+
+# Planned rows are written this many at a time, ahead of sending.
+_QUEUE_BATCH = 32
+_STATUS_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+_JITTER = random.Random()
 
 
 def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
@@ -42,8 +52,19 @@ def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
             timeout=smtp.timeout,
             ca_file=smtp.ca_file or None,
             connections=smtp.connections,
+            rate_per_second=settings.delivery.rate_per_second,
         )
     return FileSender(settings.folder("outbox"))
+
+
+def backoff_delay(
+    attempts: int, *, first_minutes: float, max_minutes: float, rng: random.Random = _JITTER
+) -> timedelta:
+    """The wait before the next attempt after ``attempts`` failed ones: doubling from
+    ``first_minutes`` up to ``max_minutes``, then drawn between half and all of that (jitter,
+    so digests that failed together do not come back together)."""
+    minutes = min(first_minutes * 2 ** max(attempts - 1, 0), max_minutes)
+    return timedelta(minutes=minutes * (0.5 + rng.random() / 2))
 
 
 async def run_send(
@@ -56,7 +77,8 @@ async def run_send(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> SendReport:
-    """Send every due digest and record what went out, so nothing is ever sent twice."""
+    """Send every due digest through the outbox: open ones first (resumed after a crash, or
+    due for another attempt), then new ones. Never two digests for one key."""
     # Planning and recording must not interleave with another send (the daemon's, or a CLI
     # call): the second would plan the same papers before the first records them.
     lock = nullcontext() if dry_run else exclusive(settings.data_dir / "send.lock", "digestd send")
@@ -104,116 +126,275 @@ async def _send_all(
         first = next(planned, None)
         if first is None:
             return report  # nothing to send: no connection to the server
+        build = _message_builder(settings)
         async with open_sender(settings) as sender:
+            failures = _FailureStreak(settings.delivery.error_threshold, report)
 
             async def send(item: PreparedDigest) -> DigestOutcome:
                 if progress:
                     progress(item.email, report.due)
-                return await _send_one(settings, engine, sender, item, now, report.seconds)
+                outcome = await _send_one(settings, engine, sender, build, item, now, report)
+                failures.count(outcome)
+                return outcome
 
-            # Each digest is planned, rendered, sent and recorded by exactly one task, in turn
+            # Each digest is planned, queued, sent and recorded by exactly one task, in turn
             # (so memory holds only the digests in flight); as many are in flight as the sender
-            # has connections. If the server becomes unreachable, digests already handed over
-            # are still recorded before the error ends the run.
+            # has connections. After too many failures in a row no new digest is started.
+            queued = _queued(engine, settings, itertools.chain((first,), planned), now)
             report.outcomes.extend(
                 await send_concurrently(
-                    itertools.chain((first,), planned), send, limit=sender.connections
+                    failures.until_paused(queued), send, limit=sender.connections
                 )
             )
         return report
     finally:
-        if not dry_run and not ignore_schedule and report.empty:
-            _record_empty(engine, report.empty)
+        if not dry_run and report.empty:
+            _record_empty(engine, report.empty, now=now, forced=ignore_schedule)
 
 
-def _record_empty(engine: Engine, empty: list[tuple[int, str]]) -> None:
-    """A scheduled digest that found nothing is still the digest of that day (or week)."""
-    with session_scope(engine) as session:
-        for subscriber_id, key in empty:
-            store.record_delivery(
-                session,
-                subscriber_id=subscriber_id,
-                digest_key=key,
-                status="empty",
-                message_id="",
-                paper_ids=(),
-                reply="nothing new",
-                now=utc_now(),
+class _FailureStreak:
+    """Counts failed attempts in a row; past the threshold the run pauses."""
+
+    def __init__(self, threshold: int, report: SendReport) -> None:
+        self.threshold = threshold
+        self.report = report
+        self.streak = 0
+
+    def count(self, outcome: DigestOutcome) -> None:
+        self.streak = 0 if outcome.status == "sent" else self.streak + 1
+        if self.streak >= self.threshold and not self.report.paused:
+            self.report.paused = (
+                f"{self.streak} failures in a row, the last: {outcome.detail}; "
+                "the rest wait for the next run"
             )
+            log.error("send run paused: %s", self.report.paused)
+
+    def until_paused(self, items: Iterable[PreparedDigest]) -> Iterator[PreparedDigest]:
+        for item in items:
+            if self.report.paused:
+                return
+            yield item
+
+
+def _queued(
+    engine: Engine, settings: Settings, items: Iterable[PreparedDigest], now: datetime
+) -> Iterator[PreparedDigest]:
+    """``items`` with outbox rows: new digests are written as planned, a batch at a time."""
+    give_up_at = now + timedelta(hours=settings.delivery.give_up_hours)
+    batch: list[PreparedDigest] = []
+    for item in itertools.chain(items, [None]):
+        if item is not None:
+            batch.append(item)
+        if len(batch) < _QUEUE_BATCH and item is not None:
+            continue
+        fresh = [i for i in batch if i.delivery_id is None]
+        rows = [
+            store.PlannedRow(i.subscriber_id, i.key, i.message_id, i.planned.paper_ids, give_up_at)
+            for i in fresh
+        ]
+        with session_scope(engine) as session:
+            ids = iter(store.add_planned(session, rows, now=now))
+        for queued in batch:
+            if queued.delivery_id is None:
+                queued = dataclasses.replace(queued, delivery_id=next(ids), give_up_at=give_up_at)
+            yield queued
+        batch = []
+
+
+Builder = Callable[[PreparedDigest], tuple[OutgoingMessage, str]]
+
+
+def _message_builder(settings: Settings) -> Builder:
+    """Renders and builds one digest's message (and subject) with the run's sender identity
+    and signer."""
+    smtp, delivery = settings.smtp, settings.delivery
+    signer: DkimSigner | None = load_signer(
+        selector=settings.dkim.selector,
+        domain=settings.dkim.domain or smtp.from_address.rpartition("@")[2],
+        private_key_file=settings.dkim.private_key_file,
+    )
+    secret = settings.link_secret()
+    mailto = delivery.unsubscribe_mailto or smtp.from_address
+
+    def build(item: PreparedDigest) -> tuple[OutgoingMessage, str]:
+        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
+        message = build_message(
+            rendered,
+            from_address=smtp.from_address,
+            from_name=smtp.from_name,
+            to_address=item.email,
+            to_name=item.name,
+            list_id=settings.list_id,
+            unsubscribe_url=item.digest.unsubscribe_url,
+            unsubscribe_mailto=unsubscribe_mailto(mailto, secret, item.subscriber_id, item.email),
+            envelope_from=(
+                verp_address(delivery.bounce_address, item.subscriber_id, secret)
+                if delivery.bounce_address
+                else ""
+            ),
+            date=item.planned_at,
+            message_id=item.message_id,
+            signer=signer,
+        )
+        return message, rendered.subject
+
+    return build
+
+
+def _record_empty(
+    engine: Engine, empty: list[tuple[int, str, int | None]], *, now: datetime, forced: bool
+) -> None:
+    """A scheduled digest that found nothing is still the digest of that day (or week); an
+    open one whose papers no longer match is over. A forced run's empty digests are not
+    recorded, so the scheduled digest still comes."""
+    with session_scope(engine) as session:
+        for subscriber_id, key, delivery_id in empty:
+            if delivery_id is not None:
+                store.mark_empty(session, delivery_id, reply="its papers no longer match")
+            elif not forced:
+                store.record_empty(session, subscriber_id, key, now=now)
 
 
 async def _send_one(
     settings: Settings,
     engine: Engine,
     sender: Sender,
+    build: Builder,
     item: PreparedDigest,
     now: datetime,
-    seconds_by_stage: dict[str, float],
+    report: SendReport,
 ) -> DigestOutcome:
     count = len(item.planned.entries)
+    delivery_id = item.delivery_id
+    assert delivery_id is not None
+    seconds = report.seconds
+    rendering = time.perf_counter()
     try:
-        rendering = time.perf_counter()
-        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
-        message = build_message(
-            rendered,
-            from_address=settings.smtp.from_address,
-            from_name=settings.smtp.from_name,
-            to_address=item.email,
-            to_name=item.name,
-            list_id=settings.list_id,
-            unsubscribe_url=item.digest.unsubscribe_url,
-            date=now,
-        )
+        message, subject = build(item)
     except Exception as exc:  # one subscriber's template or header problem must not stop the run
-        detail = f"{type(exc).__name__}: {exc}"
-        log.error("cannot build the digest for %s: %s", item.email, detail)
+        detail = f"cannot build the message: {type(exc).__name__}: {exc}"
+        log.error("digest to %s: %s", item.email, detail)
         log.debug("details", exc_info=True)
-        _record(engine, item, status="error", message_id="", reply=detail)
-        return DigestOutcome(item.email, "error", count, detail=detail)
+        _write(engine, item, lambda s: store.mark_failed(s, delivery_id, reply=detail))
+        return DigestOutcome(item.email, "failed", count, detail=detail)
+    resend = item.resumed_status == "sending"
+    marking = time.perf_counter()
+    if not _write(engine, item, lambda s: store.mark_sending(s, delivery_id, interrupted=resend)):
+        return DigestOutcome(item.email, "retry", count, detail="could not be recorded")
+    if resend:
+        report.resent += 1
+        log.warning(
+            "digest to %s (%s) was being sent when a run stopped: sending it again, same "
+            "Message-ID %s",
+            item.email,
+            item.key,
+            item.message_id,
+        )
     sending = time.perf_counter()
     result = await sender.send(message)
     recording = time.perf_counter()
-    status = "sent" if result.ok else "failed"
-    _record(engine, item, status=status, message_id=result.message_id, reply=result.reply)
-    for name, seconds in (
-        ("render + build message", sending - rendering),
-        ("send (awaiting the server)", recording - sending),
-        ("record", time.perf_counter() - recording),
-    ):
-        seconds_by_stage[name] = seconds_by_stage.get(name, 0.0) + seconds
-    if not result.ok:
-        log.warning("digest to %s refused: %s", item.email, result.reply)
-    return DigestOutcome(item.email, status, count, rendered.subject, result.reply)
-
-
-def _record(
-    engine: Engine, item: PreparedDigest, *, status: str, message_id: str, reply: str
-) -> None:
-    """Record one digest's outcome; only a sent digest marks its papers as sent. A failure to
-    record (the subscriber was removed meanwhile, the database is gone) is logged, not raised:
-    the run goes on for the others."""
-    try:
-        _write_record(engine, item, status=status, message_id=message_id, reply=reply)
-    except SQLAlchemyError as exc:
-        log.error(
-            "digest to %s ended %s but could not be recorded: %s",
-            item.email,
-            status,
-            getattr(exc, "orig", exc),
+    if result.outcome == "sent":
+        _write(
+            engine,
+            item,
+            lambda s: store.mark_sent(
+                s,
+                delivery_id,
+                subscriber_id=item.subscriber_id,
+                paper_ids=item.planned.paper_ids,
+                reply=result.reply,
+                now=now,
+            ),
         )
+        outcome = DigestOutcome(item.email, "sent", count, subject, result.reply)
+    elif result.outcome == "permanent":
+        outcome = _refused(settings, engine, item, result.reply, now, count, subject)
+    else:
+        outcome = _temporary(settings, engine, item, result.reply, now, count, subject)
+    for name, spent in (
+        ("render + build message", marking - rendering),
+        ("record sending", sending - marking),
+        ("send (awaiting the server)", recording - sending),
+        ("record outcome", time.perf_counter() - recording),
+    ):
+        seconds[name] = seconds.get(name, 0.0) + spent
+    return outcome
 
 
-def _write_record(
-    engine: Engine, item: PreparedDigest, *, status: str, message_id: str, reply: str
-) -> None:
-    with session_scope(engine) as session:
-        store.record_delivery(
+def _refused(
+    settings: Settings,
+    engine: Engine,
+    item: PreparedDigest,
+    reply: str,
+    now: datetime,
+    count: int,
+    subject: str,
+) -> DigestOutcome:
+    """A permanent refusal: the digest fails, the refusal is a hard bounce."""
+    code = _STATUS_CODE.search(reply)
+
+    def record(session: Session) -> None:
+        store.mark_failed(session, item.delivery_id or 0, reply=reply)
+        suppressed = store.record_bounce(
             session,
             subscriber_id=item.subscriber_id,
-            digest_key=item.key,
-            status=status,
-            message_id=message_id,
-            paper_ids=item.planned.paper_ids,
-            reply=reply,
-            now=utc_now(),
+            kind="hard",
+            reason=reply,
+            source="smtp",
+            status=code.group(1) if code else "",
+            delivery_id=item.delivery_id,
+            now=now,
+            hard_limit=settings.delivery.hard_bounces,
         )
+        if suppressed:
+            log.warning("subscriber %s suppressed: %s", item.email, suppressed)
+
+    _write(engine, item, record)
+    log.warning("digest to %s refused for good: %s", item.email, reply)
+    return DigestOutcome(item.email, "failed", count, subject, reply)
+
+
+def _temporary(
+    settings: Settings,
+    engine: Engine,
+    item: PreparedDigest,
+    reply: str,
+    now: datetime,
+    count: int,
+    subject: str,
+) -> DigestOutcome:
+    """A temporary failure: try again later with backoff, or give up past the give-up time."""
+    attempts = item.attempts + 1
+    give_up_at = item.give_up_at or now
+    if now >= give_up_at:
+        detail = f"gave up after {attempts} attempts: {reply}"
+        _write(engine, item, lambda s: store.mark_failed(s, item.delivery_id or 0, reply=detail))
+        log.warning("digest to %s failed: %s", item.email, detail)
+        return DigestOutcome(item.email, "failed", count, subject, detail)
+    delay = backoff_delay(
+        attempts,
+        first_minutes=settings.delivery.retry_minutes,
+        max_minutes=settings.delivery.retry_max_minutes,
+    )
+    at = min(now + delay, give_up_at)
+    _write(engine, item, lambda s: store.mark_retry(s, item.delivery_id or 0, reply=reply, at=at))
+    log.warning(
+        "digest to %s: temporary failure (attempt %d), next attempt at %s: %s",
+        item.email,
+        attempts,
+        at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        reply,
+    )
+    return DigestOutcome(item.email, "retry", count, subject, reply)
+
+
+def _write(engine: Engine, item: PreparedDigest, change: Callable[[Session], None]) -> bool:
+    """Apply one outbox change in its own transaction; a failure to record is logged, not
+    raised, so the run goes on for the others. Returns whether it was recorded."""
+    try:
+        with session_scope(engine) as session:
+            change(session)
+    except SQLAlchemyError as exc:
+        log.error("digest to %s could not be recorded: %s", item.email, getattr(exc, "orig", exc))
+        return False
+    return True

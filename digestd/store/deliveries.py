@@ -1,15 +1,42 @@
-"""Queries on deliveries: what went out to whom, so nothing is sent twice."""
+"""The outbox: each digest's row from planned to sent or failed, and what went out to whom.
+
+A digest is a row before it is a message: planned (papers chosen), then "sending" committed
+before the server is contacted, then "sent" committed right after its 250, or "retry" with a
+next attempt time, or "failed". The unique (subscriber, digest key) pair makes a second digest
+for the same key impossible, whoever runs the send.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, update
 from sqlmodel import Session, col, select
 
-from digestd.models import Delivery, SentPaper
+from digestd.errors import InputError
+from digestd.models import Delivery, SentPaper, Subscriber
+
+OPEN = ("planned", "sending", "retry")  # still to be sent by a run
+DONE = ("sent", "empty", "failed")  # the digest of that key is over
+COMPLETED = ("sent", "empty")  # mailed, or nothing was new: the next window starts here
+STATUSES = (*OPEN, *DONE)
+
+_DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
+_INSERT_DELIVERY = insert(_DELIVERY).returning(_DELIVERY.c.id)
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """A digest to put into the outbox as planned."""
+
+    subscriber_id: int
+    digest_key: str
+    message_id: str
+    paper_ids: Sequence[int]
+    give_up_at: datetime
 
 
 def sent_paper_ids(session: Session, *, from_paper_id: int = 0) -> dict[int, set[int]]:
@@ -24,87 +51,203 @@ def sent_paper_ids(session: Session, *, from_paper_id: int = 0) -> dict[int, set
     return result
 
 
-COMPLETED = ("sent", "empty")  # the digest of that day is done: mailed, or nothing was new
-FAILED = ("failed", "error")  # refused by the server or not buildable: to be tried again
-
-
 def last_digest_keys(session: Session) -> dict[int, str]:
-    """For each subscriber, the key (local date) of their newest completed digest: sent, or
-    found nothing new. A refused or failed one does not count, so it is tried again."""
+    """For each subscriber, the key (local date) of their newest finished digest: sent, empty
+    or failed for good. Open digests are not finished: they are resumed, not planned again."""
     rows = session.exec(
         select(Delivery.subscriber_id, func.max(Delivery.digest_key))
-        .where(col(Delivery.status).in_(COMPLETED))
+        .where(col(Delivery.status).in_(DONE))
         .group_by(col(Delivery.subscriber_id))
     ).all()
     return dict(rows)
 
 
 def last_completed_at(session: Session) -> dict[int, datetime]:
-    """For each subscriber, when their newest completed digest was recorded."""
-    return _newest(session, COMPLETED)
-
-
-def last_failed_at(session: Session) -> dict[int, datetime]:
-    """For each subscriber, when their newest refused or failed digest was recorded."""
-    return _newest(session, FAILED)
-
-
-def _newest(session: Session, statuses: tuple[str, ...]) -> dict[int, datetime]:
+    """For each subscriber, when their newest sent or empty digest was planned."""
     rows = session.exec(
         select(Delivery.subscriber_id, func.max(Delivery.created_at))
-        .where(col(Delivery.status).in_(statuses))
+        .where(col(Delivery.status).in_(COMPLETED))
         .group_by(col(Delivery.subscriber_id))
     ).all()
-    return {subscriber_id: _aware(at) for subscriber_id, at in rows}
+    return {subscriber_id: aware(at) for subscriber_id, at in rows}
 
 
-def _aware(at: datetime) -> datetime:
-    # An aggregate bypasses the column type, so SQLite hands back a naive UTC time.
+def aware(at: datetime | str) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive times, or strings
+    from aggregates)."""
     if isinstance(at, str):
         at = datetime.fromisoformat(at)
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-_DELIVERY_TABLE = Delivery.__table__  # type: ignore[attr-defined]
-_INSERT_DELIVERY = insert(_DELIVERY_TABLE).returning(_DELIVERY_TABLE.c.id)
+def open_deliveries(session: Session) -> dict[int, Delivery]:
+    """Each subscriber's open digest (planned, sending or retry), the oldest if several."""
+    rows = session.exec(
+        select(Delivery).where(col(Delivery.status).in_(OPEN)).order_by(col(Delivery.id).desc())
+    ).all()
+    return {row.subscriber_id: row for row in rows}
 
 
-def record_delivery(
-    session: Session,
-    *,
-    subscriber_id: int,
-    digest_key: str,
-    status: str,
-    message_id: str,
-    paper_ids: Sequence[int],
-    reply: str,
-    now: datetime,
-) -> int:
-    """Record one digest's outcome; a sent digest marks its papers as sent to the subscriber.
-    Returns the delivery's id."""
-    # Core statements, not ORM objects: a run records one delivery per digest, and a digest
-    # lists dozens of papers.
-    delivery_id: int = session.execute(
+def paper_id_list(delivery: Delivery) -> list[int]:
+    """The planned papers of an outbox row, in their ranked order."""
+    return [int(part) for part in delivery.paper_ids.split(",") if part]
+
+
+def add_planned(session: Session, rows: Iterable[PlannedRow], *, now: datetime) -> list[int]:
+    """Put digests into the outbox as planned; returns their ids, in order."""
+    ids = []
+    for row in rows:
+        ids.append(
+            session.execute(
+                _INSERT_DELIVERY,
+                {
+                    "subscriber_id": row.subscriber_id,
+                    "digest_key": row.digest_key,
+                    "status": "planned",
+                    "message_id": row.message_id,
+                    "paper_count": len(row.paper_ids),
+                    "paper_ids": ",".join(map(str, row.paper_ids)),
+                    "reply": "",
+                    "attempts": 0,
+                    "interrupted": 0,
+                    "created_at": now,
+                    "give_up_at": row.give_up_at,
+                },
+            ).scalar_one()
+        )
+    return ids
+
+
+def record_empty(session: Session, subscriber_id: int, digest_key: str, *, now: datetime) -> None:
+    """Record that a subscriber's digest for ``digest_key`` found nothing new."""
+    session.execute(
         _INSERT_DELIVERY,
         {
             "subscriber_id": subscriber_id,
             "digest_key": digest_key,
-            "status": status,
-            "message_id": message_id,
-            "paper_count": len(paper_ids),
-            "reply": reply,
+            "status": "empty",
+            "message_id": "",
+            "paper_count": 0,
+            "paper_ids": "",
+            "reply": "nothing new",
+            "attempts": 0,
+            "interrupted": 0,
             "created_at": now,
         },
-    ).scalar_one()
-    if status == "sent" and paper_ids:
+    )
+
+
+def mark_sending(session: Session, delivery_id: int, *, interrupted: bool) -> None:
+    """Count an attempt and mark the digest as being handed to the server (``interrupted``:
+    it was found "sending" after a crash, and is sent again)."""
+    values = {"status": "sending", "attempts": _DELIVERY.c.attempts + 1}
+    if interrupted:
+        values["interrupted"] = _DELIVERY.c.interrupted + 1
+    session.execute(update(_DELIVERY).where(_DELIVERY.c.id == delivery_id).values(**values))
+
+
+def mark_sent(
+    session: Session,
+    delivery_id: int,
+    *,
+    subscriber_id: int,
+    paper_ids: Sequence[int],
+    reply: str,
+    now: datetime,
+) -> None:
+    """Mark a digest sent and its papers as sent to the subscriber (never sent again)."""
+    session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == delivery_id)
+        .values(status="sent", reply=reply, sent_at=now, next_attempt_at=None)
+    )
+    if paper_ids:
         connection = session.connection()
         marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        # A paper can already be marked when a failed digest is re-queued after a later one.
         connection.exec_driver_sql(
             "INSERT INTO sent_paper (subscriber_id, paper_id, delivery_id)"
-            f" VALUES ({marker}, {marker}, {marker})",
+            f" VALUES ({marker}, {marker}, {marker}) ON CONFLICT DO NOTHING",
             [(subscriber_id, paper_id, delivery_id) for paper_id in paper_ids],
         )
-    return delivery_id
+
+
+def mark_retry(session: Session, delivery_id: int, *, reply: str, at: datetime) -> None:
+    """Mark a digest to be tried again at ``at`` after a temporary failure."""
+    session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == delivery_id)
+        .values(status="retry", reply=reply, next_attempt_at=at)
+    )
+
+
+def mark_failed(session: Session, delivery_id: int, *, reply: str) -> None:
+    """Mark a digest failed for good (refused, given up, or not buildable)."""
+    session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == delivery_id)
+        .values(status="failed", reply=reply, next_attempt_at=None)
+    )
+
+
+def mark_empty(session: Session, delivery_id: int, *, reply: str) -> None:
+    """Mark an open digest over with nothing to send (its papers no longer match)."""
+    session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == delivery_id)
+        .values(status="empty", reply=reply, next_attempt_at=None)
+    )
+
+
+def cancel_open(session: Session, subscriber_id: int, *, reason: str) -> int:
+    """Mark a subscriber's open digests failed (they were suppressed); returns how many."""
+    result = session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.subscriber_id == subscriber_id, _DELIVERY.c.status.in_(OPEN))
+        .values(status="failed", reply=reason, next_attempt_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def requeue(
+    session: Session,
+    *,
+    delivery_id: int | None,
+    now: datetime,
+    give_up_at: datetime,
+) -> list[int]:
+    """Put failed digests back to retry now (one by id, or every failed one when None); returns
+    the ids re-queued. Digests of suppressed subscribers stay failed."""
+    query = (
+        select(Delivery, Subscriber)
+        .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+        .where(Delivery.status == "failed")
+    )
+    if delivery_id is not None:
+        found = session.get(Delivery, delivery_id)
+        if found is None:
+            raise InputError(f"delivery {delivery_id}: no such delivery")
+        if found.status != "failed":
+            raise InputError(f"delivery {delivery_id}: is {found.status}, only failed ones retry")
+        query = query.where(Delivery.id == delivery_id)
+    requeued = []
+    for delivery, subscriber in session.exec(query).all():
+        if subscriber.suppressed_at is not None:
+            if delivery_id is not None:
+                raise InputError(
+                    f"delivery {delivery_id}: {subscriber.email} is suppressed "
+                    f"({subscriber.suppressed_reason}); lift that first"
+                )
+            continue
+        assert delivery.id is not None
+        requeued.append(delivery.id)
+    if requeued:
+        session.execute(
+            update(_DELIVERY)
+            .where(_DELIVERY.c.id.in_(requeued))
+            .values(status="retry", next_attempt_at=now, give_up_at=give_up_at)
+        )
+    return requeued
 
 
 def deliveries_of(session: Session, subscriber_id: int, *, limit: int = 10) -> list[Delivery]:
@@ -116,3 +259,37 @@ def deliveries_of(session: Session, subscriber_id: int, *, limit: int = 10) -> l
         .limit(limit)
     )
     return list(session.exec(query).all())
+
+
+def list_deliveries(
+    session: Session, *, status: str | None = None, since: datetime | None = None, limit: int = 100
+) -> list[tuple[Delivery, str]]:
+    """The newest outbox rows with their subscriber's address, optionally of one status and
+    planned since a time."""
+    query = select(Delivery, Subscriber.email).join(
+        Subscriber, col(Subscriber.id) == Delivery.subscriber_id
+    )
+    if status is not None:
+        if status not in STATUSES:
+            raise InputError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
+        query = query.where(Delivery.status == status)
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    query = query.order_by(col(Delivery.id).desc()).limit(limit)
+    return [(delivery, email) for delivery, email in session.exec(query).all()]
+
+
+def delivery_counts(session: Session, *, since: datetime | None = None) -> dict[str, int]:
+    """How many outbox rows are in each status (planned since ``since`` when given)."""
+    query = select(Delivery.status, func.count()).group_by(col(Delivery.status))
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    return {status: int(count) for status, count in session.exec(query).all()}
+
+
+def resent_count(session: Session, *, since: datetime | None = None) -> int:
+    """How many times digests were sent again after a crash left them "sending"."""
+    query = select(func.coalesce(func.sum(Delivery.interrupted), 0))
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    return int(session.exec(query).one())

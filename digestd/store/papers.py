@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert
@@ -85,6 +86,16 @@ def papers_since(session: Session, since: datetime) -> list[Paper]:
     return list(
         session.exec(select(Paper).where(Paper.first_seen >= since).order_by(col(Paper.id))).all()
     )
+
+
+def papers_by_ids(session: Session, ids: Iterable[int]) -> list[Paper]:
+    """The papers with these ids (those that still exist), in the order they were stored."""
+    wanted = sorted(set(ids))
+    found: list[Paper] = []
+    for start in range(0, len(wanted), 500):  # bounded IN lists
+        chunk = wanted[start : start + 500]
+        found += session.exec(select(Paper).where(col(Paper.id).in_(chunk))).all()
+    return sorted(found, key=lambda paper: paper.id or 0)
 
 
 def all_papers(session: Session, *, since: datetime | None = None) -> list[Paper]:

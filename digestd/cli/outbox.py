@@ -1,0 +1,138 @@
+"""CLI commands for the outbox and what comes back: deliveries, stats, bounces."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digestd import jobs, store
+from digestd.cli.common import app, database, out, ready_engine, settings, table
+from digestd.errors import InputError
+from digestd.jobs.bounce_job import run_bounces
+
+deliveries_app = typer.Typer(
+    help="List the outbox (every digest and its state); `retry` re-queues failed ones.",
+)
+app.add_typer(deliveries_app, name="deliveries")
+
+
+def _since(text: str | None) -> datetime | None:
+    """A --since value: a date (YYYY-MM-DD) or a number of days back (7d)."""
+    if text is None:
+        return None
+    if text.endswith("d") and text[:-1].isdigit():
+        return jobs.utc_now() - timedelta(days=int(text[:-1]))
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        raise InputError(
+            f"--since {text!r} is not a date like 2026-03-14 or a number of days like 7d"
+        ) from None
+
+
+@deliveries_app.callback(invoke_without_command=True)
+def deliveries(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="only this status: " + ", ".join(store.STATUSES)),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="planned since a date (2026-03-14) or 7d")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="newest this many rows")] = 50,
+) -> None:
+    """List the newest digests in the outbox with their state, attempts and last reply."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with database() as session:
+        rows = store.list_deliveries(session, status=status, since=_since(since), limit=limit)
+    result = table("id", "to", "digest", "status", "papers", "attempts", "next / sent", "reply")
+    for delivery, email in rows:
+        when = delivery.sent_at or delivery.next_attempt_at
+        resent = f" (sent again {delivery.interrupted}x)" if delivery.interrupted else ""
+        result.add_row(
+            str(delivery.id),
+            email,
+            delivery.digest_key,
+            delivery.status + resent,
+            str(delivery.paper_count),
+            str(delivery.attempts),
+            store.aware(when).isoformat(timespec="seconds") if when else "",
+            delivery.reply,
+        )
+    out.print(result)
+    out.print(f"{len(rows)} shown" + (f" (newest {limit})" if len(rows) == limit else ""))
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(
+    delivery_id: Annotated[int | None, typer.Argument(help="the delivery's id")] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="every failed digest (not suppressed ones)")
+    ] = False,
+) -> None:
+    """Put a failed digest (or all of them) back into the outbox, to be sent on the next run."""
+    if (delivery_id is None) == (not all_failed):
+        raise InputError("give a delivery id or --all-failed (one of them)")
+    config = settings()
+    now = jobs.utc_now()
+    with database(config) as session:
+        requeued = store.requeue(
+            session,
+            delivery_id=delivery_id,
+            now=now,
+            give_up_at=now + timedelta(hours=config.delivery.give_up_hours),
+        )
+    out.print(f"{len(requeued)} re-queued; the next send run sends them")
+
+
+@app.command()
+def stats(
+    since: Annotated[
+        str | None, typer.Option("--since", help="digests planned since a date or 7d")
+    ] = None,
+) -> None:
+    """Show how many digests are sent, retrying, failed, and how many subscribers suppressed."""
+    when = _since(since)
+    with database() as session:
+        counts = store.delivery_counts(session, since=when)
+        resent = store.resent_count(session, since=when)
+        suppressed = store.suppressed_count(session)
+        people = len(store.subscribers(session))
+    result = table("what", "count", title="digests" + (f" since {since}" if since else ""))
+    for label, value in (
+        ("sent", counts.get("sent", 0)),
+        ("retrying", counts.get("retry", 0)),
+        ("failed", counts.get("failed", 0)),
+        ("in flight (planned or sending)", counts.get("planned", 0) + counts.get("sending", 0)),
+        ("nothing new", counts.get("empty", 0)),
+        ("sent again after an interrupted run", resent),
+        ("subscribers suppressed", suppressed),
+        ("subscribers", people),
+    ):
+        result.add_row(label, str(value))
+    out.print(result)
+
+
+@app.command()
+def bounces(
+    path: Annotated[Path, typer.Argument(help="a message file, mbox, maildir or folder")],
+) -> None:
+    """Read delivery status notifications and complaints; record them against subscribers."""
+    config = settings()
+    report = run_bounces(config, ready_engine(config), path)
+    result = table("message", "kind", "subscriber", "detail")
+    for outcome in report.outcomes:
+        result.add_row(outcome.source, outcome.kind, outcome.email, outcome.detail)
+    if report.outcomes:
+        out.print(result)
+    out.print(
+        f"{report.count('hard')} hard, {report.count('soft')} soft, "
+        f"{report.count('complaint')} complaints, {report.count('unsubscribe')} unsubscribes, "
+        f"{report.count('unmatched')} unmatched, {report.already_known} recorded before; "
+        f"{len(report.suppressed)} suppressed"
+    )

@@ -1,0 +1,178 @@
+"""The bounce job: read delivery status notifications and complaints from a mailbox and record
+them against the right subscriber; unsubscribe requests sent to the List-Unsubscribe mailto too.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from digestd import store
+from digestd.bounces import (
+    BounceReport,
+    MailboxItem,
+    mark_read,
+    parse_report,
+    read_mailbox,
+)
+from digestd.config import Settings
+from digestd.db import session_scope
+from digestd.errors import NotFoundError
+from digestd.jobs.common import log, utc_now
+from digestd.models import Subscriber
+from digestd.store.bounces import suppress
+from digestd.tokens import read_token, verp_subscriber
+
+_UNSUBSCRIBE_SUBJECT = re.compile(r"^\s*unsubscribe\s+([A-Za-z0-9_.-]+)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class BounceOutcome:
+    """What one message in the mailbox turned out to be, and whom it concerned."""
+
+    source: str  # the mailbox item's name
+    kind: str  # "hard", "soft", "complaint", "unsubscribe", "unmatched", "not a bounce"
+    email: str = ""
+    detail: str = ""
+
+
+@dataclass
+class BounceIntakeReport:
+    """The outcomes of one pass over a mailbox."""
+
+    outcomes: list[BounceOutcome] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)  # addresses suppressed by this pass
+    already_known: int = 0  # reports recorded by an earlier pass
+
+    def count(self, kind: str) -> int:
+        """How many messages were of ``kind``."""
+        return sum(o.kind == kind for o in self.outcomes)
+
+
+def run_bounces(
+    settings: Settings, engine: Engine, path: Path, *, now: datetime | None = None
+) -> BounceIntakeReport:
+    """Record every bounce, complaint and mailed unsubscribe request found at ``path`` (a
+    message file, an mbox, a maildir or a folder); maildir messages are marked read."""
+    now = now or utc_now()
+    report = BounceIntakeReport()
+    secret = settings.link_secret()
+    for item in read_mailbox(path):
+        reports = parse_report(item.data)
+        with session_scope(engine) as session:
+            if reports:
+                for bounce in reports:
+                    _record(session, settings, secret, item.name, bounce, now, report)
+            else:
+                report.outcomes.append(_unsubscribe_request(session, secret, item, now, report))
+        mark_read(path, item)
+    return report
+
+
+def _record(
+    session: Session,
+    settings: Settings,
+    secret: str,
+    source: str,
+    bounce: BounceReport,
+    now: datetime,
+    report: BounceIntakeReport,
+) -> None:
+    subscriber, delivery_id, verified = _find_subscriber(session, settings, secret, bounce)
+    if subscriber is None:
+        log.warning(
+            "bounce %s for %s (%s) matches no subscriber",
+            source,
+            bounce.recipient or "unknown recipient",
+            bounce.message_id or "no Message-ID",
+        )
+        report.outcomes.append(
+            BounceOutcome(source, "unmatched", bounce.recipient or "", bounce.reason)
+        )
+        return
+    assert subscriber.id is not None
+    # One report can list several recipients: each is a bounce of its own.
+    key = f"{bounce.key} {bounce.recipient or ''}"
+    if store.bounce_report_known(session, key):
+        report.already_known += 1
+        report.outcomes.append(
+            BounceOutcome(source, bounce.kind, subscriber.email, "recorded before")
+        )
+        return
+    suppressed = store.record_bounce(
+        session,
+        subscriber_id=subscriber.id,
+        kind=bounce.kind,
+        reason=bounce.reason,
+        source="report",
+        status=bounce.status,
+        delivery_id=delivery_id,
+        report_key=key,
+        now=now,
+        hard_limit=settings.delivery.hard_bounces,
+        may_suppress=verified,
+    )
+    if suppressed:
+        report.suppressed.append(subscriber.email)
+        log.warning("subscriber %s suppressed: %s", subscriber.email, suppressed)
+    detail = bounce.reason if verified else f"(unverified, not suppressing) {bounce.reason}"
+    report.outcomes.append(BounceOutcome(source, bounce.kind, subscriber.email, detail))
+
+
+def _find_subscriber(
+    session: Session, settings: Settings, secret: str, bounce: BounceReport
+) -> tuple[Subscriber | None, int | None, bool]:
+    """The subscriber a report is about, the delivery it answers when known, and whether the
+    match is verified: by our signed VERP address or a Message-ID we sent. A match by the
+    failed recipient's address alone is not: anyone can mail a report naming any address, so
+    it is recorded but never suppresses on its own."""
+    bounce_address = settings.delivery.bounce_address
+    delivery = (
+        store.delivery_by_message_id(session, bounce.message_id) if bounce.message_id else None
+    )
+    if bounce_address:
+        for address in bounce.envelope_to:
+            subscriber_id = verp_subscriber(address, bounce_address, secret)
+            if subscriber_id is not None and (found := session.get(Subscriber, subscriber_id)):
+                answered = delivery.id if delivery and delivery.subscriber_id == found.id else None
+                return found, answered, True
+    if delivery is not None:
+        return session.get(Subscriber, delivery.subscriber_id), delivery.id, True
+    if bounce.recipient:
+        try:
+            return store.subscriber_by_email(session, bounce.recipient), None, False
+        except NotFoundError:
+            pass
+    return None, None, False
+
+
+def _unsubscribe_request(
+    session: Session, secret: str, item: MailboxItem, now: datetime, report: BounceIntakeReport
+) -> BounceOutcome:
+    """A mail to the List-Unsubscribe mailto: its subject carries a signed token."""
+    name = item.name
+    message = email.message_from_bytes(item.data, policy=email.policy.compat32)
+    match = _UNSUBSCRIBE_SUBJECT.match(str(message.get("Subject", "")))
+    if match is None:
+        return BounceOutcome(name, "not a bounce")
+
+    def email_of(subscriber_id: int) -> str | None:
+        found = session.get(Subscriber, subscriber_id)
+        return found.email if found else None
+
+    subscriber_id = read_token(secret, "unsubscribe", match.group(1), email_of=email_of)
+    subscriber = session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
+    if subscriber is None:
+        return BounceOutcome(name, "unmatched", detail="unsubscribe request with an unknown token")
+    if subscriber.suppressed_at is None:
+        suppress(session, subscriber, reason="unsubscribed by mail", now=now)
+        report.suppressed.append(subscriber.email)
+        log.info("subscriber %s unsubscribed by mail", subscriber.email)
+    return BounceOutcome(name, "unsubscribe", subscriber.email)

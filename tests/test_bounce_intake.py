@@ -1,0 +1,218 @@
+"""Bounce intake: DSN and complaint fixtures recorded against the right subscriber, once."""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from digestd import store
+from digestd.config import Settings, load_settings
+from digestd.db import make_engine, migrate, session_scope
+from digestd.models import Bounce, Delivery, Subscriber
+from digestd.tokens import make_token, verp_address
+from tests.conftest import CliResult
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+HARD, SOFT, COMPLAINT = (FIXTURES / f"{n}.eml" for n in ("dsn_hard", "dsn_soft", "arf_complaint"))
+NOW = datetime(2024, 3, 12, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def ready(config_file: Path) -> tuple[Settings, Engine]:
+    settings = load_settings(config_file, environ={})
+    engine = make_engine(settings.database_url, create=True)
+    migrate(engine)
+    return settings, engine
+
+
+def flat(result: CliResult) -> str:
+    """The output with line wrapping undone."""
+    return " ".join(result.out.split())
+
+
+def add(engine: Engine, address: str, message_id: str = "") -> int:
+    """A subscriber, with a sent digest carrying ``message_id`` when given."""
+    with session_scope(engine) as session:
+        subscriber = store.add_subscriber(session, address, queries=["oracle"], now=NOW)
+        assert subscriber.id is not None
+        if message_id:
+            session.add(
+                Delivery(
+                    subscriber_id=subscriber.id,
+                    digest_key="2024-03-12",
+                    status="sent",
+                    message_id=message_id,
+                    paper_count=1,
+                    created_at=NOW,
+                )
+            )
+        return subscriber.id
+
+
+def state(engine: Engine, address: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """A subscriber's suppression reason and their (kind, status) bounces."""
+    with session_scope(engine) as session:
+        subscriber = store.subscriber_by_email(session, address)
+        bounces = store.bounces_of(session, subscriber.id or 0)
+        return subscriber.suppressed_reason or None, [(b.kind, b.status) for b in bounces]
+
+
+def test_hard_soft_and_complaint_fixtures_are_recorded_against_their_subscribers(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    add(engine, "bob@example.org", "<0f1e2d3c4b5a6978@digest.example.org>")
+    add(engine, "carol@example.org", "<99aa88bb77cc66dd@digest.example.org>")
+    add(engine, "dave@example.org")
+    for fixture in (HARD, SOFT, COMPLAINT):
+        assert cli("bounces", str(fixture)).code == 0
+    alice, bob, carol, dave = (
+        state(engine, f"{n}@example.org") for n in ("alice", "bob", "carol", "dave")
+    )
+    assert alice[0] is not None and "5.1.1" in alice[0] and alice[1] == [("hard", "5.1.1")]
+    assert bob == (None, [("soft", "4.2.2")])  # a soft bounce does not suppress
+    assert (
+        carol[0] is not None
+        and carol[0].startswith("complaint")
+        and carol[1][0][0] == ("complaint")
+    )
+    assert dave == (None, [])
+    with session_scope(engine) as session:
+        hard = session.exec(select(Bounce).where(Bounce.kind == "hard")).one()
+        delivery = store.delivery_by_message_id(session, "<a1b2c3d4e5f60718@digest.example.org>")
+        assert delivery is not None and hard.delivery_id == delivery.id
+    shown = cli("subscriber", "show", "alice@example.org")
+    assert "suppressed since" in shown.out and "5.1.1" in shown.out
+
+
+def test_reading_the_same_reports_again_records_nothing_more(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    _settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    add(engine, "bob@example.org")
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    for fixture in (HARD, SOFT):
+        box.add(fixture.read_bytes())
+    box.flush()
+    first = cli("bounces", str(tmp_path / "bounces.mbox"))
+    assert first.code == 0 and "1 hard, 1 soft" in flat(first) and "1 suppressed" in flat(first)
+    again = cli("bounces", str(tmp_path / "bounces.mbox"))
+    assert again.code == 0 and "2 recorded before" in flat(again) and "0 suppressed" in flat(again)
+    with session_scope(engine) as session:
+        assert len(session.exec(select(Bounce)).all()) == 2
+
+
+def test_message_id_finds_a_subscriber_whose_mail_was_forwarded(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    # The report names the final (forwarded-to) address; our Message-ID names Ann's digest.
+    add(engine, "ann@example.net", "<a1b2c3d4e5f60718@digest.example.org>")
+    result = cli("bounces", str(HARD))
+    assert result.code == 0 and "ann@example.net" in flat(result)
+    assert state(engine, "ann@example.net")[1] == [("hard", "5.1.1")]
+
+
+def test_verp_address_finds_the_subscriber_first(
+    ready: tuple[Settings, Engine], config_file: Path, cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    settings, engine = ready
+    config_file.write_text(
+        config_file.read_text() + '\n[delivery]\nbounce_address = "bounces@digest.example.org"\n'
+    )
+    add(engine, "alice@example.org")
+    eve = add(engine, "eve@example.org")
+    address = verp_address("bounces@digest.example.org", eve, settings.link_secret())
+    report = HARD.read_bytes().replace(
+        b"Delivered-To: papers@digest.example.org", b"Delivered-To: " + address.encode()
+    )
+    (tmp_path / "verp.eml").write_bytes(report)
+    assert cli("bounces", str(tmp_path / "verp.eml")).code == 0
+    assert state(engine, "eve@example.org")[1] == [("hard", "5.1.1")]
+    assert state(engine, "alice@example.org") == (None, [])
+
+
+def test_maildir_reports_are_marked_read_and_unknown_ones_are_counted(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    _settings, engine = ready
+    add(engine, "bob@example.org")
+    box = mailbox.Maildir(tmp_path / "Maildir")
+    box.add(SOFT.read_bytes())
+    box.add(HARD.read_bytes())  # alice is nobody here
+    box.add(b"From: someone@example.com\r\nSubject: hello\r\n\r\nhi\r\n")
+    result = cli("bounces", str(tmp_path / "Maildir"))
+    assert result.code == 0 and "1 soft" in flat(result) and "1 unmatched" in flat(result)
+    assert list((tmp_path / "Maildir" / "new").iterdir()) == []
+    again = cli("bounces", str(tmp_path / "Maildir"))
+    assert "0 hard, 0 soft" in flat(again)
+
+
+def test_mailed_unsubscribe_request_with_a_valid_token_suppresses(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    settings, engine = ready
+    ann = add(engine, "ann@example.org")
+    token = make_token(settings.link_secret(), "unsubscribe", ann, "ann@example.org")
+    forged = make_token("another secret", "unsubscribe", ann, "ann@example.org")
+    (tmp_path / "forged.eml").write_text(f"From: x@example.com\nSubject: unsubscribe {forged}\n\n")
+    (tmp_path / "real.eml").write_text(f"From: ann@example.org\nSubject: unsubscribe {token}\n\n")
+    assert "1 unmatched" in flat(cli("bounces", str(tmp_path / "forged.eml")))
+    assert state(engine, "ann@example.org")[0] is None
+    assert "1 unsubscribes" in flat(cli("bounces", str(tmp_path / "real.eml")))
+    assert state(engine, "ann@example.org")[0] == "unsubscribed by mail"
+
+
+def test_missing_bounce_path_is_a_one_line_error(
+    cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    assert cli("init").code == 0
+    result = cli("bounces", str(tmp_path / "nowhere"))
+    assert result.code == 1 and "nowhere" in result.err and len(result.err.splitlines()) == 1
+
+
+def test_suppression_can_be_lifted(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    cli("bounces", str(HARD))
+    assert state(engine, "alice@example.org")[0] is not None
+    assert cli("subscriber", "unsuppress", "alice@example.org").code == 0
+    assert state(engine, "alice@example.org")[0] is None
+    with session_scope(engine) as session:
+        subscriber = session.exec(select(Subscriber)).one()
+        assert subscriber.lifted_at is not None
+    refused = cli("subscriber", "unsuppress", "alice@example.org")
+    assert refused.code == 1 and "not suppressed" in refused.err
+
+
+def test_a_report_matched_by_address_alone_never_suppresses(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    add(engine, "alice@example.org")  # nothing we sent carries the report's Message-ID
+    result = cli("bounces", str(HARD))
+    assert result.code == 0 and "unverified" in flat(result) and "0 suppressed" in flat(result)
+    assert state(engine, "alice@example.org") == (None, [("hard", "5.1.1")])
+
+
+def test_each_recipient_of_a_multi_recipient_report_is_recorded(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    add(engine, "erin@example.net")
+    add(engine, "frank@example.net")
+    result = cli("bounces", str(FIXTURES / "dsn_exim_multi.eml"))
+    assert "2 hard" in flat(result)
+    assert state(engine, "erin@example.net")[1] == [("hard", "5.0.0")]
+    assert state(engine, "frank@example.net")[1] == [("hard", "5.0.0")]
+    assert "2 recorded before" in flat(cli("bounces", str(FIXTURES / "dsn_exim_multi.eml")))
