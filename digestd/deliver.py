@@ -2,8 +2,8 @@
 
 A ``Sender`` delivers one ``OutgoingMessage`` (see digestd.message) and reports the result:
 ``SmtpSender`` over a small pool of reused SMTP connections, ``FileSender`` into a folder of
-``.eml`` files (for dry runs, tests and debugging). ``send_concurrently`` keeps as many messages
-in flight as the sender has connections; ``RateLimiter`` spaces messages out over a whole run.
+``.eml`` files (for dry runs, tests and debugging). ``send_concurrently`` and ``RateLimiter``
+(from digestd.pacing) keep messages in flight on every connection and spaced out over a run.
 
 A result is "sent", "temporary" (try again later: a 4xx reply, or the server could not be
 reached, dropped the connection or stopped answering) or "permanent" (a 5xx reply). A sender
@@ -18,19 +18,18 @@ import datetime
 import re
 import socket
 import ssl
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Protocol, Self
 
 import aiosmtplib
 
 from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
 from digestd.message import OutgoingMessage, build_message, header_text
+from digestd.pacing import RateLimiter, send_concurrently
 
 __all__ = [
     "OUTCOMES",
@@ -50,9 +49,6 @@ OUTCOMES = ("sent", "temporary", "permanent")
 
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 @dataclass(frozen=True)
 class SendResult:
@@ -63,6 +59,9 @@ class SendResult:
     outcome: str
     reply: str
     message_id: str
+    # Which command the server refused: "MAIL FROM" (our sender), "RCPT TO" (the recipient)
+    # or "DATA" (the message); "" when nothing was refused.
+    refused_at: str = ""
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -74,8 +73,8 @@ class SendResult:
         return self.outcome == "sent"
 
 
-def _result(message: OutgoingMessage, outcome: str, reply: str) -> SendResult:
-    return SendResult(message.recipient, outcome, reply, message.message_id)
+def _result(message: OutgoingMessage, outcome: str, reply: str, refused_at: str = "") -> SendResult:
+    return SendResult(message.recipient, outcome, reply, message.message_id, refused_at)
 
 
 class Sender(Protocol):
@@ -89,67 +88,6 @@ class Sender(Protocol):
     async def send(self, message: OutgoingMessage) -> SendResult:
         """Deliver ``message`` to its recipient."""
         ...
-
-
-async def send_concurrently(
-    items: Iterable[T], work: Callable[[T], Awaitable[R]], *, limit: int
-) -> list[R]:
-    """``work`` applied to every item, at most ``limit`` at a time; results in item order.
-
-    Each item is worked on exactly once. When one raises, no further item is started, the ones
-    in flight are finished (a message a server accepted is still reported), then the first
-    error is raised.
-    """
-    pending = iter(enumerate(items))
-    results: dict[int, R] = {}
-    errors: list[BaseException] = []
-
-    async def worker() -> None:
-        for index, item in pending:
-            try:
-                results[index] = await work(item)
-            except Exception as exc:
-                errors.append(exc)
-            if errors:
-                return
-
-    await asyncio.gather(*(worker() for _ in range(max(limit, 1))))
-    if errors:
-        raise errors[0]
-    return [results[index] for index in sorted(results)]
-
-
-class RateLimiter:
-    """Lets at most ``rate_per_second`` acquisitions through per second; 0 means no limit.
-
-    A token bucket that starts empty and holds at most one token: N acquisitions take at least
-    N / rate seconds from the limiter's creation, and a pause earns no burst afterwards.
-    """
-
-    def __init__(self, rate_per_second: float) -> None:
-        """A limiter for ``rate_per_second`` (0 or more) acquisitions per second."""
-        if rate_per_second < 0:
-            raise ValueError(f"rate must be 0 or more, not {rate_per_second}")
-        self.rate = rate_per_second
-        self._tokens = 0.0
-        self._updated = time.monotonic()
-        # One waiter at a time, in arrival order (asyncio.Lock is fair), so concurrent senders
-        # share the rate instead of all waking up at the same moment.
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        """Wait until a token is there and take it; at once when there is no limit."""
-        if self.rate <= 0:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(1.0, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                await asyncio.sleep((1.0 - self._tokens) / self.rate)
 
 
 class FileSender:
@@ -302,7 +240,7 @@ class SmtpSender:
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(slot)
             outcome = "permanent" if 500 <= exc.code <= 599 else "temporary"
-            return _result(message, outcome, _reply(exc.code, exc.message))
+            return _result(message, outcome, _reply(exc.code, exc.message), step.split(" ", 1)[1])
         except (aiosmtplib.SMTPException, OSError) as exc:
             self._discard(slot)
             reply = f"connection to {self._where} lost {step}: {_describe(exc)}"

@@ -12,6 +12,7 @@ server thread when the next command comes)::
         server.stall_seconds = 5.0      # wait this long before replying to DATA
         server.reply_delay = 0.05       # a slow server: every DATA reply a little late
         server.close_at_mail = 1        # answer the next MAIL FROM with 421 and hang up
+        server.refuse_sender = True     # answer every MAIL FROM with 553 (our sender refused)
         server.hang_up = True           # close every new connection before the greeting
         server.accept_all()             # back to normal
         ...
@@ -69,6 +70,7 @@ class FaultServer:
         self.stall_seconds = 0.0
         self.reply_delay = 0.0
         self.close_at_mail = 0
+        self.refuse_sender = False
         self.hang_up = False
         self.connections = 0
         self.rcpt_commands = 0
@@ -85,6 +87,7 @@ class FaultServer:
         self.drop_after_data = False
         self.stall_seconds = self.reply_delay = 0.0
         self.close_at_mail = 0
+        self.refuse_sender = False
         self.hang_up = False
 
     def close_connections(self) -> int:
@@ -200,6 +203,8 @@ class _FaultHandler:
             # After the reply is written (close() still sends what is buffered).
             asyncio.get_running_loop().call_soon(smtp.transport.close)
             return "421 4.4.2 closing connection"
+        if self.server.refuse_sender:
+            return f"553 5.7.1 <{address}>: sender address rejected: not owned by you"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"

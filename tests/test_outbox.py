@@ -361,3 +361,19 @@ def test_operator_sees_the_outbox_and_re_queues_failed_digests(
     report = send(settings, engine, T0 + timedelta(minutes=1))
     assert [o.email for o in report.outcomes] == [bob]  # Ada waits for her next attempt
     assert Counter(m.rcpt_tos[0] for m in server.messages) == {bob: 1, cy: 1}
+
+
+def test_a_refused_sender_fails_the_digest_without_blaming_the_subscriber(
+    ready: tuple[Settings, Engine], server: FaultServer
+) -> None:
+    settings, engine = ready
+    (ada,) = add_people(engine, 1)
+    server.refuse_sender = True
+    report = send(settings, engine)
+    assert [o.status for o in report.outcomes] == ["failed"]
+    assert server.count == 0 and server.rcpt_commands == 0
+    row = rows(engine)[ada]
+    assert row.status == "failed" and "553" in row.reply
+    with session_scope(engine) as session:
+        assert session.exec(select(Bounce)).all() == []
+        assert store.subscriber_by_email(session, ada).suppressed_at is None

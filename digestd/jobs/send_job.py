@@ -25,7 +25,14 @@ from sqlmodel import Session
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.deliver import FileSender, Sender, SmtpSender, build_message, send_concurrently
+from digestd.deliver import (
+    FileSender,
+    Sender,
+    SendResult,
+    SmtpSender,
+    build_message,
+    send_concurrently,
+)
 from digestd.dkim_sign import DkimSigner, load_signer
 from digestd.jobs.common import Progress, exclusive, log, utc_now
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
@@ -308,7 +315,7 @@ async def _send_one(
         )
         outcome = DigestOutcome(item.email, "sent", count, subject, result.reply)
     elif result.outcome == "permanent":
-        outcome = _refused(settings, engine, item, result.reply, now, count, subject)
+        outcome = _refused(settings, engine, item, result, now, count, subject)
     else:
         outcome = _temporary(settings, engine, item, result.reply, now, count, subject)
     for name, spent in (
@@ -325,16 +332,20 @@ def _refused(
     settings: Settings,
     engine: Engine,
     item: PreparedDigest,
-    reply: str,
+    result: SendResult,
     now: datetime,
     count: int,
     subject: str,
 ) -> DigestOutcome:
-    """A permanent refusal: the digest fails, the refusal is a hard bounce."""
+    """A permanent refusal: the digest fails; a refused recipient or message is a hard bounce.
+    A refused sender (at MAIL FROM) is our problem, not the subscriber's: no bounce."""
+    reply = result.reply
     code = _STATUS_CODE.search(reply)
 
     def record(session: Session) -> None:
         store.mark_failed(session, item.delivery_id or 0, reply=reply)
+        if result.refused_at == "MAIL FROM":
+            return
         suppressed = store.record_bounce(
             session,
             subscriber_id=item.subscriber_id,
