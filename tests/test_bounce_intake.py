@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -186,7 +187,11 @@ def test_suppression_can_be_lifted(
     add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
     cli("bounces", str(HARD))
     assert state(engine, "alice@example.org")[0] is not None
+    listed = json.loads(cli("subscriber", "list", "--json").out)
+    assert [row["status"] for row in listed] == ["suppressed"]
     assert cli("subscriber", "unsuppress", "alice@example.org").code == 0
+    listed = json.loads(cli("subscriber", "list", "--json").out)
+    assert [row["status"] for row in listed] == ["active"]
     assert state(engine, "alice@example.org")[0] is None
     with session_scope(engine) as session:
         subscriber = session.exec(select(Subscriber)).one()

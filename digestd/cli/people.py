@@ -155,7 +155,9 @@ def subscriber_list(
         {
             "email": s.email,
             "name": s.name,
-            "status": "active" if s.active else "paused",
+            "status": "suppressed"
+            if s.suppressed_at is not None
+            else ("active" if s.active else "paused"),
             "frequency": s.frequency,
             "timezone": s.timezone,
             "send_hour": s.send_hour,
