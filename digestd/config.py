@@ -100,7 +100,9 @@ class DeliverySettings:
         "empty means smtp.from_address without VERP",
     )
     unsubscribe_mailto: str = _key(
-        "", "address in List-Unsubscribe's mailto; empty means smtp.from_address"
+        "",
+        "address in List-Unsubscribe's mailto (deliver it into bounces.path, where the requests "
+        "are read); empty means smtp.from_address",
     )
 
 
