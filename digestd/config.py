@@ -107,6 +107,23 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """[web]: the sign-up, preferences and feeds web application."""
+
+    enabled: bool = _key(False, "digestd run also serves the web application")
+    host: str = _key("127.0.0.1", "address the web application listens on")
+    port: int = _key(8080, "port the web application listens on")
+    confirm_hours: float = _key(48.0, "a confirmation link works this long after it was sent")
+    confirm_resend_minutes: float = _key(
+        60.0, "signing up again with the same address sends at most one confirmation per window"
+    )
+    subscribe_per_hour: int = _key(10, "sign-ups accepted from one client address per hour")
+    proxy_headers: bool = _key(
+        False, "trust X-Forwarded-For/-Proto from a reverse proxy on the same machine"
+    )
+
+
+@dataclass(frozen=True)
 class BouncesSettings:
     """[bounces]: where the daemon reads delivery status notifications."""
 
@@ -172,6 +189,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
@@ -220,6 +238,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "delivery": DeliverySettings,
     "bounces": BouncesSettings,
     "dkim": DkimSettings,
+    "web": WebSettings,
     "digest": DigestSettings,
     "feeds": FeedsSettings,
     "schedule": ScheduleSettings,
@@ -287,6 +306,10 @@ def _validate(settings: Settings, source: str) -> None:
         ("delivery", "error_threshold"),
         ("delivery", "hard_bounces"),
         ("bounces", "check_minutes"),
+        ("web", "port"),
+        ("web", "confirm_hours"),
+        ("web", "confirm_resend_minutes"),
+        ("web", "subscribe_per_hour"),
     )
     for section, key in positive:
         value = getattr(getattr(settings, section), key)
@@ -295,6 +318,9 @@ def _validate(settings: Settings, source: str) -> None:
     rate = settings.delivery.rate_per_second
     if not math.isfinite(rate) or rate < 0:
         raise ConfigError(f"{source}: [delivery] rate_per_second = {rate!r} must be 0 or more")
+    for section, port in (("smtp", settings.smtp.port), ("web", settings.web.port)):
+        if port > 65535:
+            raise ConfigError(f"{source}: [{section}] port = {port} is not a TCP port")
     if settings.smtp.port > 65535:
         raise ConfigError(f"{source}: [smtp] port = {settings.smtp.port} is not a TCP port")
     url = urlsplit(settings.feeds.base_url)

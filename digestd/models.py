@@ -56,6 +56,9 @@ class Subscriber(SQLModel, table=True):
     suppressed_at: datetime | None = None
     suppressed_reason: str = ""
     lifted_at: datetime | None = None  # hard bounces before this no longer count
+    # None while a web sign-up waits for its confirmation: such a subscriber gets no digest.
+    confirmed_at: datetime | None = None
+    confirmation_sent_at: datetime | None = None
 
 
 class Profile(SQLModel, table=True):

@@ -57,10 +57,22 @@ def read_token(
     return subscriber_id if email is not None and _address_digest(email) == digest else None
 
 
+PURPOSES = ("confirm", "manage", "unsubscribe", "feed")
+
+
+def link_url(base_url: str, secret: str, purpose: str, subscriber_id: int, email: str) -> str:
+    """A subscriber's signed link for ``purpose``: /confirm/T, /manage/T, /unsubscribe/T or
+    /feeds/me/T.atom under ``base_url``."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown link purpose {purpose!r}")
+    token = make_token(secret, purpose, subscriber_id, email)
+    path = f"feeds/me/{token}.atom" if purpose == "feed" else f"{purpose}/{token}"
+    return f"{base_url.rstrip('/')}/{path}"
+
+
 def unsubscribe_url(base_url: str, secret: str, subscriber_id: int, email: str) -> str:
     """The one-click unsubscribe link for a subscriber."""
-    token = make_token(secret, "unsubscribe", subscriber_id, email)
-    return f"{base_url.rstrip('/')}/unsubscribe/{token}"
+    return link_url(base_url, secret, "unsubscribe", subscriber_id, email)
 
 
 def unsubscribe_mailto(address: str, secret: str, subscriber_id: int, email: str) -> str:

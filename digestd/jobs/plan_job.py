@@ -24,7 +24,7 @@ from digestd.jobs.common import candidate, match_queries, stage
 from digestd.message import message_id_for
 from digestd.models import Delivery, Subscriber
 from digestd.render import Digest
-from digestd.tokens import unsubscribe_url
+from digestd.tokens import link_url, unsubscribe_url
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,8 @@ def plan_due_digests(
             assert s.id is not None
             if not (s.active or include_paused) or (s.suppressed_at and not include_paused):
                 continue
+            if s.confirmed_at is None:
+                continue  # a web sign-up that was never confirmed
             row = open_rows.get(s.id)
             if row is not None:
                 # An open digest is finished before a new one is planned; one waiting for
@@ -243,7 +245,9 @@ def plan_due_digests(
             unsubscribe_url=unsubscribe_url(
                 settings.feeds.base_url, secret, subscriber.id, subscriber.email
             ),
-            manage_url=None,
+            manage_url=link_url(
+                settings.feeds.base_url, secret, "manage", subscriber.id, subscriber.email
+            ),
             site_name=settings.digest.site_name,
         )
         if row is not None:

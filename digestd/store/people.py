@@ -66,15 +66,19 @@ def add_subscriber(
     send_hour: int = 7,
     weekday: str = "mon",
     now: datetime,
+    confirmed: bool = True,
 ) -> Subscriber:
-    """Create a subscriber with their queries and followed topics, refusing bad values."""
+    """Create a subscriber with their queries and followed topics, refusing bad values.
+
+    An operator's subscriber is confirmed at once; a web sign-up (``confirmed=False``) waits
+    for the click in its confirmation mail and gets no digest before."""
     address = normalize_email(email)
-    _check_schedule(frequency=frequency, send_hour=send_hour, timezone=timezone, weekday=weekday)
+    check_schedule(frequency=frequency, send_hour=send_hour, timezone=timezone, weekday=weekday)
     if not queries and not topic_slugs:
         raise InputError(f"subscriber {address} needs at least one --query or --topic")
     checked = check_queries(queries)
     topics = [topic_by_slug(session, slug) for slug in topic_slugs]
-    if _find_subscriber(session, address):
+    if find_subscriber(session, address):
         raise InputError(f"subscriber {address} already exists")
     subscriber = Subscriber(
         email=address,
@@ -85,6 +89,7 @@ def add_subscriber(
         weekday=weekday,
         active=True,
         created_at=now,
+        confirmed_at=now if confirmed else None,
     )
     session.add(subscriber)
     session.flush()
@@ -97,7 +102,8 @@ def add_subscriber(
     return subscriber
 
 
-def _check_schedule(*, frequency: str, send_hour: int, timezone: str, weekday: str) -> None:
+def check_schedule(*, frequency: str, send_hour: int, timezone: str, weekday: str) -> None:
+    """Refuse a schedule with an unknown frequency, hour, timezone or weekday."""
     if frequency not in FREQUENCIES:
         raise InputError(f"frequency {frequency!r} must be daily or weekly")
     if not 0 <= send_hour <= 23:
@@ -107,7 +113,8 @@ def _check_schedule(*, frequency: str, send_hour: int, timezone: str, weekday: s
         raise InputError(f"weekday {weekday!r} must be one of {', '.join(WEEKDAYS)}")
 
 
-def _find_subscriber(session: Session, email: str) -> Subscriber | None:
+def find_subscriber(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this address (compared without case), or None."""
     address = email.strip().lower()
     return session.exec(select(Subscriber).where(func.lower(Subscriber.email) == address)).first()
 
@@ -129,7 +136,7 @@ def update_subscriber(
     """Change a subscriber's settings, queries and topics; refuses to leave them with neither."""
     subscriber = subscriber_by_email(session, email)
     assert subscriber.id is not None
-    _check_schedule(
+    check_schedule(
         frequency=frequency or subscriber.frequency,
         send_hour=subscriber.send_hour if send_hour is None else send_hour,
         timezone=timezone or subscriber.timezone,
@@ -180,7 +187,7 @@ def update_subscriber(
 
 def subscriber_by_email(session: Session, email: str) -> Subscriber:
     """The subscriber with this address, or NotFoundError."""
-    found = _find_subscriber(session, email)
+    found = find_subscriber(session, email)
     if found is None:
         raise NotFoundError(f"no subscriber {email!r}", hint="see digestd subscriber list")
     return found
