@@ -284,7 +284,7 @@ def _validate(settings: Settings, source: str) -> None:
         raise ConfigError(f"{source}: [schedule] default_send_hour = {hour} is not an hour 0-23")
     try:
         zoneinfo.ZoneInfo(settings.schedule.default_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
         raise ConfigError(
             f"{source}: [schedule] default_timezone = {settings.schedule.default_timezone!r} "
             "is not an IANA timezone"

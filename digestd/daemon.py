@@ -136,6 +136,23 @@ def build_scheduler(
     return scheduler
 
 
+def _start_web(settings: Settings, engine: Engine) -> Callable[[], None]:
+    """Serve the web application in a thread; returns what stops it (requests in flight are
+    answered first)."""
+    from digestd.web import web_server
+
+    server = web_server(settings, engine)
+    thread = threading.Thread(target=server.run, name="digestd-web", daemon=True)
+    thread.start()
+    log.info("web application on http://%s:%d", settings.web.host, settings.web.port)
+
+    def stop_web() -> None:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    return stop_web
+
+
 def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | None = None) -> None:
     """Run the scheduler until SIGTERM, SIGINT or ``stop`` is set, then drain the job in flight."""
     stop = stop or threading.Event()
@@ -149,6 +166,7 @@ def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | No
         signal.signal(signal.SIGINT, request_stop)
     scheduler = build_scheduler(settings, engine, stop=stop)
     scheduler.start()
+    stop_web = _start_web(settings, engine) if settings.web.enabled else None
     log.info(
         "digestd running: inbox %s every %g min, due digests every %g min",
         settings.folder("inbox"),
@@ -156,5 +174,7 @@ def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | No
         settings.schedule.send_check_minutes,
     )
     stop.wait()
+    if stop_web is not None:
+        stop_web()
     scheduler.shutdown(wait=True)
     log.info("digestd stopped")

@@ -30,7 +30,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A reader (see read_scope) starts a plain transaction: under WAL it never waits for a
+    # writer, and never makes one wait.
+    read_only = conn.get_execution_options().get("digestd_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -112,3 +115,12 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session for reading only: on SQLite it takes no write lock, so a web page never waits
+    behind an ingest or a send run. Closing it ends the transaction (nothing is committed);
+    the objects read stay usable."""
+    with Session(engine.execution_options(digestd_read_only=True)) as session:
+        yield session

@@ -53,6 +53,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("[schedule]\ndefault_timezone = 'Mars/Olympus'\n", {}, "not an IANA timezone"),
         ("[schedule]\ndefault_send_hour = 24\n", {}, "not an hour"),
         ("[feeds]\nbase_url = 'example.org'\n", {}, "must be an http"),
+        ("[schedule]\ndefault_timezone = 'America'\n", {}, "not an IANA timezone"),
         ("[feeds]\nbase_url = 'https://x.org/<a>'\n", {}, "without spaces, quotes or angle"),
         ("[smtp]\nport = 99999\n", {}, "is not a TCP port"),
         ("[digest]\nlookback_days = -5\n", {}, "lookback_days = -5 must be a positive"),

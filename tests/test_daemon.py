@@ -11,7 +11,9 @@ import time
 from email import message_from_bytes
 from pathlib import Path
 
-from tests.conftest import CliResult
+import httpx
+
+from tests.conftest import CliResult, free_port
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -25,17 +27,26 @@ def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyp
     return False
 
 
+def healthz(port: int) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
 def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
     cli,
     config_file: Path,
     tmp_path: Path,
     sample_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
+    web_port = free_port()
     config_file.write_text(
         config_file.read_text(encoding="utf-8")
         + "\n[schedule]\ningest_interval_minutes = 0.01\nsend_check_minutes = 0.01\n"
         + "inbox_settle_seconds = 1.0\n"
-        + f'\n[bounces]\npath = "{tmp_path / "Maildir"}"\ncheck_minutes = 0.01\n',
+        + f'\n[bounces]\npath = "{tmp_path / "Maildir"}"\ncheck_minutes = 0.01\n'
+        + f"\n[web]\nenabled = true\nport = {web_port}\n",
         encoding="utf-8",
     )
     bounces = mailbox.Maildir(tmp_path / "Maildir", create=True)
@@ -61,6 +72,11 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
         assert wait_for(lambda: (data / "processed" / "mar14.txt").exists()), "dump not ingested"
         assert not inbox_file.exists()
         assert wait_for(lambda: (data / "feeds" / "oracle.atom").exists()), "feed not written"
+        # The web application runs beside the jobs and serves what they made.
+        assert wait_for(lambda: healthz(web_port) == 200), "web application not answering"
+        feed = httpx.get(f"http://127.0.0.1:{web_port}/feeds/oracle.atom", timeout=5)
+        assert feed.status_code == 200
+        assert feed.content == (data / "feeds" / "oracle.atom").read_bytes()
         assert wait_for(lambda: any((data / "outbox").glob("*.eml"))), "due digest not sent"
         # A hard bounce of that digest arrives in the bounce maildir: Ada is suppressed.
         sent = next((data / "outbox").glob("*.eml")).read_bytes()
@@ -82,6 +98,7 @@ def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
             daemon.kill()
     assert daemon.returncode == 0, output
     assert "digestd stopped" in output
+    assert healthz(web_port) == 0  # the web application stopped with it
     assert "Traceback" not in output
     assert "87 new papers" in output
 

@@ -114,6 +114,7 @@ def test_unsubscribed_can_opt_in_again_but_bounced_is_never_mailed(engine: Engin
         (Preferences(queries=["x"], topic_slugs=["nope"]), "nope"),
         (Preferences(queries=["x"], topic_slugs=[], send_hour=24), "0-23"),
         (Preferences(queries=["x"], topic_slugs=[], timezone="Mars/Base"), "Mars/Base"),
+        (Preferences(queries=["x"], topic_slugs=[], timezone="America"), "America"),
     ],
 )
 def test_bad_preferences_are_refused_and_nothing_is_stored(

@@ -4,6 +4,7 @@ dumps are stored whole, each paper once."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, col, select
 
 from digestd.config import PathsSettings, Settings
-from digestd.db import check_schema, make_engine, migrate, session_scope
+from digestd.db import check_schema, make_engine, migrate, read_scope, session_scope
 from digestd.errors import DigestError
 from digestd.ingest import DumpFile, ParsedDump, ParsedPaper, paper_uid, parse_dump_bytes, title_key
 from digestd.jobs.ingest_job import run_ingest
@@ -271,3 +272,26 @@ def test_store_dump_dedups_as_one_paper_at_a_time_did(dumps: list[list[ParsedPap
         ).all()
     assert [tuple(row) for row in rows] == expected
     engine.dispose()
+
+
+def test_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    migrate(engine)
+    with session_scope(engine) as writer:
+        writer.add(
+            Dump(
+                sha256="a" * 64,
+                file_name="x.txt",
+                dump_date=date(2026, 3, 14),
+                ingested_at=datetime.now(UTC),
+                paper_count=0,
+                new_count=0,
+            )
+        )
+        writer.flush()  # the write lock is held until the end of this block
+        started = time.monotonic()
+        with read_scope(engine) as reader:
+            assert reader.exec(select(Dump)).all() == []  # sees only what was committed
+        assert time.monotonic() - started < 1.0
+    with read_scope(engine) as reader:
+        assert len(reader.exec(select(Dump)).all()) == 1

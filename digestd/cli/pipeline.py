@@ -1,4 +1,4 @@
-"""CLI commands that run the pipeline: init, ingest, preview, send, feeds, run, demo."""
+"""CLI commands that run the pipeline: init, ingest, preview, send, feeds, run, web, demo."""
 
 from __future__ import annotations
 
@@ -167,6 +167,20 @@ def run() -> None:
     migrate(engine)
     logging.getLogger().setLevel(logging.INFO)
     run_daemon(config, engine)
+
+
+@app.command()
+def web() -> None:
+    """Serve the web application alone (sign-up, preferences, unsubscribe, feeds, health)."""
+    from digestd.web import serve
+
+    config = settings()
+    engine = ready_engine(config)
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("digestd").info(
+        "web application on http://%s:%d", config.web.host, config.web.port
+    )
+    serve(config, engine)
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -68,19 +69,26 @@ def match_queries(
 _RECENT_INDEXES: OrderedDict[tuple[tuple[int, tuple[str, str]], ...], PaperIndex[int]] = (
     OrderedDict()
 )
-_RECENT_INDEXES_KEPT = 2
+# The send job, the feeds job and the web application's query check each keep theirs.
+_RECENT_INDEXES_KEPT = 3
+_RECENT_INDEXES_LOCK = threading.Lock()
 
 
 def _indexed(texts: dict[int, tuple[str, str]]) -> PaperIndex[int]:
-    """``texts`` indexed, or the index of an earlier run over exactly the same papers."""
+    """``texts`` indexed, or the index of an earlier run over exactly the same papers.
+
+    The web application's thread and the daemon's jobs share this cache, hence the lock."""
     key = tuple(texts.items())
-    index = _RECENT_INDEXES.get(key)
-    if index is None:
-        index = index_papers(texts)
+    with _RECENT_INDEXES_LOCK:
+        index = _RECENT_INDEXES.get(key)
+        if index is not None:
+            _RECENT_INDEXES.move_to_end(key)
+            return index
+    index = index_papers(texts)
+    with _RECENT_INDEXES_LOCK:
         _RECENT_INDEXES[key] = index
         while len(_RECENT_INDEXES) > _RECENT_INDEXES_KEPT:
             _RECENT_INDEXES.popitem(last=False)
-    _RECENT_INDEXES.move_to_end(key)
     return index
 
 

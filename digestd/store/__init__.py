@@ -36,6 +36,7 @@ from digestd.store.deliveries import (
     requeue,
     resent_count,
     sent_paper_ids,
+    sent_papers,
 )
 from digestd.store.papers import (
     all_papers,
@@ -56,6 +57,7 @@ from digestd.store.people import (
     follower_counts,
     normalize_email,
     queries_by_subscriber,
+    queries_of,
     remove_subscriber,
     remove_topic,
     set_active,
@@ -64,6 +66,7 @@ from digestd.store.people import (
     topic_by_slug,
     topics,
     topics_by_subscriber,
+    topics_of,
     update_subscriber,
 )
 
@@ -103,6 +106,7 @@ __all__ = [
     "papers_of_last_days",
     "papers_since",
     "queries_by_subscriber",
+    "queries_of",
     "record_bounce",
     "record_empty",
     "remove_subscriber",
@@ -110,6 +114,7 @@ __all__ = [
     "requeue",
     "resent_count",
     "sent_paper_ids",
+    "sent_papers",
     "set_active",
     "store_dump",
     "subscriber_by_email",
@@ -118,5 +123,6 @@ __all__ = [
     "topic_by_slug",
     "topics",
     "topics_by_subscriber",
+    "topics_of",
     "update_subscriber",
 ]

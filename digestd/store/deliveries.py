@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, update
 from sqlmodel import Session, col, select
 
 from digestd.errors import InputError
-from digestd.models import Delivery, SentPaper, Subscriber
+from digestd.models import Delivery, Paper, SentPaper, Subscriber
 
 OPEN = ("planned", "sending", "retry")  # still to be sent by a run
 DONE = ("sent", "empty", "failed")  # the digest of that key is over
@@ -293,3 +293,40 @@ def resent_count(session: Session, *, since: datetime | None = None) -> int:
     if since is not None:
         query = query.where(Delivery.created_at >= since)
     return int(session.exec(query).one())
+
+
+def sent_papers(
+    session: Session, subscriber_id: int, *, limit: int
+) -> list[tuple[Paper, datetime]]:
+    """The newest ``limit`` papers recorded as sent to a subscriber, with when: newest digest
+    first, each digest's papers in the order it ranked them."""
+    sent_at = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    of_subscriber = select(SentPaper.delivery_id).where(SentPaper.subscriber_id == subscriber_id)
+    # Every digest holds at least one paper, so the newest ``limit`` digests are enough.
+    digests = session.exec(
+        select(Delivery.id, sent_at, Delivery.paper_ids)
+        .where(col(Delivery.id).in_(of_subscriber))
+        .order_by(sent_at.desc(), col(Delivery.id).desc())
+        .limit(limit)
+    ).all()
+    order = {delivery_id: n for n, (delivery_id, _, _) in enumerate(digests)}
+    times = {delivery_id: aware(at) for delivery_id, at, _ in digests}
+    ranks = {
+        delivery_id: {int(p): r for r, p in enumerate(ids.split(",")) if p.isdigit()}
+        for delivery_id, _, ids in digests
+    }
+    rows = session.exec(
+        select(SentPaper.delivery_id, Paper)
+        .join(Paper, col(Paper.id) == SentPaper.paper_id)
+        .where(SentPaper.subscriber_id == subscriber_id, col(SentPaper.delivery_id).in_(order))
+    ).all()
+
+    def position(row: tuple[int, Paper]) -> tuple[int, int, int]:
+        delivery_id, paper = row
+        paper_id = paper.id or 0
+        rank = ranks[delivery_id]
+        return order[delivery_id], rank.get(paper_id, len(rank)), paper_id
+
+    return [
+        (paper, times[delivery_id]) for delivery_id, paper in sorted(rows, key=position)[:limit]
+    ]

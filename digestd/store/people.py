@@ -38,7 +38,7 @@ def check_timezone(name: str) -> str:
     """``name`` if it is an IANA timezone, else InputError."""
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
         raise InputError(
             f"timezone {name!r} is not an IANA timezone name such as Europe/Paris"
         ) from None
@@ -225,6 +225,19 @@ def queries_by_subscriber(session: Session) -> dict[int, list[str]]:
     for profile in session.exec(select(Profile).order_by(col(Profile.id))).all():
         result[profile.subscriber_id].append(profile.query)
     return result
+
+
+def queries_of(session: Session, subscriber_id: int) -> list[str]:
+    """One subscriber's keyword queries, in the order they were added."""
+    query = select(Profile.query).where(Profile.subscriber_id == subscriber_id)
+    return list(session.exec(query.order_by(col(Profile.id))).all())
+
+
+def topics_of(session: Session, subscriber_id: int) -> list[Topic]:
+    """The topics one subscriber follows, by slug."""
+    query = select(Topic).join(Follow, col(Follow.topic_id) == Topic.id)
+    query = query.where(Follow.subscriber_id == subscriber_id).order_by(col(Topic.slug))
+    return list(session.exec(query).all())
 
 
 def topics_by_subscriber(session: Session) -> dict[int, list[Topic]]:

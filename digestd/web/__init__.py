@@ -1,0 +1,75 @@
+"""The web application: sign-up with double opt-in, the preference page, unsubscribing, the
+topic feeds and the health check, on FastAPI under uvicorn.
+
+``create_app`` builds the application (pages.py: the pages; feeds_http.py: feeds and health;
+security.py: headers, CSRF, rate limit; mails.py: the sign-up mails). ``serve`` runs it until
+stopped; ``web_server`` gives the uvicorn server to run and stop from another thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+
+from digestd import __version__
+from digestd.config import Settings
+from digestd.jobs import utc_now
+from digestd.web.feeds_http import feeds_router
+from digestd.web.pages import WebPages
+from digestd.web.security import SecurityHeaders
+from digestd.web.templating import static_dir
+
+__all__ = ["create_app", "serve", "web_server"]
+
+
+def create_app(
+    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+) -> FastAPI:
+    """The web application for ``settings`` on ``engine``; ``clock`` gives the current time
+    (sign-up windows and the rate limit follow it)."""
+    app = FastAPI(
+        title=f"{settings.digest.site_name} web application",
+        version=__version__,
+        description="Sign-up, preferences, unsubscribing and topic feeds of digestd.",
+        # The interactive documentation pages load scripts from elsewhere, which the
+        # Content-Security-Policy forbids; /openapi.json describes every route.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(WebPages(settings, engine, clock=clock).router())
+    app.include_router(feeds_router(settings, engine, clock=clock))
+    app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def web_server(
+    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+) -> uvicorn.Server:
+    """A uvicorn server for the application on ``[web] host`` and ``port``: ``run()`` serves
+    until ``should_exit`` is set (from another thread) or, in the main thread, a signal."""
+    config = uvicorn.Config(
+        create_app(settings, engine, clock=clock),
+        host=settings.web.host,
+        port=settings.web.port,
+        # Behind a reverse proxy on this machine, uvicorn takes the client's address and
+        # scheme from its X-Forwarded-* headers; otherwise they are ignored.
+        proxy_headers=settings.web.proxy_headers,
+        forwarded_allow_ips="127.0.0.1,::1",
+        # Access logs would write every signed link into the log.
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+        log_config=None,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(settings: Settings, engine: Engine) -> None:
+    """Serve the web application until stopped."""
+    web_server(settings, engine).run()

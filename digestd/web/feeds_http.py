@@ -1,0 +1,404 @@
+"""HTTP endpoints for the feeds: topic Atom feeds, the OPML index, private feeds, health.
+
+Topic feeds are the files the feeds job writes; they are served as they are, with a strong
+ETag (a hash of the bytes) and the file's time as Last-Modified. The OPML index and the
+private feeds are built per request from the database and carry an ETag only. Every refusal
+of a feed (unknown slug, forged or foreign token) is the same 404, so nobody learns what
+exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from digestd import store
+from digestd.config import Settings
+from digestd.db import read_scope
+from digestd.errors import DigestError, NotFoundError
+from digestd.feeds import SITE_NAME, feed_url, written_by_digestd, xml_safe
+from digestd.feeds_private import SentEntry, build_private_atom
+from digestd.ingest import paper_url
+from digestd.jobs import run_feeds, utc_now
+from digestd.models import Subscriber
+from digestd.tokens import read_token
+
+log = logging.getLogger(__name__)
+
+ATOM_TYPE = "application/atom+xml; charset=utf-8"
+OPML_TYPE = "text/x-opml; charset=utf-8"
+PUBLIC_CACHE = "public, max-age=300"
+PRIVATE_CACHE = "private, max-age=300"
+PRIVATE_FEED_LIMIT = 100  # newest papers in a private feed
+RETRY_AFTER_SECONDS = 60
+
+_SLUG = re.compile(r"[a-z0-9-]{1,64}")
+_ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+_MAX_TOKEN_LENGTH = 512  # ours are about 80 characters; longer ones are not worth a look
+_REASON_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Representation:
+    """A response body with the metadata that conditional requests are judged by."""
+
+    body: bytes
+    media_type: str
+    cache_control: str
+    last_modified: datetime | None = None
+
+    @property
+    def etag(self) -> str:
+        """The strong entity tag: a hash of the bytes."""
+        return '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+
+
+def none_match(header: str, etag: str) -> bool:
+    """Whether an If-None-Match value matches ``etag`` (weak comparison, RFC 9110 8.8.3.2)."""
+    if header.strip() == "*":
+        return True
+    wanted = etag.removeprefix("W/")
+    return any(f'"{tag}"' == wanted for tag in _ENTITY_TAG.findall(header))
+
+
+def unmodified_since(header: str, last_modified: datetime, *, now: datetime) -> bool:
+    """Whether a resource last changed at ``last_modified`` is unchanged since the
+    If-Modified-Since date ``header``; False for an invalid or future date (RFC 9110 13.1.3)."""
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    if since > now:
+        return False
+    return last_modified.replace(microsecond=0) <= since
+
+
+def http_date(when: datetime) -> str:
+    """``when`` as an HTTP date (IMF-fixdate)."""
+    return format_datetime(when.astimezone(UTC), usegmt=True)
+
+
+def conditional_response(request: Request, rep: Representation, *, now: datetime) -> Response:
+    """``rep`` as a 200 response, or 304 when the request's validators match it; no body on
+    HEAD. If-None-Match, when sent, decides alone."""
+    headers = {"ETag": rep.etag, "Cache-Control": rep.cache_control}
+    if_none_match = request.headers.get("if-none-match")
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_none_match is not None:
+        not_modified = none_match(if_none_match, rep.etag)
+    elif if_modified_since is not None and rep.last_modified is not None:
+        not_modified = unmodified_since(if_modified_since, rep.last_modified, now=now)
+    else:
+        not_modified = False
+    if not_modified:
+        return Response(status_code=304, headers=headers)
+    if rep.last_modified is not None:
+        headers["Last-Modified"] = http_date(rep.last_modified)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(rep.body))
+        return Response(b"", media_type=rep.media_type, headers=headers)
+    return Response(rep.body, media_type=rep.media_type, headers=headers)
+
+
+def build_opml(
+    topics: Sequence[tuple[str, str, str]], *, base_url: str, site_name: str = SITE_NAME
+) -> bytes:
+    """The OPML 2.0 subscription list of the topic feeds, from (slug, title, query) triples."""
+    site = xml_safe(site_name).strip() or SITE_NAME
+    root = ET.Element("opml", version="2.0")
+    head = ET.SubElement(root, "head")
+    ET.SubElement(head, "title").text = f"{site}: topic feeds"
+    ET.SubElement(head, "docs").text = "https://opml.org/spec2.opml"
+    body = ET.SubElement(root, "body")
+    for slug, title, query in topics:
+        name = xml_safe(title).strip() or slug
+        outline = ET.SubElement(body, "outline", type="rss", text=name, title=name)
+        outline.set("xmlUrl", feed_url(base_url, slug))
+        outline.set("htmlUrl", f"{base_url.rstrip('/')}/")
+        outline.set("description", f"Papers matching: {xml_safe(query).strip()}")
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
+
+
+def sent_entries(session: Session, subscriber_id: int, *, limit: int) -> list[SentEntry]:
+    """The newest ``limit`` papers recorded as sent to a subscriber, as feed entries."""
+    return [
+        SentEntry(
+            uid=paper.uid,
+            title=paper.title,
+            abstract=paper.abstract,
+            url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
+            sent_at=sent_at,
+        )
+        for paper, sent_at in store.sent_papers(session, subscriber_id, limit=limit)
+    ]
+
+
+def check_database_file(engine: Engine) -> None:
+    """Raise DigestError if the engine's SQLite file is gone: connecting would create an empty
+    one in its place, and an open pool could even go on reading the unlinked one."""
+    url = engine.url
+    database = url.database or ""
+    on_file = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if on_file and not url.query.get("uri") and not FilePath(database).is_file():
+        raise DigestError("database file not found")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """A session for reading, refused with DigestError when the SQLite file is gone."""
+    check_database_file(engine)
+    with read_scope(engine) as session:
+        yield session
+
+
+def database_status(engine: Engine) -> tuple[datetime | None, datetime | None]:
+    """The newest ingest and send times; raises (DigestError, or whatever the driver raises)
+    when the database cannot be read."""
+    check_database_file(engine)
+    # A raw connection: no BEGIN IMMEDIATE, so a health check never waits on a writer's lock.
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT (SELECT max(ingested_at) FROM dump), (SELECT max(sent_at) FROM delivery)"
+        )
+        last_ingest, last_send = cursor.fetchall()[0]
+        cursor.close()
+    finally:
+        connection.close()
+    return (
+        store.aware(last_ingest) if last_ingest else None,
+        store.aware(last_send) if last_send else None,
+    )
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """A short, single-line account of why the database could not be used."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    reason = text[0].strip() if text else type(cause).__name__
+    return reason[:_REASON_LENGTH]
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status_code=404, detail="Not Found")
+
+
+def _unavailable() -> HTTPException:
+    return HTTPException(
+        status_code=503,
+        detail="feed temporarily unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _read_feed_file(path: FilePath) -> Representation | None:
+    """The feed file with its modification time, or None when it does not exist."""
+    try:
+        with path.open("rb") as handle:
+            # The feeds job replaces files by rename: this handle keeps one whole version.
+            modified = os.fstat(handle.fileno()).st_mtime
+            body = handle.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        log.error("cannot read feed %s: %s", path, exc)
+        raise _unavailable() from None
+    return Representation(body, ATOM_TYPE, PUBLIC_CACHE, datetime.fromtimestamp(modified, UTC))
+
+
+_Responses = dict[int | str, dict[str, Any]]
+_NOT_MODIFIED = {"description": "Not modified: the client's ETag or date still holds"}
+_UNAVAILABLE = {"description": "The database or the feed files cannot be read"}
+_ATOM_RESPONSES: _Responses = {
+    200: {"description": "An Atom 1.0 feed", "content": {"application/atom+xml": {}}},
+    304: _NOT_MODIFIED,
+    404: {"description": "No such feed"},
+    503: _UNAVAILABLE,
+}
+_OPML_RESPONSES: _Responses = {
+    200: {"description": "An OPML 2.0 list of the topic feeds", "content": {"text/x-opml": {}}},
+    304: _NOT_MODIFIED,
+    503: _UNAVAILABLE,
+}
+_HEALTH_RESPONSES: _Responses = {503: {"description": "The database is unreachable"}}
+SlugParam = Annotated[str, Path(description="The topic's slug: lower-case letters, digits, -")]
+TokenParam = Annotated[str, Path(description="The signed feed token from a digest")]
+
+
+def _add_get_and_head(
+    router: APIRouter,
+    path: str,
+    endpoint: Callable[..., Response],
+    *,
+    responses: _Responses,
+    summary: str,
+) -> None:
+    # One route per method: a route with both would give both one OpenAPI operation id.
+    for method in ("GET", "HEAD"):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            name=f"{endpoint.__name__}_{method.lower()}",
+            operation_id=f"{endpoint.__name__}_{method.lower()}",
+            response_class=Response,
+            responses=responses,
+            summary=summary,
+        )
+
+
+def feeds_router(
+    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+) -> APIRouter:
+    """The router serving the topic feeds, the OPML index, private feeds and /healthz."""
+    router = APIRouter(tags=["feeds"])
+    feeds_folder = settings.folder("feeds")
+    base_url = settings.feeds.base_url.rstrip("/")
+    rebuild_lock = threading.Lock()
+
+    def build_missing_feed(path: FilePath) -> Representation | None:
+        # A topic added since the last feeds run: run it now rather than 404 a real feed.
+        with rebuild_lock:
+            if not path.exists():
+                try:
+                    run_feeds(settings, engine)
+                except (DigestError, OSError, SQLAlchemyError) as exc:
+                    log.error("cannot build the feeds for %s: %s", path.name, exc)
+                    raise _unavailable() from None
+        return _read_feed_file(path)
+
+    def opml_index(request: Request) -> Response:
+        """Every topic feed as an OPML 2.0 subscription list."""
+        try:
+            with reading(engine) as session:
+                topics = [(t.slug, t.title, t.query) for t in store.topics(session)]
+        except (DigestError, SQLAlchemyError) as exc:
+            log.error("cannot list the topics: %s", one_line_reason(exc))
+            raise _unavailable() from None
+        body = build_opml(topics, base_url=base_url, site_name=settings.digest.site_name)
+        rep = Representation(body, OPML_TYPE, PUBLIC_CACHE)
+        return conditional_response(request, rep, now=clock())
+
+    def private_feed(token: TokenParam, request: Request) -> Response:
+        """The papers sent to the token's subscriber, newest first (paused, suppressed and
+        unsubscribed subscribers keep theirs); 404 for any token that is not theirs."""
+        if len(token) > _MAX_TOKEN_LENGTH:
+            raise _not_found()
+        try:
+            secret = settings.link_secret()
+            with reading(engine) as session:
+
+                def email_of(subscriber_id: int) -> str | None:
+                    subscriber = session.get(Subscriber, subscriber_id)
+                    return subscriber.email if subscriber is not None else None
+
+                subscriber_id = read_token(secret, "feed", token, email_of=email_of)
+                if subscriber_id is None:
+                    raise _not_found()
+                entries = sent_entries(session, subscriber_id, limit=PRIVATE_FEED_LIMIT)
+        except (DigestError, OSError, SQLAlchemyError) as exc:
+            log.error("cannot read a private feed: %s", one_line_reason(exc))
+            raise _unavailable() from None
+        body = build_private_atom(
+            entries,
+            subscriber_id=subscriber_id,
+            self_url=f"{base_url}/feeds/me/{token}.atom",
+            base_url=base_url,
+            author_name=settings.feeds.author_name,
+            site_name=settings.digest.site_name,
+        )
+        rep = Representation(body, ATOM_TYPE, PRIVATE_CACHE)
+        return conditional_response(request, rep, now=clock())
+
+    def topic_feed(slug: SlugParam, request: Request) -> Response:
+        """The feed file the feeds job wrote for topic ``slug`` (built now if still missing)."""
+        if not _SLUG.fullmatch(slug):
+            raise _not_found()
+        path = feeds_folder / f"{slug}.atom"
+        try:
+            with reading(engine) as session:
+                store.topic_by_slug(session, slug)
+        except NotFoundError:
+            raise _not_found() from None
+        except (DigestError, SQLAlchemyError) as exc:
+            # The files outlive a database outage: serve what the feeds job wrote, unchecked.
+            log.warning("serving feed %s unchecked: %s", slug, one_line_reason(exc))
+            rep = _read_feed_file(path)
+            if rep is None or not written_by_digestd(path):
+                raise _unavailable() from None
+            return conditional_response(request, rep, now=clock())
+        rep = _read_feed_file(path) or build_missing_feed(path)
+        if rep is None:
+            raise _not_found()  # the topic went away while its feed was being built
+        return conditional_response(request, rep, now=clock())
+
+    _add_get_and_head(
+        router,
+        "/feeds/index.opml",
+        opml_index,
+        responses=_OPML_RESPONSES,
+        summary="The OPML list of every topic feed",
+    )
+    _add_get_and_head(
+        router,
+        "/feeds/me/{token}.atom",
+        private_feed,
+        responses=_ATOM_RESPONSES,
+        summary="A subscriber's private feed of the papers their digests carried",
+    )
+    _add_get_and_head(
+        router,
+        "/feeds/{slug}.atom",
+        topic_feed,
+        responses=_ATOM_RESPONSES,
+        summary="A topic's Atom feed",
+    )
+
+    @router.get(
+        "/healthz",
+        operation_id="healthz",
+        responses=_HEALTH_RESPONSES,
+        summary="Whether the database answers, and the last ingest and send times",
+    )
+    def healthz() -> JSONResponse:
+        """200 with the newest ingest and send times, or 503 naming why the database failed."""
+        headers = {"Cache-Control": "no-store"}
+        try:
+            last_ingest, last_send = database_status(engine)
+        # A raw connection raises the driver's own errors, whatever they are: any failure
+        # to read is the answer this endpoint exists to give.
+        except Exception as exc:
+            reason = one_line_reason(exc)
+            log.error("health check: database unreachable: %s", reason)
+            content: dict[str, Any] = {"status": "error", "database": reason}
+            return JSONResponse(content, status_code=503, headers=headers)
+        content = {
+            "status": "ok",
+            "database": "ok",
+            "last_ingest": last_ingest.isoformat() if last_ingest else None,
+            "last_send": last_send.isoformat() if last_send else None,
+        }
+        return JSONResponse(content, headers=headers)
+
+    return router

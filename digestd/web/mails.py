@@ -1,0 +1,106 @@
+"""The mails a sign-up sends: the confirmation link, or "you are already subscribed" with the
+preference link. Built like digests (digestd.message) and sent with the configured sender.
+
+A mail that cannot be sent is logged and forgotten: the sign-up is stored either way, and
+signing up again after the resend window sends another.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import css_inline
+
+from digestd.config import Settings
+from digestd.dkim_sign import load_signer
+from digestd.jobs import open_sender
+from digestd.message import OutgoingMessage, build_message
+from digestd.render import RenderedDigest
+from digestd.tokens import link_url, verp_address
+from digestd.web.templating import template_source, web_environment
+
+log = logging.getLogger("digestd.web")
+
+MAIL_KINDS = ("confirm", "already")
+
+
+def mail_subject(kind: str, site_name: str) -> str:
+    """The subject of a sign-up mail of ``kind`` ("confirm" or "already")."""
+    if kind == "confirm":
+        return f"Confirm your subscription to {site_name}"
+    return f"You are already subscribed to {site_name}"
+
+
+def sign_up_message(
+    settings: Settings, *, kind: str, subscriber_id: int, email: str, now: datetime
+) -> OutgoingMessage:
+    """The mail of ``kind`` to a subscriber: text and HTML, with their signed links.
+
+    Raises ValueError for an address the message cannot carry, ConfigError for a broken DKIM
+    setup."""
+    if kind not in MAIL_KINDS:
+        raise ValueError(f"unknown sign-up mail {kind!r}")
+    secret = settings.link_secret()
+    base_url = settings.feeds.base_url
+    smtp, delivery = settings.smtp, settings.delivery
+    subject = mail_subject(kind, settings.digest.site_name)
+    context = {
+        "subject": subject,
+        "site_name": settings.digest.site_name,
+        "email": email,
+        "confirm_hours": _hours(settings.web.confirm_hours),
+        "confirm_url": link_url(base_url, secret, "confirm", subscriber_id, email),
+        "manage_url": link_url(base_url, secret, "manage", subscriber_id, email),
+        "unsubscribe_url": link_url(base_url, secret, "unsubscribe", subscriber_id, email),
+    }
+    environment = web_environment(settings.templates_dir)
+    text = environment.get_template(f"web/mail_{kind}.txt").render(context)
+    html = environment.get_template(f"web/mail_{kind}.html").render(context)
+    html = css_inline.inline(html, extra_css=template_source(environment, "digest.css"))
+    signer = load_signer(
+        selector=settings.dkim.selector,
+        domain=settings.dkim.domain or smtp.from_address.rpartition("@")[2],
+        private_key_file=settings.dkim.private_key_file,
+    )
+    return build_message(
+        RenderedDigest(subject=subject, html=html, text=text),
+        from_address=smtp.from_address,
+        from_name=smtp.from_name,
+        to_address=email,
+        to_name="",
+        list_id=settings.list_id,
+        unsubscribe_url=context["unsubscribe_url"],
+        envelope_from=(
+            verp_address(delivery.bounce_address, subscriber_id, secret)
+            if delivery.bounce_address
+            else ""
+        ),
+        date=now,
+        signer=signer,
+    )
+
+
+async def send_sign_up_mail(
+    settings: Settings, *, kind: str, subscriber_id: int, email: str, now: datetime
+) -> bool:
+    """Build and send one sign-up mail; whether the server took it. Never raises: a failure
+    is logged."""
+    try:
+        message = sign_up_message(
+            settings, kind=kind, subscriber_id=subscriber_id, email=email, now=now
+        )
+        async with open_sender(settings) as sender:
+            result = await sender.send(message)
+    except Exception:
+        # Whatever went wrong (the server, the config, the address), the sign-up is stored
+        # and the visitor saw their page: all there is left to do is tell the operator.
+        log.exception("could not send the %s mail to %s", kind, email)
+        return False
+    if not result.ok:
+        log.warning("the %s mail to %s was not sent: %s", kind, email, result.reply)
+    return result.ok
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:g} hours" if hours != 1 else "1 hour"

@@ -1,0 +1,97 @@
+"""What the pages show of the recent papers: each topic's newest papers, and how many papers
+a visitor's keywords would have matched in the last days."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from digestd import jobs, store
+from digestd.db import read_scope
+from digestd.ingest import paper_url
+from digestd.models import Topic
+from digestd.web.forms import clean_text, query_lines, query_text_error
+
+RECENT_DAYS = 7
+NEWEST_PER_TOPIC = 5
+# jobs.match_queries keeps its recent indexes in a shared dictionary that is not safe to change
+# from two threads at once; the pages run in a thread pool.
+_MATCHING = threading.Lock()
+
+
+class QueryCheck(BaseModel):
+    """The answer of /api/query-check: whether the keywords are valid (else ``error`` says
+    why), how many papers of the last ``days`` days they match together, and each line."""
+
+    valid: bool
+    error: str
+    matches: int
+    days: int
+    lines: list[int]
+
+
+@dataclass(frozen=True)
+class PaperLink:
+    """A paper as a title and a link."""
+
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class TopicView:
+    """A topic as the front page shows it."""
+
+    slug: str
+    title: str
+    query: str
+    papers: tuple[PaperLink, ...]
+
+
+def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
+    """Each topic with its newest papers of the last days, newest first."""
+    papers = store.papers_of_last_days(session, RECENT_DAYS)
+    with _MATCHING:
+        result = jobs.match_queries({t.slug: t.query for t in topics}, papers)
+        matched = {t.slug: result.papers(t.slug) for t in topics}
+    by_id = {paper.id: paper for paper in papers}
+    views = []
+    for topic in topics:
+        newest = [by_id[paper_id] for paper_id in reversed(matched[topic.slug])]
+        links = tuple(
+            PaperLink(p.title, paper_url(arxiv_id=p.arxiv_id, title=p.title))
+            for p in newest[:NEWEST_PER_TOPIC]
+        )
+        views.append(TopicView(topic.slug, topic.title, topic.query, links))
+    return views
+
+
+def check_queries_text(engine: Engine, text: str) -> QueryCheck:
+    """How many papers of the last days the keywords (one query per line) match."""
+    text = clean_text(text)
+    error = query_text_error(text)
+    if error:
+        return QueryCheck(valid=False, error=error, matches=0, days=RECENT_DAYS, lines=[])
+    lines = query_lines(text)
+    if not lines:
+        return QueryCheck(valid=True, error="", matches=0, days=RECENT_DAYS, lines=[])
+    with read_scope(engine) as session:
+        papers = store.papers_of_last_days(session, RECENT_DAYS)
+    with _MATCHING:
+        result = jobs.match_queries(dict(enumerate(lines)), papers)
+        per_line = [result.count(number) for number in range(len(lines))]
+        matched = {paper_id for number in range(len(lines)) for paper_id in result.papers(number)}
+    return QueryCheck(valid=True, error="", matches=len(matched), days=RECENT_DAYS, lines=per_line)
+
+
+def describe_check(check: QueryCheck) -> str:
+    """The check in words, as the keywords field shows it (site.js writes the same)."""
+    if not check.valid:
+        return check.error
+    papers = "paper" if check.matches == 1 else "papers"
+    return f"This would have matched {check.matches} {papers} in the last {check.days} days."

@@ -1,0 +1,100 @@
+"""The web application's Jinja environment, its static files, and rendering pages.
+
+Templates come from the configured templates folder when it has them, else from the bundled
+one, so an operator can override one page without copying them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from digestd.config import Settings
+from digestd.render import default_templates_dir
+from digestd.web.security import csrf_value, set_csrf_cookie
+
+
+@lru_cache(maxsize=4)
+def web_environment(templates_dir: Path | None) -> jinja2.Environment:
+    """A Jinja environment for the pages and mails: autoescaping for .html, strict names."""
+    folders = [str(templates_dir)] if templates_dir else []
+    folders.append(str(default_templates_dir()))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
+        autoescape=jinja2.select_autoescape(["html", "xml", "htm"], default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def static_dir(templates_dir: Path | None) -> Path:
+    """The folder served at /static: the configured one's web/static if it exists."""
+    if templates_dir and (templates_dir / "web" / "static").is_dir():
+        return templates_dir / "web" / "static"
+    return default_templates_dir() / "web" / "static"
+
+
+def template_source(environment: jinja2.Environment, name: str) -> str:
+    """The text of a template file (a stylesheet, say) as the loader finds it."""
+    assert environment.loader is not None
+    source, _filename, _uptodate = environment.loader.get_source(environment, name)
+    return source
+
+
+class PageRenderer:
+    """Renders the site's pages as no-store HTML responses (UTF-8, whatever the text)."""
+
+    def __init__(self, settings: Settings) -> None:
+        """A renderer for the site ``settings`` describe."""
+        self.environment = web_environment(settings.templates_dir)
+        self.site_name = settings.digest.site_name
+        base = urlsplit(settings.feeds.base_url)
+        self.root = base.path.rstrip("/")  # the site's path under its host, "" at the top
+        self.secure_cookie = base.scheme == "https"
+
+    def page(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        """The page ``web/<template>`` rendered with ``context``."""
+        html = self.environment.get_template(f"web/{template}").render(
+            site_name=self.site_name, root=self.root, **context
+        )
+        return HTMLResponse(
+            html.encode("utf-8", "replace"),
+            status_code=status,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def form_page(
+        self, request: Request, template: str, *, status: int = 200, **context: Any
+    ) -> Response:
+        """A page with a form: its ``csrf`` field is the request's CSRF cookie, set anew if
+        the request had none."""
+        csrf, new = csrf_value(request)
+        response = self.page(template, status=status, csrf=csrf, **context)
+        if new:
+            set_csrf_cookie(response, csrf, secure=self.secure_cookie)
+        return response
+
+    def message(self, heading: str, *lines: str, status: int = 200) -> Response:
+        """A page of a heading and a few lines."""
+        return self.page("message.html", status=status, heading=heading, lines=lines)
+
+    def forbidden(self) -> Response:
+        """The answer to a form whose CSRF field does not match."""
+        return self.message(
+            "This form has expired", "Go back, reload the page and send the form again.", status=403
+        )
+
+    def invalid_link(self) -> Response:
+        """The neutral page for a link that does not work (whatever the reason)."""
+        return self.message(
+            "This link is no longer valid",
+            "The link in your newest digest leads to your preferences.",
+        )
