@@ -62,6 +62,7 @@ class TopicFeed:
     title: str
     query: str
     entries: tuple[FeedEntry, ...]
+    description: str = ""
 
 
 def feed_url(base_url: str, slug: str) -> str:
@@ -106,8 +107,9 @@ def build_atom(
         f"{xml_safe(site_name).strip() or SITE_NAME}: {xml_safe(feed.title).strip() or feed.slug}"
     )
     query = xml_safe(feed.query).strip()
-    if query:
-        fg.subtitle(f"Papers matching: {query}")
+    description = xml_safe(feed.description).strip()
+    if description or query:
+        fg.subtitle(description or f"Papers matching: {query}")
     fg.author(name=xml_safe(author_name).strip() or SITE_NAME)
     fg.link(href=feed_url(base_url, feed.slug), rel="self", type="application/atom+xml")
     fg.link(href=index_url(base_url), rel="alternate", type="text/html")

@@ -85,6 +85,7 @@ class Topic(SQLModel, table=True):
     slug: str = Field(unique=True, max_length=64)
     title: str
     query: str
+    description: str = ""  # a sentence for readers of the sign-up page and the feed
     created_at: datetime
 
 

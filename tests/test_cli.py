@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from tests.conftest import CliResult
@@ -367,3 +368,23 @@ def test_match_backtest_refuses_zero_days(ready: Cli) -> None:
     result = ready("match", "graph", "--backtest", "--days", "0")
     assert result.code == 2
     assert "--days" in result.err
+
+
+def test_topic_description_reaches_the_list_the_feed_and_can_be_edited(
+    cli: Cli, sample_path: Path, tmp_path: Path
+) -> None:
+    assert cli("init").code == 0
+    assert cli("ingest", str(sample_path)).code == 0
+    added = cli("topic", "add", "sql", "-q", "sql", "-d", "Text-to-SQL & <databases>")
+    assert added.code == 0
+    assert "Text-to-SQL & <databases>" in cli("topic", "list").out
+    assert cli("feeds").code == 0
+    feed = feedparser.parse((tmp_path / "data" / "feeds" / "sql.atom").read_bytes())
+    assert feed.feed.subtitle == "Text-to-SQL & <databases>"
+    edited = cli("topic", "edit", "sql", "--description", "Asking databases in words")
+    assert edited.code == 0 and "feeds rebuilt" in edited.out
+    feed = feedparser.parse((tmp_path / "data" / "feeds" / "sql.atom").read_bytes())
+    assert feed.feed.subtitle == "Asking databases in words"
+    refused = cli("topic", "edit", "sql")
+    assert refused.code == 1 and "give --title or --description" in refused.err
+    assert cli("topic", "edit", "nope", "--title", "x").code == 1

@@ -130,9 +130,11 @@ def add_subscriber(site: WebSite, email: str, *, confirmed: bool = True, **kwarg
         return added.id
 
 
-def add_topic(site: WebSite, slug: str, query: str, title: str = "") -> None:
+def add_topic(site: WebSite, slug: str, query: str, title: str = "", description: str = "") -> None:
     with session_scope(site.engine) as session:
-        store.add_topic(session, slug, query=query, title=title, now=site.clock())
+        store.add_topic(
+            session, slug, query=query, title=title, description=description, now=site.clock()
+        )
 
 
 def add_papers(site: WebSite, day: date, papers: list[tuple[str, str]]) -> None:
@@ -806,7 +808,7 @@ def test_the_query_check_counts_what_match_queries_counts(web_site: WebSite) -> 
 
 def test_the_front_page_lists_topics_feeds_and_newest_papers(web_site: WebSite) -> None:
     site = web_site
-    add_topic(site, "llm", "language model", "Language models")
+    add_topic(site, "llm", "language model", "Language models", "Models of <language> & more")
     add_papers(site, date(2026, 3, 13), [("Old language model", "x")])
     add_papers(
         site,
@@ -818,6 +820,7 @@ def test_the_front_page_lists_topics_feeds_and_newest_papers(web_site: WebSite) 
     assert '<input class="input" id="email" name="email" type="email"' in text
     assert '<a class="feed-link" href="/feeds/llm.atom">' in text
     assert '<code class="query">language model</code>' in text
+    assert '<p class="description">Models of &lt;language&gt; &amp; more</p>' in text
     shown = re.findall(r'class="more-link" href="[^"]*">([^<]*)</a>', text)
     assert shown == [f"Language model number {n}" for n in (5, 4, 3, 2, 1)]
     assert "Subscribe</button>" in text

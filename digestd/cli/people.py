@@ -12,11 +12,13 @@ from digestd import jobs, store
 from digestd.cli.common import (
     database,
     out,
+    ready_engine,
     settings,
     subscriber_app,
     table,
     topic_app,
 )
+from digestd.errors import InputError
 
 
 @topic_app.command("add")
@@ -26,11 +28,34 @@ def topic_add(
     title: Annotated[
         str, typer.Option("--title", "-t", help="display title (default: the slug)")
     ] = "",
+    description: Annotated[
+        str, typer.Option("--description", "-d", help="a sentence for the sign-up page and feed")
+    ] = "",
 ) -> None:
     """Create a topic."""
     with database() as session:
-        store.add_topic(session, slug, query=query, title=title, now=jobs.utc_now())
+        store.add_topic(
+            session, slug, query=query, title=title, description=description, now=jobs.utc_now()
+        )
     out.print(f"topic {slug} added")
+
+
+@topic_app.command("edit")
+def topic_edit(
+    slug: str,
+    title: Annotated[str | None, typer.Option("--title", "-t", help="new display title")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", "-d", help="new description")
+    ] = None,
+) -> None:
+    """Change a topic's title or description; its feed is rebuilt."""
+    if title is None and description is None:
+        raise InputError("give --title or --description")
+    config = settings()
+    with database(config) as session:
+        store.edit_topic(session, slug, title=title, description=description)
+    jobs.run_feeds(config, ready_engine(config))
+    out.print(f"topic {slug} updated; feeds rebuilt")
 
 
 @topic_app.command("list")
@@ -39,9 +64,15 @@ def topic_list() -> None:
     with database() as session:
         rows = store.topics(session)
         followers = store.follower_counts(session)
-    result = table("slug", "title", "query", "followers")
+    result = table("slug", "title", "query", "description", "followers")
     for topic in rows:
-        result.add_row(topic.slug, topic.title, topic.query, str(followers.get(topic.id or 0, 0)))
+        result.add_row(
+            topic.slug,
+            topic.title,
+            topic.query,
+            topic.description,
+            str(followers.get(topic.id or 0, 0)),
+        )
     out.print(result)
 
 

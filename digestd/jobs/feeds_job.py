@@ -57,7 +57,13 @@ def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
             if p.id is not None and p.id in hits
         ][: settings.feeds.max_entries]
         feeds.append(
-            TopicFeed(slug=topic.slug, title=topic.title, query=topic.query, entries=tuple(entries))
+            TopicFeed(
+                slug=topic.slug,
+                title=topic.title,
+                query=topic.query,
+                entries=tuple(entries),
+                description=topic.description,
+            )
         )
     return write_feeds(
         feeds,

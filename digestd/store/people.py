@@ -251,14 +251,42 @@ def topics_by_subscriber(session: Session) -> dict[int, list[Topic]]:
     return result
 
 
-def add_topic(session: Session, slug: str, *, query: str, title: str = "", now: datetime) -> Topic:
+def add_topic(
+    session: Session,
+    slug: str,
+    *,
+    query: str,
+    title: str = "",
+    description: str = "",
+    now: datetime,
+) -> Topic:
     """Create a topic, refusing a bad slug, a taken slug or an invalid query."""
     if not SLUG.match(slug):
         raise InputError(f"topic slug {slug!r} must be lower-case letters, digits and dashes")
     compile_query(query)  # a QueryError names the position
     if session.exec(select(Topic).where(Topic.slug == slug)).first():
         raise InputError(f"topic {slug!r} already exists")
-    topic = Topic(slug=slug, title=title.strip() or slug, query=query.strip(), created_at=now)
+    topic = Topic(
+        slug=slug,
+        title=title.strip() or slug,
+        query=query.strip(),
+        description=description.strip(),
+        created_at=now,
+    )
+    session.add(topic)
+    return topic
+
+
+def edit_topic(
+    session: Session, slug: str, *, title: str | None = None, description: str | None = None
+) -> Topic:
+    """Change a topic's title or description (its query and slug stay: they are its identity
+    for followers and feed readers)."""
+    topic = topic_by_slug(session, slug)
+    if title is not None:
+        topic.title = title.strip() or slug
+    if description is not None:
+        topic.description = description.strip()
     session.add(topic)
     return topic
 

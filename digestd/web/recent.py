@@ -51,6 +51,7 @@ class TopicView:
     title: str
     query: str
     papers: tuple[PaperLink, ...]
+    description: str = ""
 
 
 def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
@@ -67,7 +68,7 @@ def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
             PaperLink(p.title, paper_url(arxiv_id=p.arxiv_id, title=p.title))
             for p in newest[:NEWEST_PER_TOPIC]
         )
-        views.append(TopicView(topic.slug, topic.title, topic.query, links))
+        views.append(TopicView(topic.slug, topic.title, topic.query, links, topic.description))
     return views
 
 

@@ -1,4 +1,5 @@
-"""Web sign-up: a subscriber is pending until confirmed; when their confirmation mail went.
+"""Web sign-up: a subscriber is pending until confirmed; when their confirmation mail went;
+topics get a description for the sign-up page and their feed.
 
 Revision ID: 0003
 Revises: 0002
@@ -7,6 +8,7 @@ Revises: 0002
 from __future__ import annotations
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 revision = "0003"
@@ -23,10 +25,17 @@ def upgrade() -> None:
             sa.Column("confirmation_sent_at", sa.DateTime(timezone=True), nullable=True)
         )
     op.execute("UPDATE subscriber SET confirmed_at = created_at")
+    with op.batch_alter_table("topic", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("description", sqlmodel.AutoString(), nullable=False, server_default="")
+        )
 
 
 def downgrade() -> None:
-    """Drop the confirmation columns (pending sign-ups become ordinary subscribers)."""
+    """Drop the confirmation columns (pending sign-ups become ordinary subscribers) and the
+    topic descriptions."""
+    with op.batch_alter_table("topic", schema=None) as batch_op:
+        batch_op.drop_column("description")
     with op.batch_alter_table("subscriber", schema=None) as batch_op:
         batch_op.drop_column("confirmation_sent_at")
         batch_op.drop_column("confirmed_at")
