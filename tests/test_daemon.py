@@ -127,3 +127,43 @@ def test_feeds_out_of_date_follows_topic_changes(cli, config_file: Path, tmp_pat
     assert cli("topic", "remove", "llm").code == 0
     assert cli("topic", "add", "llm", "--query", "llm*").code == 0  # same slug, new query
     assert jobs.feeds_out_of_date(settings, engine)
+
+
+def test_digestd_web_serves_alone_and_stops_on_sigterm(cli, config_file: Path) -> None:  # type: ignore[no-untyped-def]
+    web_port = free_port()
+    config_file.write_text(
+        config_file.read_text(encoding="utf-8") + f"\n[web]\nport = {web_port}\n",
+        encoding="utf-8",
+    )
+    assert cli("init").code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digestd", "--config", str(config_file), "web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: healthz(web_port) == 200), "digestd web not answering"
+        page = httpx.get(f"http://127.0.0.1:{web_port}/", timeout=5)
+        assert page.status_code == 200 and 'id="subscribe"' in page.text
+        second = subprocess.run(
+            [sys.executable, "-m", "digestd", "--config", str(config_file), "web"],
+            capture_output=True,
+            env=env,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert second.stderr.splitlines()[-1].startswith(
+            f"error: cannot serve on 127.0.0.1:{web_port}"
+        )
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, output
+    assert f"web application on http://127.0.0.1:{web_port}" in output
+    assert "Traceback" not in output

@@ -8,6 +8,8 @@ stopped; ``web_server`` gives the uvicorn server to run and stop from another th
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from digestd import __version__
 from digestd.config import Settings
+from digestd.errors import DigestError
 from digestd.jobs import utc_now
 from digestd.web.feeds_http import feeds_router
 from digestd.web.pages import WebPages
@@ -71,5 +74,23 @@ def web_server(
 
 
 def serve(settings: Settings, engine: Engine) -> None:
-    """Serve the web application until stopped."""
-    web_server(settings, engine).run()
+    """Serve the web application until SIGTERM or Ctrl-C, then answer the requests in flight
+    and return (a clean exit, for service managers). Raises DigestError when it cannot
+    listen."""
+    server = web_server(settings, engine)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    # uvicorn in the main thread would re-raise the signal after shutting down; in a thread it
+    # leaves signals to us.
+    thread = threading.Thread(target=server.run, name="digestd-web")
+    thread.start()
+    while thread.is_alive() and not stop.wait(0.2):
+        pass
+    server.should_exit = True
+    thread.join()
+    if not server.started:
+        raise DigestError(
+            f"cannot serve on {settings.web.host}:{settings.web.port}",
+            hint="check [web] host and port (is another program using the port?)",
+        )
