@@ -1,4 +1,4 @@
-"""Atom feeds per topic and the index page that lists them, written atomically.
+"""Atom feeds per topic, the index page and the OPML list of them; files written atomically.
 
 Building a feed is pure (values in, bytes out) and deterministic: the same topic
 and entries always give the same bytes, so a rebuild of unchanged data leaves
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,3 +236,25 @@ def _check_slugs(feeds: Sequence[TopicFeed]) -> None:
                 f"two topics share the slug {feed.slug!r}", hint="give each topic its own slug"
             )
         seen.add(feed.slug)
+
+
+def build_opml(
+    topics: Sequence[tuple[str, str, str]], *, base_url: str, site_name: str = SITE_NAME
+) -> bytes:
+    """The OPML 2.0 subscription list of the topic feeds, from (slug, title, description)
+    triples."""
+    site = xml_safe(site_name).strip() or SITE_NAME
+    root = ET.Element("opml", version="2.0")
+    head = ET.SubElement(root, "head")
+    ET.SubElement(head, "title").text = f"{site}: topic feeds"
+    ET.SubElement(head, "docs").text = "https://opml.org/spec2.opml"
+    body = ET.SubElement(root, "body")
+    for slug, title, description in topics:
+        name = xml_safe(title).strip() or slug
+        outline = ET.SubElement(body, "outline", type="rss", text=name, title=name)
+        outline.set("xmlUrl", feed_url(base_url, slug))
+        outline.set("htmlUrl", f"{base_url.rstrip('/')}/")
+        outline.set("description", xml_safe(description).strip())
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"

@@ -315,13 +315,18 @@ async def test_opml_lists_every_topic(site: Site, client: httpx.AsyncClient) -> 
         ("Zebras", "Zebras", f"{BASE}/feeds/zebra.atom", f"{BASE}/"),
     ]
     assert all(o.get("type") == "rss" for o in outlines)
+    assert outlines[1].get("description") == "Papers matching: title:oracle"
 
     etag = response.headers["etag"]
     again = await client.get("/feeds/index.opml", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     with session_scope(site.engine) as session:
-        store.add_topic(session, "more", query="oracle", now=datetime.now(UTC))
+        store.add_topic(
+            session, "more", query="oracle", description="More <oracles>", now=datetime.now(UTC)
+        )
     changed = await client.get("/feeds/index.opml", headers={"If-None-Match": etag})
+    more = ElementTree.fromstring(changed.content).findall("body/outline")[1]
+    assert (more.get("text"), more.get("description")) == ("more", "More <oracles>")
     assert changed.status_code == 200 and changed.headers["etag"] != etag
     assert len(ElementTree.fromstring(changed.content).findall("body/outline")) == 4
 

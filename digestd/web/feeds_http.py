@@ -14,8 +14,7 @@ import logging
 import os
 import re
 import threading
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from digestd import store
 from digestd.config import Settings
 from digestd.db import read_scope
 from digestd.errors import DigestError, NotFoundError
-from digestd.feeds import SITE_NAME, feed_url, written_by_digestd, xml_safe
+from digestd.feeds import build_opml, written_by_digestd
 from digestd.feeds_private import SentEntry, build_private_atom
 from digestd.ingest import paper_url
 from digestd.jobs import run_feeds, utc_now
@@ -116,27 +115,6 @@ def conditional_response(request: Request, rep: Representation, *, now: datetime
         headers["Content-Length"] = str(len(rep.body))
         return Response(b"", media_type=rep.media_type, headers=headers)
     return Response(rep.body, media_type=rep.media_type, headers=headers)
-
-
-def build_opml(
-    topics: Sequence[tuple[str, str, str]], *, base_url: str, site_name: str = SITE_NAME
-) -> bytes:
-    """The OPML 2.0 subscription list of the topic feeds, from (slug, title, query) triples."""
-    site = xml_safe(site_name).strip() or SITE_NAME
-    root = ET.Element("opml", version="2.0")
-    head = ET.SubElement(root, "head")
-    ET.SubElement(head, "title").text = f"{site}: topic feeds"
-    ET.SubElement(head, "docs").text = "https://opml.org/spec2.opml"
-    body = ET.SubElement(root, "body")
-    for slug, title, query in topics:
-        name = xml_safe(title).strip() or slug
-        outline = ET.SubElement(body, "outline", type="rss", text=name, title=name)
-        outline.set("xmlUrl", feed_url(base_url, slug))
-        outline.set("htmlUrl", f"{base_url.rstrip('/')}/")
-        outline.set("description", f"Papers matching: {xml_safe(query).strip()}")
-    ET.indent(root)
-    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return data + b"\n"
 
 
 def sent_entries(session: Session, subscriber_id: int, *, limit: int) -> list[SentEntry]:
@@ -292,7 +270,10 @@ def feeds_router(
         """Every topic feed as an OPML 2.0 subscription list."""
         try:
             with reading(engine) as session:
-                topics = [(t.slug, t.title, t.query) for t in store.topics(session)]
+                topics = [
+                    (t.slug, t.title, t.description or f"Papers matching: {t.query}")
+                    for t in store.topics(session)
+                ]
         except (DigestError, SQLAlchemyError) as exc:
             log.error("cannot list the topics: %s", one_line_reason(exc))
             raise _unavailable() from None
