@@ -4,7 +4,6 @@ result, nothing is lost or sent twice by the sender itself, and the rate limit h
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -223,9 +222,8 @@ async def test_rate_limit_holds_over_the_whole_run_across_connections(
     for k, when in enumerate(received, start=1):
         assert when - created >= k / rate
     assert received[-1] - created >= count / rate
-    gaps = [later - earlier for earlier, later in itertools.pairwise(received)]
-    assert min(gaps) >= 0.6 / rate
-    assert (received[-1] - received[0]) / len(gaps) == pytest.approx(1 / rate, rel=0.5)
+    # On average one per 1/rate apart (single gaps vary with the server's latency).
+    assert (received[-1] - received[0]) / (count - 1) == pytest.approx(1 / rate, rel=0.5)
 
 
 async def test_rate_zero_adds_no_wait(server: FaultServer) -> None:
