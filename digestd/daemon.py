@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -17,9 +17,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from digestd.config import Settings
+from digestd.db import session_scope
 from digestd.errors import DigestError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send
 from digestd.jobs.bounce_job import run_bounces
+from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
 # APScheduler logs every job start and end at INFO: noise every few minutes in an idle daemon.
@@ -83,6 +85,19 @@ def read_bounces(settings: Settings, engine: Engine) -> None:
         log.exception("bounce job failed; the daemon goes on")
 
 
+def purge_sign_ups(settings: Settings, engine: Engine) -> None:
+    """Delete web sign-ups whose confirmation link expired unconfirmed. Failures are logged,
+    not raised."""
+    try:
+        before = datetime.now(UTC) - timedelta(hours=settings.web.confirm_hours)
+        with session_scope(engine) as session:
+            removed = signup.purge_unconfirmed(session, before=before)
+        if removed:
+            log.info("removed %d sign-ups never confirmed", len(removed))
+    except Exception:
+        log.exception("sign-up purge failed; the daemon goes on")
+
+
 def _unless_stopping(
     job: Callable[[Settings, Engine], None], stop: threading.Event
 ) -> Callable[[Settings, Engine], None]:
@@ -124,6 +139,15 @@ def build_scheduler(
         id="send",
         name="send due digests",
     )
+    if settings.web.enabled:
+        scheduler.add_job(
+            _unless_stopping(purge_sign_ups, stop),
+            "interval",
+            hours=1,
+            args=(settings, engine),
+            id="purge-sign-ups",
+            name="remove expired sign-ups",
+        )
     if settings.bounces.path:
         scheduler.add_job(
             _unless_stopping(read_bounces, stop),

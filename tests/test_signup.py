@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from digestd.db import make_engine, migrate, session_scope
 from digestd.errors import DigestError, InputError
 from digestd.store import signup
 from digestd.store.signup import Preferences
+from tests.conftest import CliResult
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=60)
@@ -177,3 +180,26 @@ def test_a_pending_sign_up_gets_no_digest_until_confirmed(
     assert report.count("sent") == 1
     (mail,) = settings.folder("outbox").glob("*.eml")
     assert "/manage/" in mail.read_text()  # every digest carries the manage link
+
+
+def test_expired_sign_ups_are_purged_and_nobody_else(
+    engine: Engine, cli: Callable[..., CliResult]
+) -> None:
+    sign_up(engine, "old@example.org", at=NOW - timedelta(hours=49))
+    sign_up(engine, "new@example.org", at=NOW - timedelta(hours=1))
+    sign_up(engine, "done@example.org", at=NOW - timedelta(hours=49))
+    with session_scope(engine) as session:
+        done = store.subscriber_by_email(session, "done@example.org")
+        signup.confirm(session, done.id or 0, now=NOW - timedelta(hours=48))
+        store.add_subscriber(session, "cli@example.org", queries=["x"], now=NOW - timedelta(days=9))
+    listed = {
+        row["email"]: row["status"] for row in json.loads(cli("subscriber", "list", "--json").out)
+    }
+    assert listed["old@example.org"] == listed["new@example.org"] == "pending"
+    assert "pending: signed up on the web" in cli("subscriber", "show", "new@example.org").out
+    with session_scope(engine) as session:
+        removed = signup.purge_unconfirmed(session, before=NOW - timedelta(hours=48))
+    assert removed == ["old@example.org"]
+    with session_scope(engine) as session:
+        left = sorted(s.email for s in store.subscribers(session))
+    assert left == ["cli@example.org", "done@example.org", "new@example.org"]

@@ -19,6 +19,7 @@ from digestd.cli.common import (
     topic_app,
 )
 from digestd.errors import InputError
+from digestd.models import Subscriber
 
 
 @topic_app.command("add")
@@ -173,6 +174,15 @@ def subscriber_edit(
     out.print(f"subscriber {subscriber.email} updated")
 
 
+def _status(subscriber: Subscriber) -> str:
+    """One word for where a subscriber stands."""
+    if subscriber.suppressed_at is not None:
+        return "suppressed"
+    if subscriber.confirmed_at is None:
+        return "pending"
+    return "active" if subscriber.active else "paused"
+
+
 @subscriber_app.command("list")
 def subscriber_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -186,9 +196,7 @@ def subscriber_list(
         {
             "email": s.email,
             "name": s.name,
-            "status": "suppressed"
-            if s.suppressed_at is not None
-            else ("active" if s.active else "paused"),
+            "status": _status(s),
             "frequency": s.frequency,
             "timezone": s.timezone,
             "send_hour": s.send_hour,
@@ -225,7 +233,9 @@ def subscriber_show(email: str) -> None:
         deliveries = store.deliveries_of(session, s.id or 0)
         bounces = store.bounces_of(session, s.id or 0)
     about = table("field", "value", title=s.email)
-    status = "active" if s.active else "paused"
+    status = _status(s)
+    if status == "pending":
+        status = "pending: signed up on the web, not confirmed yet"
     if s.suppressed_at is not None:
         status = (
             f"suppressed since {s.suppressed_at.isoformat(timespec='seconds')}: "

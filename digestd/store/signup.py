@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from digestd.errors import InputError
 from digestd.models import Follow, Profile, Subscriber
@@ -23,6 +23,7 @@ from digestd.store.people import (
     check_schedule,
     find_subscriber,
     normalize_email,
+    remove_subscriber,
     topic_by_slug,
 )
 
@@ -139,6 +140,21 @@ def unsubscribe(session: Session, subscriber_id: int, *, how: str, now: datetime
     if subscriber is None or subscriber.suppressed_at is not None:
         return
     suppress(session, subscriber, reason=f"{UNSUBSCRIBED} ({how})", now=now)
+
+
+def purge_unconfirmed(session: Session, *, before: datetime) -> list[str]:
+    """Delete the sign-ups never confirmed whose confirmation mail went out before ``before``
+    (their link has expired); returns their addresses. Nobody confirmed is touched."""
+    query = select(Subscriber).where(
+        col(Subscriber.confirmed_at).is_(None),
+        col(Subscriber.confirmation_sent_at).is_not(None),
+        col(Subscriber.confirmation_sent_at) < before,
+    )
+    removed = []
+    for subscriber in session.exec(query).all():
+        removed.append(subscriber.email)
+        remove_subscriber(session, subscriber.email)
+    return removed
 
 
 def set_preferences(session: Session, subscriber: Subscriber, preferences: Preferences) -> None:
