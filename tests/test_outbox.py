@@ -234,10 +234,12 @@ def test_rate_limit_holds_over_the_whole_run(
     assert arrivals[-1] - started >= 12 / 20
 
 
+@pytest.mark.parametrize("runner", ["send", "daemon"])
 def test_killed_send_resumes_with_the_same_message_ids(
-    config_file: Path, server: FaultServer, sample_path: Path, tmp_path: Path
+    config_file: Path, server: FaultServer, sample_path: Path, tmp_path: Path, runner: str
 ) -> None:
-    """SIGKILL in the middle of a 500-subscriber run, then run again: one digest each."""
+    """SIGKILL in the middle of a 500-subscriber run (``digestd send``, or the daemon's send
+    job), then run again: one digest each."""
     settings = load_settings(config_file, environ={})
     engine = make_engine(settings.database_url, create=True)
     migrate(engine)
@@ -249,8 +251,10 @@ def test_killed_send_resumes_with_the_same_message_ids(
         "DIGESTD_SMTP_HOST": server.host,
         "DIGESTD_SMTP_PORT": str(server.port),
         "DIGESTD_SMTP_CONNECTIONS": "4",
+        "DIGESTD_SCHEDULE_SEND_CHECK_MINUTES": "0.01",
     }
-    command = [sys.executable, "-m", "digestd", "--config", str(config_file), "send", "--now"]
+    digestd = [sys.executable, "-m", "digestd", "--config", str(config_file)]
+    command = [*digestd, "send", "--now"] if runner == "send" else [*digestd, "run"]
     server.reply_delay = 0.02  # a slow server, so that messages are in flight at the kill
     run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert server.wait_for(150, timeout=120)
@@ -262,9 +266,22 @@ def test_killed_send_resumes_with_the_same_message_ids(
     assert in_flight, "the kill should catch digests in flight"
     assert sum(d.status == "sent" for d in at_crash.values()) >= 100
     server.reply_delay = 0.0
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr
-    summary = " ".join(again.stdout.split())
+    if runner == "send":
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        summary = " ".join(again.stdout.split())
+    else:
+        daemon = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            while {d.status for d in rows(engine).values()} != {"sent"} or len(rows(engine)) < 500:
+                assert time.monotonic() < deadline, "the restarted daemon did not finish"
+                time.sleep(0.5)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, log = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, log
+        summary = " ".join(log.split())
     assert f"{len(in_flight)} sent again after an interrupted run" in summary
     final = rows(engine)
     assert len(final) == 500 and {d.status for d in final.values()} == {"sent"}
