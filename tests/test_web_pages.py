@@ -857,3 +857,23 @@ def test_client_addresses_for_the_rate_limit() -> None:
     assert limiter.allow("a") is not None  # refused attempts are not counted
     clock.advance(timedelta(minutes=31))
     assert limiter.allow("a") is None
+
+
+def test_an_unreachable_database_is_a_503_page_not_a_traceback(web_site: WebSite) -> None:
+    site = web_site
+    database = Path(site.settings.database_url.removeprefix("sqlite:///"))
+    site.engine.dispose()
+    database.rename(database.with_suffix(".away"))
+    database.mkdir()  # a folder where the file was: SQLite cannot open it
+    try:
+        for path in ("/", "/api/query-check?queries=oracle"):
+            response = httpx.get(site.base_url + path)
+            assert response.status_code == 503, path
+            assert response.headers["retry-after"] == "60"
+            assert h1(response) == "Temporarily unavailable"
+            assert "Traceback" not in response.text and "sqlite" not in response.text.lower()
+            assert response.headers["content-security-policy"]
+    finally:
+        database.rmdir()
+        database.with_suffix(".away").rename(database)
+    assert httpx.get(site.base_url + "/").status_code == 200

@@ -8,15 +8,17 @@ stopped; ``web_server`` gives the uvicorn server to run and stop from another th
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digestd import __version__
 from digestd.config import Settings
@@ -25,9 +27,11 @@ from digestd.jobs import utc_now
 from digestd.web.feeds_http import feeds_router
 from digestd.web.pages import WebPages
 from digestd.web.security import SecurityHeaders
-from digestd.web.templating import static_dir
+from digestd.web.templating import PageRenderer, static_dir
 
 __all__ = ["create_app", "serve", "web_server"]
+
+log = logging.getLogger("digestd.web")
 
 
 def create_app(
@@ -46,6 +50,18 @@ def create_app(
     )
     app.include_router(WebPages(settings, engine, clock=clock).router())
     app.include_router(feeds_router(settings, engine, clock=clock))
+    renderer = PageRenderer(settings)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # The database is down or locked for too long: a page that says so, not a traceback.
+        log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        response = renderer.message(
+            "Temporarily unavailable", "Please try again in a few minutes.", status=503
+        )
+        response.headers["Retry-After"] = "60"
+        return response
+
+    app.add_exception_handler(SQLAlchemyError, unavailable)
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
     app.add_middleware(SecurityHeaders)
     return app
