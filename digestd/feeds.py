@@ -119,12 +119,13 @@ def build_atom(
         max((_as_utc(entry.published) for entry in feed.entries), default=EMPTY_FEED_UPDATED)
     )
     for entry in feed.entries:
-        _add_entry(fg, entry, fallback_link=index_url(base_url))
+        add_entry(fg, entry, fallback_link=index_url(base_url))
     data: bytes = fg.atom_str(pretty=True)
     return data
 
 
-def _add_entry(fg: FeedGenerator, entry: FeedEntry, *, fallback_link: str) -> None:
+def add_entry(fg: FeedGenerator, entry: FeedEntry, *, fallback_link: str) -> None:
+    """Append ``entry`` to the feed being built, every text made safe for XML."""
     fe = fg.add_entry(order="append")
     fe.id(entry_id(entry.uid))
     fe.title(xml_safe(entry.title).strip() or "(untitled)")

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from feedgen.feed import FeedGenerator
 
 from digestd import __version__
-from digestd.feeds import EMPTY_FEED_UPDATED, GENERATOR, SITE_NAME, entry_id, xml_safe
+from digestd.feeds import (
+    EMPTY_FEED_UPDATED,
+    GENERATOR,
+    SITE_NAME,
+    FeedEntry,
+    add_entry,
+    xml_safe,
+)
 
 
 @dataclass(frozen=True)
@@ -66,16 +73,8 @@ def build_private_atom(
     fg.generator(GENERATOR, version=__version__)
     fg.updated(max((_as_utc(e.sent_at) for e in entries), default=EMPTY_FEED_UPDATED))
     for entry in entries:
-        fe = fg.add_entry(order="append")
-        fe.id(entry_id(entry.uid))
-        fe.title(xml_safe(entry.title).strip() or "(untitled)")
-        abstract = xml_safe(entry.abstract).strip()
-        if abstract:
-            fe.summary(abstract, type="text")
-        fe.link(href=xml_safe(entry.url).strip() or home, rel="alternate")
         # The paper entered this feed when the digest carrying it went out.
-        sent = _as_utc(entry.sent_at)
-        fe.published(sent)
-        fe.updated(sent)
+        paper = FeedEntry(entry.uid, entry.title, entry.abstract, entry.url, entry.sent_at, ())
+        add_entry(fg, paper, fallback_link=home)
     data: bytes = fg.atom_str(pretty=True)
     return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -250,33 +251,29 @@ def plan_due_digests(
             ),
             site_name=settings.digest.site_name,
         )
-        if row is not None:
-            return PreparedDigest(
-                subscriber.id,
-                subscriber.email,
-                subscriber.name,
-                key,
-                planned,
-                digest,
-                message_id=row.message_id,
-                planned_at=store.aware(row.created_at),
-                delivery_id=row.id,
-                resumed_status=row.status,
-                attempts=row.attempts,
-                give_up_at=store.aware(row.give_up_at) if row.give_up_at else None,
-            )
-        message_id = message_id_for(
-            secret=secret, subscriber_id=subscriber.id, digest_key=key, domain=domain
-        )
-        return PreparedDigest(
+        prepared = PreparedDigest(
             subscriber.id,
             subscriber.email,
             subscriber.name,
             key,
             planned,
             digest,
-            message_id=message_id,
+            message_id=message_id_for(
+                secret=secret, subscriber_id=subscriber.id, digest_key=key, domain=domain
+            ),
             planned_at=now,
+        )
+        if row is None:
+            return prepared
+        # Resumed: the row's Message-ID and Date, so the message is the one first sent.
+        return dataclasses.replace(
+            prepared,
+            message_id=row.message_id,
+            planned_at=store.aware(row.created_at),
+            delivery_id=row.id,
+            resumed_status=row.status,
+            attempts=row.attempts,
+            give_up_at=store.aware(row.give_up_at) if row.give_up_at else None,
         )
 
     def planned_in_turn() -> Iterator[PreparedDigest]:
