@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
@@ -87,14 +88,21 @@ class Catalog:
         self.shape_ids: dict[str, int] = {}
         self.profiles: dict[str, CompiledProfile] = {}
         self.phrase_pairs: set[tuple[str, str]] = set()  # consecutive stems of every phrase
+        # The daemon's jobs and the web application compile from different threads: new
+        # terms and shapes get their numbers under this lock (a cached profile needs none).
+        self._lock = threading.Lock()
 
     def compile(self, text: str) -> CompiledProfile:
         """The compiled profile of ``text``; raises QueryError when it does not parse."""
         profile = self.profiles.get(text)
         if profile is None:
-            if len(self.profiles) >= MAX_CACHED_PROFILES:
-                self.profiles.clear()
-            profile = self.profiles[text] = self._compile(_plain_words(text) or parse_query(text))
+            with self._lock:
+                profile = self.profiles.get(text)
+                if profile is None:
+                    if len(self.profiles) >= MAX_CACHED_PROFILES:
+                        self.profiles.clear()
+                    root = _plain_words(text) or parse_query(text)
+                    profile = self.profiles[text] = self._compile(root)
         return profile
 
     def _compile(self, root: Node) -> CompiledProfile:

@@ -4,17 +4,19 @@ a visitor's keywords would have matched in the last days."""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from digestd import jobs, store
 from digestd.db import read_scope
 from digestd.ingest import paper_url
-from digestd.models import Topic
+from digestd.models import Paper, Topic
 from digestd.web.forms import clean_text, query_lines, query_text_error
 
 RECENT_DAYS = 7
@@ -22,6 +24,9 @@ NEWEST_PER_TOPIC = 5
 # jobs.match_queries keeps its recent indexes in a shared dictionary that is not safe to change
 # from two threads at once; the pages run in a thread pool.
 _MATCHING = threading.Lock()
+# The recent papers by database, with the (newest id, newest dump date) they were read at.
+_RECENT: OrderedDict[str, tuple[tuple[object, ...], list[Paper]]] = OrderedDict()
+_RECENT_LOCK = threading.Lock()
 
 
 class QueryCheck(BaseModel):
@@ -54,9 +59,28 @@ class TopicView:
     description: str = ""
 
 
+def recent_papers(session: Session) -> list[Paper]:
+    """The papers of the last ``RECENT_DAYS`` days of dumps. They are read again only when
+    papers were stored since (the newest id or dump date changed): a busy page costs one small
+    query, not thousands of rows."""
+    newest = session.exec(select(func.max(Paper.id), func.max(Paper.dump_date))).one()
+    key = str(session.get_bind().engine.url)
+    with _RECENT_LOCK:
+        cached = _RECENT.get(key)
+        if cached is not None and cached[0] == tuple(newest):
+            return cached[1]
+    papers = store.papers_of_last_days(session, RECENT_DAYS)
+    with _RECENT_LOCK:
+        _RECENT[key] = (tuple(newest), papers)
+        _RECENT.move_to_end(key)
+        while len(_RECENT) > 4:
+            _RECENT.popitem(last=False)
+    return papers
+
+
 def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
     """Each topic with its newest papers of the last days, newest first."""
-    papers = store.papers_of_last_days(session, RECENT_DAYS)
+    papers = recent_papers(session)
     with _MATCHING:
         result = jobs.match_queries({t.slug: t.query for t in topics}, papers)
         matched = {t.slug: result.papers(t.slug) for t in topics}
@@ -82,7 +106,7 @@ def check_queries_text(engine: Engine, text: str) -> QueryCheck:
     if not lines:
         return QueryCheck(valid=True, error="", matches=0, days=RECENT_DAYS, lines=[])
     with read_scope(engine) as session:
-        papers = store.papers_of_last_days(session, RECENT_DAYS)
+        papers = recent_papers(session)
     with _MATCHING:
         result = jobs.match_queries(dict(enumerate(lines)), papers)
         per_line = [result.count(number) for number in range(len(lines))]
