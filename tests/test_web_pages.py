@@ -877,3 +877,20 @@ def test_an_unreachable_database_is_a_503_page_not_a_traceback(web_site: WebSite
         database.rmdir()
         database.with_suffix(".away").rename(database)
     assert httpx.get(site.base_url + "/").status_code == 200
+
+
+def test_the_front_page_shows_papers_stored_after_an_earlier_visit(web_site: WebSite) -> None:
+    site = web_site
+    add_topic(site, "llm", "language model", "Language models")
+    add_papers(site, date(2026, 3, 13), [("First language model", "x")])
+    before = re.findall(
+        r'class="more-link" href="[^"]*">([^<]*)</a>', httpx.get(site.base_url + "/").text
+    )
+    assert before == ["First language model"]
+    add_papers(site, date(2026, 3, 14), [("Second language model", "x")])
+    after = re.findall(
+        r'class="more-link" href="[^"]*">([^<]*)</a>', httpx.get(site.base_url + "/").text
+    )
+    assert after == ["Second language model", "First language model"]
+    check = httpx.get(site.base_url + "/api/query-check", params={"queries": "second"}).json()
+    assert check["matches"] == 1
