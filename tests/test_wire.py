@@ -25,6 +25,7 @@ from digestd.config import DkimSettings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.models import Delivery
 from tests.smtp_faults import FaultServer, fault_server
+from tests.test_message_standards import HEADERS
 
 HOSTILE_NAMES = [
     "Eve\r\nBcc: victim@example.com",
@@ -34,20 +35,7 @@ HOSTILE_NAMES = [
     "Ünïcode\u2028X-Injected: 4",
     "Plain Reader",
 ]
-EXPECTED_HEADERS = {
-    "DKIM-Signature",
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "Auto-Submitted",
-    "MIME-Version",
-    "Content-Type",
-}
+EXPECTED_HEADERS = {"DKIM-Signature", *HEADERS}
 MUST_BE_SIGNED = {
     b"from",
     b"to",
