@@ -53,3 +53,13 @@ class InputError(DigestError):
 
 class DeliveryError(DigestError):
     """The mail server cannot be reached or refuses the whole session."""
+
+
+class StorageError(DigestError):
+    """The database or a data folder cannot be read or written: nothing was lost, the work
+    waits until the operator fixes the cause (free space, permissions, the server)."""
+
+
+class BusyError(DigestError):
+    """Another digestd process holds a lock (the database's write lock, the send lock) for
+    longer than digestd waits; trying again later succeeds."""

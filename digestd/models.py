@@ -34,8 +34,11 @@ class Paper(SQLModel, table=True):
     title: str
     abstract: str
     dump_id: int = Field(foreign_key="dump.id")
-    dump_date: date = Field(index=True)
+    dump_date: date = Field(index=True)  # the paper's own date: its dump's date line
     first_seen: datetime = Field(index=True)
+    # When the stored paper last changed (first: when it was stored). No two papers share an
+    # instant, so feed entries never share an atom:updated.
+    updated_at: datetime
 
 
 class Subscriber(SQLModel, table=True):
@@ -59,6 +62,29 @@ class Subscriber(SQLModel, table=True):
     # None while a web sign-up waits for its confirmation: such a subscriber gets no digest.
     confirmed_at: datetime | None = None
     confirmation_sent_at: datetime | None = None
+
+
+class SignUpRequest(SQLModel, table=True):
+    """One web sign-up waiting for the click in its confirmation mail, with the preferences it
+    asked for: confirming applies exactly these. The mailed link names it by ``nonce``; an
+    unsubscribe deletes a subscriber's open requests, so no link mailed before it works."""
+
+    __tablename__ = "sign_up_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    nonce: str = Field(unique=True, max_length=32)
+    queries: str = ""  # one query per line
+    topics: str = ""  # topic slugs, comma-separated
+    frequency: str = Field(default="daily", max_length=16)
+    send_hour: int = 7
+    timezone: str = Field(default="UTC", max_length=64)
+    weekday: str = Field(default="mon", max_length=8)
+    created_at: datetime
 
 
 class Profile(SQLModel, table=True):
@@ -125,6 +151,9 @@ class Delivery(SQLModel, table=True):
     paper_count: int
     paper_ids: str = ""  # the planned papers' ids, comma-separated, ranked
     reply: str = ""  # the server's last words, or why it failed
+    # Whose fault a failed digest is: "recipient" (a hard bounce: the address), "sender" (the
+    # receiving system refused our message or server: policy, size, protocol), or "" (other).
+    fault: str = Field(default="", max_length=16)
     attempts: int = 0
     interrupted: int = 0  # times found "sending" after a crash, and resent
     created_at: datetime  # when it was planned: its Date header
@@ -148,7 +177,9 @@ class Bounce(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("delivery.id", ondelete="SET NULL"), nullable=True),
     )
-    kind: str = Field(max_length=16)  # "hard", "soft" or "complaint"
+    # "hard", "soft", "complaint", or "refused": a permanent refusal that is not the
+    # recipient's fault (our message, policy, the system); it never counts against them
+    kind: str = Field(max_length=16)
     status: str = Field(default="", max_length=16)  # enhanced status code, e.g. 5.1.1
     reason: str = ""
     source: str = Field(max_length=16)  # "smtp" or "report"

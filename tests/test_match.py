@@ -54,6 +54,32 @@ def test_accents_are_folded(title: str) -> None:
     assert matches("naive", title)
 
 
+# Letters that carry no decomposable accent, each with what a reader types for it.
+UNDECOMPOSABLE = [
+    ("Søren", "Soren"),
+    ("Łukasz", "Lukasz"),
+    ("Œuvre", "Oeuvre"),
+    ("Cæsar", "Caesar"),
+    ("Straße", "Strasse"),
+    ("Đorđević", "Dordevic"),
+    ("Þórður", "Thordur"),
+    ("Yıldız", "Yildiz"),
+    ("SØREN", "soren"),
+]
+
+
+@pytest.mark.parametrize(("written", "typed"), UNDECOMPOSABLE)
+def test_letters_that_do_not_decompose_are_folded_both_ways(written: str, typed: str) -> None:
+    # The paper spells the name one way, the query the other, in both directions and in the
+    # title, the abstract, a phrase and a prefix.
+    assert matches(typed, f"Work by {written} et al.")
+    assert matches(written, f"Work by {typed} et al.")
+    assert matches(f"abstract:{typed}", "A title", f"As {written} showed.")
+    assert matches(f'"{typed} et al"', f"Work by {written} et al.")
+    assert matches(f"{typed[:3]}*", f"Work by {written}")
+    assert not matches(typed, "Work by someone else")
+
+
 def test_case_is_ignored() -> None:
     assert matches("LLM", "llm agents")
     assert matches("llm", "LLM Agents")

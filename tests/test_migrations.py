@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from digestd.db import _alembic_config, check_schema, make_engine, migrate
+from digestd.ingest import title_key
 
 
 def test_release_one_data_migrates_to_the_outbox(tmp_path: Path) -> None:
@@ -52,5 +53,51 @@ def test_release_one_data_migrates_to_the_outbox(tmp_path: Path) -> None:
         assert [tuple(r) for r in suppressed] == [(None, "")]
     # And back down to release one, and up again.
     command.downgrade(_alembic_config(engine), "0001")
+    migrate(engine)
+    check_schema(engine)
+
+
+def test_release_three_data_migrates_to_sign_up_requests_and_unique_paper_instants(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(_alembic_config(engine), "0003")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO dump (id, sha256, file_name, dump_date, ingested_at, paper_count,"
+            " new_count) VALUES (1, 'x', 'a.txt', '2024-03-14', '2026-11-01 07:00:00', 3, 3)"
+        )
+        # One ingest stamped its three papers with one instant; one title has an ø.
+        for paper_id, title in ((1, "Søren's Paper"), (2, "Second"), (3, "Third")):
+            conn.exec_driver_sql(
+                "INSERT INTO paper (id, uid, title_key, arxiv_id, title, abstract, dump_id,"
+                " dump_date, first_seen) VALUES (?, ?, 'oldkey', NULL, ?, '', 1, '2024-03-14',"
+                " '2026-11-01 07:00:00.000000')",
+                (paper_id, f"t:{paper_id}", title),
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO subscriber (id, email, name, timezone, frequency, send_hour, weekday,"
+            " active, created_at, suppressed_reason) VALUES (1, 'a@example.org', '', 'UTC',"
+            " 'daily', 7, 'mon', 1, '2026-11-01 07:00:00', '')"
+        )
+    migrate(engine)
+    check_schema(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+        rows = conn.exec_driver_sql(
+            "SELECT id, uid, title_key, updated_at FROM paper ORDER BY id"
+        ).all()
+        # Each paper has an instant of its own, in stored order; its uid never changes.
+        assert [row[3] for row in rows] == [
+            "2026-11-01 07:00:00.000000",
+            "2026-11-01 07:00:00.000001",
+            "2026-11-01 07:00:00.000002",
+        ]
+        assert [row[1] for row in rows] == ["t:1", "t:2", "t:3"]
+        # The non-ASCII title is keyed as the code keys it now; ASCII ones keep their key.
+        assert rows[0][2] == title_key("Soren's Paper") == title_key("Søren's Paper")
+        assert [row[2] for row in rows[1:]] == ["oldkey", "oldkey"]
+        assert conn.exec_driver_sql("SELECT fault FROM delivery").all() == []
+    command.downgrade(_alembic_config(engine), "0003")
     migrate(engine)
     check_schema(engine)

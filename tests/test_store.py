@@ -295,3 +295,37 @@ def test_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
         assert time.monotonic() - started < 1.0
     with read_scope(engine) as reader:
         assert len(reader.exec(select(Dump)).all()) == 1
+
+
+def test_every_stored_paper_has_an_updated_instant_of_its_own(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    migrate(engine)
+    now = datetime(2026, 3, 14, 7, tzinfo=UTC)
+    for number in range(2):
+        # Two dumps stored at the same instant (two nodes, or a clock that did not move).
+        papers = tuple(ParsedPaper(f"Paper {number}-{i}", "Text.") for i in range(3))
+        dump_file = DumpFile(
+            Path(f"{number}.txt"), f"{number:064d}", ParsedDump(date(2026, 3, 14), papers)
+        )
+        with session_scope(engine) as session:
+            store_dump(session, dump_file, now=now)
+    with read_scope(engine) as session:
+        stamps = [p.updated_at for p in session.exec(select(Paper).order_by(col(Paper.id))).all()]
+    assert len(set(stamps)) == 6
+    assert stamps == sorted(stamps)
+    engine.dispose()
+
+
+def test_a_title_with_o_slash_is_the_same_paper_as_its_ascii_spelling(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    migrate(engine)
+    now = datetime(2026, 3, 14, 7, tzinfo=UTC)
+    for number, title in enumerate(["Søren's Læsning Œuvre", "Soren's Laesning Oeuvre"]):
+        dump_file = DumpFile(
+            Path(f"{number}.txt"),
+            f"{number:064d}",
+            ParsedDump(date(2026, 3, 14), (ParsedPaper(title, "Text."),)),
+        )
+        with session_scope(engine) as session:
+            assert store_dump(session, dump_file, now=now) == ((1, 0) if number == 0 else (0, 1))
+    engine.dispose()

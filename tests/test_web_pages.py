@@ -161,6 +161,7 @@ def add_papers(site: WebSite, day: date, papers: list[tuple[str, str]]) -> None:
                     dump_id=dump.id,
                     dump_date=day,
                     first_seen=site.clock(),
+                    updated_at=site.clock() + timedelta(microseconds=number),
                 )
             )
 

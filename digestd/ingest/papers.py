@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import quote_plus
 
+from digestd.folding import fold
+
 ARXIV_ID = re.compile(
     r"(?:arxiv\s*:\s*|arxiv\.org/(?:abs|pdf)/|huggingface\.co/papers/)"
     r"(?P<id>\d{4}\.\d{4,5})(?:v\d+)?",
@@ -52,12 +54,11 @@ def find_arxiv_id(title: str, abstract: str) -> str | None:
 
 
 def title_key(title: str) -> str:
-    """A hash of the title folded to lower-case ASCII letters and digits, for deduplication."""
+    """A hash of the title folded (digestd.folding) to its letters and digits, for deduplication."""
     if title.isascii():  # NFKD changes nothing, casefold is lower, no combining marks to drop
         folded = title.lower()
     else:
-        decomposed = unicodedata.normalize("NFKD", title).casefold()
-        folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+        folded = "".join(c for c in fold(title) if not unicodedata.combining(c))
     return hashlib.sha256(" ".join(_WORD.findall(folded)).encode()).hexdigest()[:32]
 
 

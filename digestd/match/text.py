@@ -4,7 +4,8 @@ A token is a maximal run of letters and digits in the original text (combining m
 follow a letter stay with it, so decomposed accents do not split a word). Everything else
 (spaces, punctuation, ``_``, ``-``) separates tokens, so ``Text-to-SQL`` is the three tokens
 ``text``, ``to``, ``sql``. Each token keeps its character offsets into the original text,
-its normalized form (compatibility-decomposed, accents dropped, case-folded) used for
+its normalized form (compatibility-decomposed, accents dropped, case-folded, letters such as
+ø and ß spelled out: see digestd.folding) used for
 prefix matches, and its English stem used for word and phrase matches. Punctuation is not
 kept, so a phrase may span a comma or a full stop between its words.
 """
@@ -18,6 +19,8 @@ from functools import lru_cache
 from typing import Literal
 
 import Stemmer
+
+from digestd.folding import fold_word
 
 Field = Literal["title", "abstract"]
 FIELDS: tuple[Field, ...] = ("title", "abstract")
@@ -56,10 +59,9 @@ def token_spans(text: str) -> list[tuple[int, int]]:
 
 
 def normalize(word: str) -> str:
-    """``word`` compatibility-decomposed and case-folded, keeping only letters and digits."""
-    # NFKD twice: case folding can produce characters that decompose further (and vice versa).
-    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", word).casefold())
-    return "".join(char for char in folded if char.isalnum())
+    """``word`` folded (digestd.folding: decomposed, case-folded, accents dropped, ø as o, æ as
+    ae and so on), keeping only letters and digits."""
+    return fold_word(word)
 
 
 @lru_cache(maxsize=1)

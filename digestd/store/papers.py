@@ -11,6 +11,9 @@ from sqlmodel import Session, SQLModel, col, select
 
 from digestd.ingest import DumpFile, ParsedPaper, paper_identity
 from digestd.models import Dump, Paper
+from digestd.store.deliveries import aware
+
+_TICK = timedelta(microseconds=1)
 
 
 def dump_by_sha256(session: Session, sha256: str) -> Dump | None:
@@ -49,6 +52,10 @@ def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple
     session.add(dump)
     session.flush()
     if fresh:
+        # Each paper gets an instant of its own, a microsecond apart, after every stored one:
+        # feed entries must never share an atom:updated.
+        newest = session.exec(select(func.max(Paper.updated_at))).one()
+        first = max(now, aware(newest) + _TICK) if newest is not None else now
         # One executemany in the session's transaction, not an ORM object per paper.
         session.connection().execute(
             insert(SQLModel.metadata.tables[Paper.__tablename__]),
@@ -62,8 +69,9 @@ def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple
                     "dump_id": dump.id,
                     "dump_date": parsed.dump_date,
                     "first_seen": now,
+                    "updated_at": first + number * _TICK,
                 }
-                for uid, key, paper in fresh
+                for number, (uid, key, paper) in enumerate(fresh)
             ],
         )
     return len(fresh), len(parsed.papers) - len(fresh)
