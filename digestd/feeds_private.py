@@ -15,23 +15,23 @@ from feedgen.feed import FeedGenerator
 
 from digestd import __version__
 from digestd.feeds import (
-    EMPTY_FEED_UPDATED,
     GENERATOR,
     SITE_NAME,
     FeedEntry,
     add_entry,
+    as_utc,
+    atom_bytes,
+    home_url,
     xml_safe,
 )
 
 
 @dataclass(frozen=True)
 class SentEntry:
-    """One paper as it went out in a subscriber's digest."""
+    """One paper as it went out in a subscriber's digest: the paper's own feed entry and when
+    the digest carrying it was sent."""
 
-    uid: str
-    title: str
-    abstract: str
-    url: str
+    paper: FeedEntry
     sent_at: datetime.datetime
 
 
@@ -45,24 +45,20 @@ def private_feed_id(base_url: str, subscriber_id: int) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, name).urn
 
 
-def _as_utc(when: datetime.datetime) -> datetime.datetime:
-    if when.tzinfo is None:
-        return when.replace(tzinfo=datetime.UTC)
-    return when.astimezone(datetime.UTC)
-
-
 def build_private_atom(
     entries: Sequence[SentEntry],
     *,
     subscriber_id: int,
+    subscribed_at: datetime.datetime,
     self_url: str,
     base_url: str,
     author_name: str,
     site_name: str = SITE_NAME,
 ) -> bytes:
-    """The Atom 1.0 document of the papers sent to one subscriber, in the order given."""
+    """The Atom 1.0 document of the papers sent to one subscriber, in the order given; it was
+    last updated by the newest digest (when ``subscribed_at`` while there is none)."""
     site = xml_safe(site_name).strip() or SITE_NAME
-    home = f"{base_url.rstrip('/')}/"
+    home = home_url(base_url)
     fg = FeedGenerator()
     fg.id(private_feed_id(base_url, subscriber_id))
     fg.title(f"{site}: your digests")
@@ -71,10 +67,7 @@ def build_private_atom(
     fg.link(href=self_url, rel="self", type="application/atom+xml")
     fg.link(href=home, rel="alternate", type="text/html")
     fg.generator(GENERATOR, version=__version__)
-    fg.updated(max((_as_utc(e.sent_at) for e in entries), default=EMPTY_FEED_UPDATED))
+    fg.updated(max((as_utc(e.sent_at) for e in entries), default=as_utc(subscribed_at)))
     for entry in entries:
-        # The paper entered this feed when the digest carrying it went out.
-        paper = FeedEntry(entry.uid, entry.title, entry.abstract, entry.url, entry.sent_at, ())
-        add_entry(fg, paper, fallback_link=home)
-    data: bytes = fg.atom_str(pretty=True)
-    return data
+        add_entry(fg, entry.paper, fallback_link=home)
+    return atom_bytes(fg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -380,7 +381,7 @@ def test_topic_description_reaches_the_list_the_feed_and_can_be_edited(
     assert "Text-to-SQL & <databases>" in cli("topic", "list").out
     assert cli("feeds").code == 0
     feed = feedparser.parse((tmp_path / "data" / "feeds" / "sql.atom").read_bytes())
-    assert feed.feed.subtitle == "Text-to-SQL & <databases>"
+    assert html.unescape(feed.feed.subtitle) == "Text-to-SQL & <databases>"
     edited = cli("topic", "edit", "sql", "--description", "Asking databases in words")
     assert edited.code == 0 and "feeds rebuilt" in edited.out
     feed = feedparser.parse((tmp_path / "data" / "feeds" / "sql.atom").read_bytes())

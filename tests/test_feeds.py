@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import html
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,12 +16,13 @@ from hypothesis import strategies as st
 
 from digestd.errors import InputError
 from digestd.feeds import (
-    EMPTY_FEED_UPDATED,
     FeedEntry,
     TopicFeed,
     build_atom,
     entry_id,
     feed_url,
+    paper_dates,
+    topic_page_url,
     write_feeds,
     xml_safe,
 )
@@ -29,6 +31,7 @@ BASE = "https://papers.example.org/"
 AUTHOR = "Digest Bot"
 UTC = datetime.UTC
 HOSTILE = "<script>alert(1)</script> & ]]>"
+TOPIC_CREATED = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def paper(n: int, *, title: str | None = None, abstract: str | None = None) -> FeedEntry:
@@ -37,7 +40,8 @@ def paper(n: int, *, title: str | None = None, abstract: str | None = None) -> F
         title=title if title is not None else f"Paper number {n}",
         abstract=abstract if abstract is not None else f"Abstract of paper {n}.",
         url=f"https://arxiv.org/abs/2403.{n:05d}",
-        published=datetime.datetime(2024, 3, n, 6, 30, tzinfo=UTC),
+        published=datetime.datetime(2024, 3, n, tzinfo=UTC),
+        updated=datetime.datetime(2024, 3, n, 6, 30, 0, n, tzinfo=UTC),
         matched_terms=("model", '"text to sql"'),
     )
 
@@ -48,6 +52,7 @@ def topic(slug: str, *entries: FeedEntry, title: str | None = None) -> TopicFeed
         title=title if title is not None else f"Topic {slug}",
         query=f'{slug} OR "text to sql"',
         entries=entries,
+        created_at=TOPIC_CREATED,
     )
 
 
@@ -102,18 +107,20 @@ def test_two_topic_feeds_parse_with_exact_fields(tmp_path: Path) -> None:
     assert parsed.feed.id.startswith("urn:uuid:")
     links = {link.rel: link.href for link in parsed.feed.links}
     assert links["self"] == "https://papers.example.org/feeds/llm.atom"
-    assert links["alternate"] == "https://papers.example.org/feeds/index.html"
-    assert parsed.feed.updated == "2024-03-03T06:30:00+00:00"
+    # The topic's part of the front page, which the web application serves.
+    assert links["alternate"] == "https://papers.example.org/#topic-llm"
+    assert parsed.feed.updated == "2024-03-03T06:30:00.000003+00:00"
 
     assert len(parsed.entries) == 3
     for got, want in zip(parsed.entries, llm.entries, strict=True):
         assert got.id == f"urn:digestd:paper:{want.uid}"
         assert got.title == want.title
         assert got.summary == want.abstract
-        assert got.summary_detail.type == "text/plain"
+        assert got.summary_detail.type == "text/html"
+        assert got.title_detail.type == "text/html"
         assert got.link == want.url
         assert got.published == want.published.isoformat()
-        assert got.updated == want.published.isoformat()
+        assert got.updated == want.updated.isoformat()
         assert [tag.term for tag in got.tags] == ["model", '"text to sql"']
 
     other = parse(tmp_path / "sql.atom")
@@ -156,11 +163,25 @@ def test_rebuild_is_byte_identical(tmp_path: Path) -> None:
     ]
 
 
-def test_empty_feed_is_dated_by_fixed_epoch(tmp_path: Path) -> None:
+def test_empty_feed_is_dated_by_its_topic(tmp_path: Path) -> None:
+    # Not by now() (a rebuild would change its bytes), not by 1970 (validators call it
+    # implausible): by when the topic was made.
     write_feeds([topic("empty")], out_dir=tmp_path, base_url=BASE, author_name=AUTHOR)
     parsed = parse(tmp_path / "empty.atom")
     assert parsed.entries == []
-    assert parsed.feed.updated == EMPTY_FEED_UPDATED.isoformat()
+    assert parsed.feed.updated == TOPIC_CREATED.isoformat()
+
+
+def test_a_paper_is_published_on_its_own_date_never_in_the_future() -> None:
+    stored = datetime.datetime(2024, 3, 15, 9, 0, 0, 7, tzinfo=UTC)
+    assert paper_dates(datetime.date(2024, 3, 14), stored) == (
+        datetime.datetime(2024, 3, 14, tzinfo=UTC),
+        stored,
+    )
+    # A dump dated ahead of the clock that stored it is published when it was stored.
+    assert paper_dates(datetime.date(2024, 3, 16), stored) == (stored, stored)
+    naive = datetime.datetime(2024, 3, 15, 9)
+    assert paper_dates(datetime.date(2024, 3, 14), naive)[1] == naive.replace(tzinfo=UTC)
 
 
 def test_newer_entry_keeps_old_ids() -> None:
@@ -172,7 +193,7 @@ def test_newer_entry_keeps_old_ids() -> None:
     )
     assert [e.id for e in after.entries[1:]] == [e.id for e in before.entries]
     assert after.feed.id == before.feed.id
-    assert after.feed.updated == "2024-03-09T06:30:00+00:00"
+    assert after.feed.updated == "2024-03-09T06:30:00.000009+00:00"
     assert after.entries[0].id == entry_id("arxiv:2403.00009")
 
 
@@ -190,18 +211,27 @@ def test_hostile_text_survives_escaped_and_control_chars_dropped(tmp_path: Path)
     title = f"{HOSTILE} \x00\x07\x1b量子 Ω naïve"
     abstract = f"Abstract {HOSTILE}\x0b\x7f\x85\x91 with\ud800 量子 Ω naïve\ufffe\uffff end"
     entry = replace(paper(1, title=title, abstract=abstract), matched_terms=("a&b", "\x01"))
-    feed = TopicFeed(slug="hostile", title=HOSTILE, query=f"{HOSTILE}\x00", entries=(entry,))
+    feed = TopicFeed(
+        slug="hostile",
+        title=HOSTILE,
+        query=f"{HOSTILE}\x00",
+        entries=(entry,),
+        created_at=TOPIC_CREATED,
+    )
     write_feeds([feed], out_dir=tmp_path, base_url=BASE, author_name=f"{AUTHOR}\x1b")
 
     raw = (tmp_path / "hostile.atom").read_bytes()
     assert b"<script>" not in raw
+    assert b"&lt;script" not in raw  # escaped as HTML, then as XML: &amp;lt;script
     parsed = parse(tmp_path / "hostile.atom")
-    assert parsed.feed.title == f"digestd: {HOSTILE}"
-    assert parsed.feed.subtitle == f"Papers matching: {HOSTILE}"
+    # Text constructs are HTML: feedparser hands them over as HTML, which a reader shows as
+    # exactly the text written.
+    assert html.unescape(parsed.feed.title) == f"digestd: {HOSTILE}"
+    assert html.unescape(parsed.feed.subtitle) == f"Papers matching: {HOSTILE}"
     assert parsed.feed.author == AUTHOR
     got = parsed.entries[0]
-    assert got.title == f"{HOSTILE} 量子 Ω naïve"
-    assert got.summary == f"Abstract {HOSTILE} with 量子 Ω naïve end"
+    assert html.unescape(got.title) == f"{HOSTILE} 量子 Ω naïve"
+    assert html.unescape(got.summary) == f"Abstract {HOSTILE} with 量子 Ω naïve end"
     assert [tag.term for tag in got.tags] == ["a&b"]
 
 
@@ -211,7 +241,7 @@ def test_blank_title_and_abstract_still_make_a_valid_entry() -> None:
     assert not parsed.bozo
     assert parsed.entries[0].title == "(untitled)"
     assert "summary" not in parsed.entries[0]
-    assert parsed.entries[0].link == "https://papers.example.org/feeds/index.html"
+    assert parsed.entries[0].link == topic_page_url(BASE, "t")
     assert parsed.feed.author == "digestd"
 
 
@@ -261,7 +291,9 @@ def test_arbitrary_text_always_yields_a_valid_feed(
     title: str, abstract: str, term: str, topic_title: str
 ) -> None:
     entry = replace(paper(1, title=title, abstract=abstract), matched_terms=(term,))
-    feed = TopicFeed(slug="prop", title=topic_title, query=abstract, entries=(entry,))
+    feed = TopicFeed(
+        slug="prop", title=topic_title, query=abstract, entries=(entry,), created_at=TOPIC_CREATED
+    )
     data = build_atom(feed, base_url=BASE, author_name=title)
 
     parsed = feedparser.parse(data)
@@ -274,8 +306,15 @@ def test_arbitrary_text_always_yields_a_valid_feed(
     root = ElementTree.fromstring(data)
     element = root.find(f"{ATOM}entry")
     assert element is not None
-    assert element.findtext(f"{ATOM}title") == (xml_safe(title).strip() or "(untitled)")
-    assert element.findtext(f"{ATOM}summary") == (xml_safe(abstract).strip() or None)
+    title_element = element.find(f"{ATOM}title")
+    assert title_element is not None and title_element.get("type") == "html"
+    assert html.unescape(title_element.text or "") == (xml_safe(title).strip() or "(untitled)")
+    summary = element.find(f"{ATOM}summary")
+    if xml_safe(abstract).strip():
+        assert summary is not None and summary.get("type") == "html"
+        assert html.unescape(summary.text or "") == xml_safe(abstract).strip()
+    else:
+        assert summary is None
 
 
 def test_feed_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:

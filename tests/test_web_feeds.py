@@ -6,6 +6,7 @@ with the file backend; the router mounted in a bare FastAPI app and called throu
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -310,9 +311,9 @@ async def test_opml_lists_every_topic(site: Site, client: httpx.AsyncClient) -> 
     assert [
         (o.get("text"), o.get("title"), o.get("xmlUrl"), o.get("htmlUrl")) for o in outlines
     ] == [
-        ("Language models", "Language models", f"{BASE}/feeds/llm.atom", f"{BASE}/"),
-        ("Oracles", "Oracles", f"{BASE}/feeds/oracle.atom", f"{BASE}/"),
-        ("Zebras", "Zebras", f"{BASE}/feeds/zebra.atom", f"{BASE}/"),
+        ("Language models", "Language models", f"{BASE}/feeds/llm.atom", f"{BASE}/#topic-llm"),
+        ("Oracles", "Oracles", f"{BASE}/feeds/oracle.atom", f"{BASE}/#topic-oracle"),
+        ("Zebras", "Zebras", f"{BASE}/feeds/zebra.atom", f"{BASE}/#topic-zebra"),
     ]
     assert all(o.get("type") == "rss" for o in outlines)
     assert outlines[1].get("description") == "Papers matching: title:oracle"
@@ -349,7 +350,7 @@ async def test_hostile_topic_titles_give_well_formed_xml(
     assert b"<b>" not in opml.content and b"</opml>" not in opml.content[:-10]
 
     feed = await client.get("/feeds/evil.atom")
-    assert parse_feed(feed.content).feed.title == f"digestd: {clean}"
+    assert html.unescape(parse_feed(feed.content).feed.title) == f"digestd: {clean}"
     ElementTree.fromstring(feed.content)
 
 
@@ -418,7 +419,10 @@ async def test_private_feed_holds_exactly_what_was_sent(
         assert entry.title == paper.title
         assert entry.link == paper_url(arxiv_id=paper.arxiv_id, title=paper.title)
         assert delivery.sent_at is not None
-        assert entry.updated == store.aware(delivery.sent_at).isoformat()
+        # Published on the paper's own date, updated at its own instant (not the send time,
+        # which every paper of a digest shares).
+        assert entry.published == f"{paper.dump_date.isoformat()}T00:00:00+00:00"
+        assert entry.updated == store.aware(paper.updated_at).isoformat()
     # One digest: its papers in the order it ranked them.
     (delivery,) = {d.id: d for _, d in rows}.values()
     ranked = [int(p) for p in delivery.paper_ids.split(",")]
@@ -635,6 +639,8 @@ async def test_feeds_when_the_database_is_unreachable(site: Site) -> None:
 def test_openapi_describes_every_route(site: Site) -> None:
     paths = site.app.openapi()["paths"]
     assert set(paths) == {
+        "/feeds/",
+        "/feeds/index.html",
         "/feeds/index.opml",
         "/feeds/me/{token}.atom",
         "/feeds/{slug}.atom",

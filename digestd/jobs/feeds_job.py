@@ -10,9 +10,24 @@ from sqlalchemy.engine import Engine
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.feeds import FeedEntry, TopicFeed, write_feeds, written_by_digestd
+from digestd.feeds import FeedEntry, TopicFeed, paper_dates, write_feeds, written_by_digestd
 from digestd.ingest import paper_url
 from digestd.jobs.common import match_queries
+from digestd.models import Paper
+
+
+def feed_entry(paper: Paper, matched_terms: tuple[str, ...] = ()) -> FeedEntry:
+    """A stored paper as a feed entry: published on its own date, updated at its own instant."""
+    published, updated = paper_dates(paper.dump_date, paper.updated_at)
+    return FeedEntry(
+        uid=paper.uid,
+        title=paper.title,
+        abstract=paper.abstract,
+        url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
+        published=published,
+        updated=updated,
+        matched_terms=matched_terms,
+    )
 
 
 def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
@@ -40,21 +55,14 @@ def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
         topic_rows = store.topics(session)
         since = datetime.now(UTC) - timedelta(days=settings.feeds.lookback_days)
         papers = store.all_papers(session, since=since)
+    # Newest first: by the paper's own date, then the newest stored.
+    papers.sort(key=lambda p: (p.dump_date, store.aware(p.updated_at)), reverse=True)
     matches = match_queries({t.slug: t.query for t in topic_rows}, papers)
     feeds = []
     for topic in topic_rows:
         hits = matches.get(topic.slug)
         entries = [
-            FeedEntry(
-                uid=p.uid,
-                title=p.title,
-                abstract=p.abstract,
-                url=paper_url(arxiv_id=p.arxiv_id, title=p.title),
-                published=p.first_seen,
-                matched_terms=hits[p.id].terms,
-            )
-            for p in papers
-            if p.id is not None and p.id in hits
+            feed_entry(p, hits[p.id].terms) for p in papers if p.id is not None and p.id in hits
         ][: settings.feeds.max_entries]
         feeds.append(
             TopicFeed(
@@ -62,6 +70,7 @@ def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
                 title=topic.title,
                 query=topic.query,
                 entries=tuple(entries),
+                created_at=topic.created_at,
                 description=topic.description,
             )
         )

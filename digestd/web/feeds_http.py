@@ -34,14 +34,15 @@ from digestd.db import read_scope
 from digestd.errors import DigestError, NotFoundError
 from digestd.feeds import build_opml, written_by_digestd
 from digestd.feeds_private import SentEntry, build_private_atom
-from digestd.ingest import paper_url
 from digestd.jobs import run_feeds, utc_now
+from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
 from digestd.tokens import read_token
 
 log = logging.getLogger(__name__)
 
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
 OPML_TYPE = "text/x-opml; charset=utf-8"
 PUBLIC_CACHE = "public, max-age=300"
 PRIVATE_CACHE = "private, max-age=300"
@@ -120,13 +121,7 @@ def conditional_response(request: Request, rep: Representation, *, now: datetime
 def sent_entries(session: Session, subscriber_id: int, *, limit: int) -> list[SentEntry]:
     """The newest ``limit`` papers recorded as sent to a subscriber, as feed entries."""
     return [
-        SentEntry(
-            uid=paper.uid,
-            title=paper.title,
-            abstract=paper.abstract,
-            url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
-            sent_at=sent_at,
-        )
+        SentEntry(feed_entry(paper), sent_at)
         for paper, sent_at in store.sent_papers(session, subscriber_id, limit=limit)
     ]
 
@@ -190,8 +185,9 @@ def _unavailable() -> HTTPException:
     )
 
 
-def _read_feed_file(path: FilePath) -> Representation | None:
-    """The feed file with its modification time, or None when it does not exist."""
+def _read_feed_file(path: FilePath, media_type: str = ATOM_TYPE) -> Representation | None:
+    """The feed file (or the feeds index) with its modification time, or None when it does not
+    exist."""
     try:
         with path.open("rb") as handle:
             # The feeds job replaces files by rename: this handle keeps one whole version.
@@ -202,7 +198,7 @@ def _read_feed_file(path: FilePath) -> Representation | None:
     except OSError as exc:
         log.error("cannot read feed %s: %s", path, exc)
         raise _unavailable() from None
-    return Representation(body, ATOM_TYPE, PUBLIC_CACHE, datetime.fromtimestamp(modified, UTC))
+    return Representation(body, media_type, PUBLIC_CACHE, datetime.fromtimestamp(modified, UTC))
 
 
 _Responses = dict[int | str, dict[str, Any]]
@@ -219,6 +215,11 @@ _OPML_RESPONSES: _Responses = {
     304: _NOT_MODIFIED,
     503: _UNAVAILABLE,
 }
+_INDEX_RESPONSES: _Responses = {
+    200: {"description": "The page listing every topic feed", "content": {"text/html": {}}},
+    304: _NOT_MODIFIED,
+    503: _UNAVAILABLE,
+}
 _HEALTH_RESPONSES: _Responses = {503: {"description": "The database is unreachable"}}
 SlugParam = Annotated[str, Path(description="The topic's slug: lower-case letters, digits, -")]
 TokenParam = Annotated[str, Path(description="The signed feed token from a digest")]
@@ -231,15 +232,17 @@ def _add_get_and_head(
     *,
     responses: _Responses,
     summary: str,
+    name_suffix: str = "",
 ) -> None:
     # One route per method: a route with both would give both one OpenAPI operation id.
     for method in ("GET", "HEAD"):
+        name = f"{endpoint.__name__}{name_suffix}_{method.lower()}"
         router.add_api_route(
             path,
             endpoint,
             methods=[method],
-            name=f"{endpoint.__name__}_{method.lower()}",
-            operation_id=f"{endpoint.__name__}_{method.lower()}",
+            name=name,
+            operation_id=name,
             response_class=Response,
             responses=responses,
             summary=summary,
@@ -255,7 +258,7 @@ def feeds_router(
     base_url = settings.feeds.base_url.rstrip("/")
     rebuild_lock = threading.Lock()
 
-    def build_missing_feed(path: FilePath) -> Representation | None:
+    def build_missing_feed(path: FilePath, media_type: str = ATOM_TYPE) -> Representation | None:
         # A topic added since the last feeds run: run it now rather than 404 a real feed.
         with rebuild_lock:
             if not path.exists():
@@ -264,7 +267,15 @@ def feeds_router(
                 except (DigestError, OSError, SQLAlchemyError) as exc:
                     log.error("cannot build the feeds for %s: %s", path.name, exc)
                     raise _unavailable() from None
-        return _read_feed_file(path)
+        return _read_feed_file(path, media_type)
+
+    def feeds_index(request: Request) -> Response:
+        """The page listing every topic feed (the index.html the feeds job writes)."""
+        path = feeds_folder / "index.html"
+        rep = _read_feed_file(path, HTML_TYPE) or build_missing_feed(path, HTML_TYPE)
+        if rep is None:
+            raise _unavailable()
+        return conditional_response(request, rep, now=clock())
 
     def opml_index(request: Request) -> Response:
         """Every topic feed as an OPML 2.0 subscription list."""
@@ -295,7 +306,10 @@ def feeds_router(
                     return subscriber.email if subscriber is not None else None
 
                 subscriber_id = read_token(secret, "feed", token, email_of=email_of)
-                if subscriber_id is None:
+                subscriber = (
+                    session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
+                )
+                if subscriber_id is None or subscriber is None:
                     raise _not_found()
                 entries = sent_entries(session, subscriber_id, limit=PRIVATE_FEED_LIMIT)
         except (DigestError, OSError, SQLAlchemyError) as exc:
@@ -304,6 +318,7 @@ def feeds_router(
         body = build_private_atom(
             entries,
             subscriber_id=subscriber_id,
+            subscribed_at=subscriber.created_at,
             self_url=f"{base_url}/feeds/me/{token}.atom",
             base_url=base_url,
             author_name=settings.feeds.author_name,
@@ -334,6 +349,15 @@ def feeds_router(
             raise _not_found()  # the topic went away while its feed was being built
         return conditional_response(request, rep, now=clock())
 
+    for index_path in ("/feeds/", "/feeds/index.html"):
+        _add_get_and_head(
+            router,
+            index_path,
+            feeds_index,
+            responses=_INDEX_RESPONSES,
+            summary="The page listing every topic feed",
+            name_suffix="_file" if index_path.endswith(".html") else "",
+        )
     _add_get_and_head(
         router,
         "/feeds/index.opml",
