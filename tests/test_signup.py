@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from digestd import jobs, store
 from digestd.config import load_settings
@@ -20,6 +22,7 @@ from digestd.models import Delivery, SignUpRequest
 from digestd.store import signup
 from digestd.store.signup import Preferences
 from tests.conftest import CliResult
+from tests.test_postgres import postgres_url  # noqa: F401  (the postgres_url fixture)
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=60)
@@ -316,3 +319,30 @@ def test_expired_sign_ups_are_purged_and_nobody_else(
     assert [r.created_at.replace(tzinfo=UTC) for r in open_requests] == [NOW - timedelta(hours=1)]
     back_row = subscriber(engine, "back@example.org")[0]
     assert back_row.suppressed_at is not None and back_row.confirmed_at is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+def test_two_confirmations_at_once_apply_the_request_once(postgres_url: str) -> None:  # noqa: F811
+    # On PostgreSQL two transactions can both read the request; only the one whose delete
+    # finds it confirms. (SQLite takes its write lock at BEGIN: there they queue.)
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    with session_scope(engine) as session:
+        result = signup.sign_up(session, "ada@example.org", WANTS, now=NOW, resend_after=WINDOW)
+        assert result.subscriber is not None and result.subscriber.id is not None
+        ada_id, nonce = result.subscriber.id, result.nonce
+
+    def confirm_in_a_session_of_its_own() -> bool:
+        with session_scope(engine) as other:
+            done = signup.confirm(other, ada_id, nonce, now=NOW, valid_for=timedelta(hours=48))
+            return done is not None
+
+    try:
+        with Session(engine) as first, ThreadPoolExecutor(1) as pool:
+            assert signup.confirm(first, ada_id, nonce, now=NOW, valid_for=timedelta(hours=48))
+            second = pool.submit(confirm_in_a_session_of_its_own)
+            time.sleep(0.5)  # the second has read the request and waits on the first's delete
+            first.commit()
+            assert second.result(timeout=30) is False
+    finally:
+        engine.dispose()

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlmodel import select
 
 from digestd import jobs, store
 from digestd.db import session_scope
 from digestd.jobs.bounce_job import run_bounces
 from digestd.models import SignUpRequest
+from digestd.store import signup
 from digestd.tokens import unsubscribe_mailto
+from digestd.web.security import CSRF_COOKIE
 from tests.conftest import SAMPLE
 from tests.test_web_pages import (
     add_topic,
@@ -299,3 +304,35 @@ def test_a_confirm_link_expires_with_its_request(web_site: WebSite) -> None:
     assert ada is not None and ada.confirmed_at is None
     assert h1(answer) == "This link is no longer valid"
     assert 'href="/"' in answer.text  # the way back to the sign-up form
+
+
+def test_two_clicks_at_once_confirm_once(
+    web_site: WebSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = web_site
+    read_request = signup.request_preferences
+
+    def slowly(request: SignUpRequest) -> signup.Preferences:
+        time.sleep(0.3)  # the clicks overlap: each holds its transaction a while
+        return read_request(request)
+
+    monkeypatch.setattr(signup, "request_preferences", slowly)
+    with client(site) as http:
+        subscribe(http, ADA, queries="oracle")
+        [mail] = mails_to(site, ADA, 1)
+        link = path_of(link_in(plain_text(mail), "confirm"))
+        csrf = csrf_of(http, link)
+    barrier = threading.Barrier(4)
+
+    def click(_: int) -> httpx.Response:
+        with httpx.Client(base_url=site.base_url, cookies={CSRF_COOKIE: csrf}) as own:
+            barrier.wait()
+            return own.post(link, data={"csrf": csrf})
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(click, range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert sorted(h1(a) for a in answers) == ["This link is no longer valid"] * 3 + [
+        "You are subscribed"
+    ]
+    assert open_requests(site) == 0

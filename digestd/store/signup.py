@@ -168,6 +168,10 @@ def confirm(
     if request is None or aware(request.created_at) <= now - valid_for:
         return None
     wanted = request_preferences(request)
+    # Taken by deleting it: of two clicks at once, only the one whose delete found it applies.
+    taken = session.execute(delete(SignUpRequest).where(col(SignUpRequest.id) == request.id))
+    if getattr(taken, "rowcount", 1) != 1:
+        return None
     existing = {topic.slug for topic in session.exec(select(Topic)).all()}
     applied = Preferences(
         queries=wanted.queries,
@@ -178,7 +182,6 @@ def confirm(
         weekday=wanted.weekday,
     )
     _replace_preferences(session, subscriber, applied)
-    session.delete(request)
     _start_digests(session, subscriber, now=now)
     return Confirmation(subscriber, applied)
 
