@@ -3,7 +3,8 @@ unsubscribing, and the live query check behind the keywords field.
 
 GET never changes anything; every change is a POST carrying the CSRF field (except the RFC 8058
 one-click unsubscribe). A page reached through a token looks the same whether the token is
-valid, forged, expired or meant for something else, so nobody learns from it who is subscribed.
+valid, forged, expired or meant for something else, so nobody learns from it who is subscribed;
+only a confirm link that applies its sign-up shows what it applied (its holder got it by mail).
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ _INVALID_FORM: dict[int | str, dict[str, Any]] = {
     400: {"description": "A field is wrong: the form again, with the error", "content": _HTML},
     **_FORM_ERRORS,
 }
+_MANAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_INVALID_FORM,
+    409: {
+        "description": "Unsubscribed: nothing is saved, the page says how to return",
+        "content": _HTML,
+    },
+}
 
 # Form fields as FastAPI reads them (and /openapi.json describes them).
 Text = Annotated[str, Form(max_length=100_000)]
@@ -100,7 +108,7 @@ class WebPages:
             ("/unsubscribe/{token}", self.unsubscribe_page, self.unsubscribe),
         ):
             router.add_api_route(path, get, methods=["GET"], **html)
-            errors = _INVALID_FORM if post == self.manage else _FORM_ERRORS
+            errors = _MANAGE_ERRORS if post == self.manage else _FORM_ERRORS
             router.add_api_route(path, post, methods=["POST"], responses=errors, **html)
         router.add_api_route(
             "/api/query-check", self.query_check, methods=["GET"], response_model=QueryCheck
@@ -210,7 +218,7 @@ class WebPages:
             if subscriber is None or subscriber.id is None:
                 return self.pages.invalid_link()
             if subscriber.suppressed_at is not None:
-                return self._stopped(request, subscriber)
+                return self._stopped(subscriber)
             form = current_form(session, subscriber.id)
         assert form is not None
         return self._manage(request, form, {}, subscriber.id)
@@ -238,7 +246,7 @@ class WebPages:
             if subscriber.suppressed_at is not None:
                 # Nothing an old page sends (its pause box, any field) subscribes them again:
                 # only a new sign-up, confirmed from its own mail, does.
-                return self._stopped(request, subscriber, status=409)
+                return self._stopped(subscriber, status=409)
             typed = read_form(
                 queries=queries,
                 topics=topics or [],
@@ -356,18 +364,17 @@ class WebPages:
             unsubscribe_url=link_url(base, self.secret, "unsubscribe", subscriber_id, email),
         )
 
-    def _stopped(self, request: Request, subscriber: Subscriber, *, status: int = 200) -> Response:
+    def _stopped(self, subscriber: Subscriber, *, status: int = 200) -> Response:
         """The preference page of a subscriber no digest goes to: why, and how to start again;
         no form to save."""
         assert subscriber.id is not None
         base, email = self.settings.feeds.base_url, subscriber.email
+        unsubscribed = unsubscribed_themselves(subscriber)
         return self.pages.page(
             "stopped.html",
             status=status,
-            heading="You are unsubscribed"
-            if unsubscribed_themselves(subscriber)
-            else ("Your digests are stopped"),
+            heading="You are unsubscribed" if unsubscribed else "Your digests are stopped",
             email=email,
-            unsubscribed=unsubscribed_themselves(subscriber),
+            unsubscribed=unsubscribed,
             feed_url=link_url(base, self.secret, "feed", subscriber.id, email),
         )
