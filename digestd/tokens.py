@@ -3,7 +3,8 @@ VERP envelope addresses that bounces come back to.
 
 A token names a subscriber by id and by a digest of their address, so a link keeps working only
 for the person it was made for: once that subscriber is removed and the id reused, old links
-match nobody.
+match nobody. A token may also name one thing of theirs by a reference (a confirm link names
+the sign-up request it confirms), so the link stops working once that thing is gone.
 """
 
 from __future__ import annotations
@@ -13,12 +14,23 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from digestd.errors import InputError
 
 _VERP_TAG = re.compile(r"s(0|[1-9][0-9]{0,18})-([a-z2-7]{10})")
+_LONGEST_REFERENCE = 64
+
+
+@dataclass(frozen=True)
+class TokenClaim:
+    """What a valid token names: a subscriber, and the reference it was made with (None for
+    a token that names only the subscriber)."""
+
+    subscriber_id: int
+    reference: str | None = None
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
@@ -29,9 +41,47 @@ def _address_digest(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
 
 
-def make_token(secret: str, purpose: str, subscriber_id: int, email: str) -> str:
-    """A URL-safe token for one subscriber, valid only for ``purpose``."""
-    return _serializer(secret, purpose).dumps([subscriber_id, _address_digest(email)])
+def make_token(
+    secret: str, purpose: str, subscriber_id: int, email: str, *, reference: str | None = None
+) -> str:
+    """A URL-safe token for one subscriber, valid only for ``purpose``; with ``reference``, it
+    also names one thing of theirs (at most 64 characters)."""
+    payload: list[int | str] = [subscriber_id, _address_digest(email)]
+    if reference is not None:
+        if not 0 < len(reference) <= _LONGEST_REFERENCE:
+            raise ValueError(f"a token reference has 1 to {_LONGEST_REFERENCE} characters")
+        payload.append(reference)
+    return _serializer(secret, purpose).dumps(payload)
+
+
+def read_claim(
+    secret: str,
+    purpose: str,
+    token: str,
+    *,
+    email_of: Callable[[int], str | None],
+    max_age: int | None = None,
+) -> TokenClaim | None:
+    """What a token made for ``purpose`` names, if it still belongs to the subscriber with that
+    id (``email_of`` looks their address up); None if forged, foreign or expired."""
+    try:
+        value = _serializer(secret, purpose).loads(token, max_age=max_age)
+    except BadSignature:
+        return None
+    if not (isinstance(value, list) and len(value) in (2, 3)):
+        return None
+    subscriber_id, digest, *rest = value
+    if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
+        return None
+    reference = rest[0] if rest else None
+    if reference is not None and not (
+        isinstance(reference, str) and 0 < len(reference) <= _LONGEST_REFERENCE
+    ):
+        return None
+    email = email_of(subscriber_id)
+    if email is None or _address_digest(email) != digest:
+        return None
+    return TokenClaim(subscriber_id, reference)
 
 
 def read_token(
@@ -44,28 +94,27 @@ def read_token(
 ) -> int | None:
     """The subscriber id in a token made for ``purpose`` if it still belongs to the subscriber
     with that id (``email_of`` looks their address up); None if forged, foreign or expired."""
-    try:
-        value = _serializer(secret, purpose).loads(token, max_age=max_age)
-    except BadSignature:
-        return None
-    if not (isinstance(value, list) and len(value) == 2):
-        return None
-    subscriber_id, digest = value
-    if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
-        return None
-    email = email_of(subscriber_id)
-    return subscriber_id if email is not None and _address_digest(email) == digest else None
+    claim = read_claim(secret, purpose, token, email_of=email_of, max_age=max_age)
+    return claim.subscriber_id if claim is not None else None
 
 
 PURPOSES = ("confirm", "manage", "unsubscribe", "feed")
 
 
-def link_url(base_url: str, secret: str, purpose: str, subscriber_id: int, email: str) -> str:
+def link_url(
+    base_url: str,
+    secret: str,
+    purpose: str,
+    subscriber_id: int,
+    email: str,
+    *,
+    reference: str | None = None,
+) -> str:
     """A subscriber's signed link for ``purpose``: /confirm/T, /manage/T, /unsubscribe/T or
-    /feeds/me/T.atom under ``base_url``."""
+    /feeds/me/T.atom under ``base_url`` (naming ``reference`` too, if given)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
-    token = make_token(secret, purpose, subscriber_id, email)
+    token = make_token(secret, purpose, subscriber_id, email, reference=reference)
     path = f"feeds/me/{token}.atom" if purpose == "feed" else f"{purpose}/{token}"
     return f"{base_url.rstrip('/')}/{path}"
 

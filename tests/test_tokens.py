@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from digestd.tokens import make_token, read_token, unsubscribe_url
+import pytest
+
+from digestd.tokens import TokenClaim, link_url, make_token, read_claim, read_token, unsubscribe_url
 
 SECRET = "test-secret"
 PEOPLE = {6: "e2@example.org"}
@@ -34,3 +36,21 @@ def test_unsubscribe_url_is_https_under_base() -> None:
     assert url.startswith("https://d.example.org/unsubscribe/")
     token = url.rsplit("/", 1)[1]
     assert read_token(SECRET, "unsubscribe", token, email_of=PEOPLE.get) == 6
+
+
+def test_a_token_can_name_a_reference_and_old_tokens_still_read() -> None:
+    with_reference = make_token(SECRET, "confirm", 6, "e2@example.org", reference="ab" * 16)
+    claim = read_claim(SECRET, "confirm", with_reference, email_of=PEOPLE.get)
+    assert claim == TokenClaim(6, "ab" * 16)
+    assert read_token(SECRET, "confirm", with_reference, email_of=PEOPLE.get) == 6
+    plain = make_token(SECRET, "confirm", 6, "e2@example.org")
+    assert read_claim(SECRET, "confirm", plain, email_of=PEOPLE.get) == TokenClaim(6, None)
+    # The reference is signed with the rest: a token naming another cannot be made from it.
+    other = make_token("other-secret", "confirm", 6, "e2@example.org", reference="cd" * 16)
+    assert read_claim(SECRET, "confirm", other, email_of=PEOPLE.get) is None
+    assert read_claim(SECRET, "confirm", with_reference, email_of={6: "x@example.org"}.get) is None
+    url = link_url("https://d.example.org", SECRET, "confirm", 6, "e2@example.org", reference="n1")
+    token = url.rsplit("/", 1)[1]
+    assert read_claim(SECRET, "confirm", token, email_of=PEOPLE.get) == TokenClaim(6, "n1")
+    with pytest.raises(ValueError):
+        make_token(SECRET, "confirm", 6, "e2@example.org", reference="x" * 65)

@@ -27,6 +27,7 @@ from digestd.db import session_scope
 from digestd.errors import NotFoundError
 from digestd.jobs.common import log, utc_now
 from digestd.models import Subscriber
+from digestd.store import signup
 from digestd.store.bounces import suppress
 from digestd.tokens import read_token, verp_subscriber
 
@@ -171,6 +172,9 @@ def _unsubscribe_request(
     subscriber = session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
     if subscriber is None:
         return BounceOutcome(name, "unmatched", detail="unsubscribe request with an unknown token")
+    # However fresh, no confirmation link mailed before this request subscribes them again.
+    assert subscriber.id is not None
+    signup.withdraw_sign_ups(session, subscriber.id)
     if subscriber.suppressed_at is None:
         suppress(session, subscriber, reason="unsubscribed by mail", now=now)
         report.suppressed.append(subscriber.email)

@@ -18,19 +18,36 @@ from digestd.match import compile_query
 from digestd.models import Delivery, Follow, Profile, SentPaper, Subscriber, Topic
 
 FREQUENCIES = ("daily", "weekly")
+MAX_LOCAL_PART = 64  # octets before the @ (RFC 5321 4.5.3.1.1)
+MAX_ADDRESS = 254  # octets in all: a 256-octet path less its angle brackets (RFC 5321, errata)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def normalize_email(address: str) -> str:
     """The address in normalized form; InputError naming the problem if it is not valid."""
+    shown = address if len(address) <= 60 else address[:57] + "..."
     try:
         valid = email_validator.validate_email(address, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
-        raise InputError(f"email {address!r} is not valid: {exc}") from None
+        raise InputError(f"email {shown!r} is not valid: {exc}") from None
     if valid.ascii_email is None:
         # An address with a non-ASCII local part needs SMTPUTF8 end to end, which the senders
         # do not offer; accepting it would fail at every send.
-        raise InputError(f"email {address!r}: non-ASCII before the @ is not supported")
+        raise InputError(f"email {shown!r}: non-ASCII before the @ is not supported")
+    # Mail servers refuse longer ones (RFC 5321 4.5.3.1): email-validator checks the local
+    # part's length only in its strict mode, so both limits are checked here, on the address
+    # as it is sent.
+    local = valid.ascii_email.rpartition("@")[0]
+    if len(local) > MAX_LOCAL_PART:
+        raise InputError(
+            f"email {shown!r} is not valid: {len(local)} octets before the @, "
+            f"mail servers take at most {MAX_LOCAL_PART}"
+        )
+    if len(valid.ascii_email) > MAX_ADDRESS:
+        raise InputError(
+            f"email {shown!r} is not valid: {len(valid.ascii_email)} octets, "
+            f"mail servers take at most {MAX_ADDRESS}"
+        )
     return valid.ascii_email
 
 

@@ -2,10 +2,17 @@
 
 Every change here is reached through a signed link or a form; none of them tells the caller
 whether an address was subscribed before (the web pages say the same thing either way).
+
+A web sign-up is a request (SignUpRequest) holding the preferences it asked for; the link in its
+confirmation mail names it, and confirming applies exactly those preferences. Anyone can type
+anyone's address into the form, so a sign-up never changes what an earlier one's link does, nor
+a confirmed subscriber's preferences. Unsubscribing withdraws every open request: no link mailed
+before it subscribes the address again; only a new sign-up, confirmed from its own mail, does.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +21,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from digestd.errors import InputError
-from digestd.models import Follow, Profile, Subscriber
+from digestd.models import Delivery, Follow, Profile, SignUpRequest, Subscriber, Topic
 from digestd.store.bounces import suppress
 from digestd.store.deliveries import aware
 from digestd.store.people import (
@@ -45,10 +52,21 @@ class Preferences:
 
 @dataclass(frozen=True)
 class SignUp:
-    """The outcome of a sign-up: whom it concerns and which mail to send them, if any."""
+    """The outcome of a sign-up: whom it concerns, which mail to send them, if any, and the
+    request its confirmation link names."""
 
     subscriber: Subscriber | None
     mail: str | None  # "confirm" (a new or pending sign-up), "already" (confirmed), or None
+    nonce: str | None = None  # with "confirm": the SignUpRequest the link confirms
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmed sign-up: the subscriber, and the preferences that were applied (the
+    request's, without topics removed since)."""
+
+    subscriber: Subscriber
+    preferences: Preferences
 
 
 def check_preferences(preferences: Preferences) -> None:
@@ -74,22 +92,24 @@ def sign_up(
 ) -> SignUp:
     """Record a web sign-up and say which mail it calls for.
 
-    A new address becomes a pending subscriber with these preferences. A pending one, or one
-    who unsubscribed, takes the new preferences and waits for confirmation again. A confirmed
-    subscriber's preferences are never changed from the open form: they get a mail with their
-    preference link instead. Someone suppressed after bounces or a complaint is not mailed. At
-    most one mail goes to an address per ``resend_after``.
+    A new address becomes a pending subscriber with these preferences, and a request for them.
+    A pending address, or one that unsubscribed, gets a request of its own and nothing else
+    changes until its link is confirmed. A confirmed subscriber's preferences are never changed
+    from the open form: they get a mail with their preference link instead. Someone suppressed
+    after bounces or a complaint is not mailed. At most one mail goes to an address per
+    ``resend_after``; a sign-up inside that window records nothing.
     """
     address = normalize_email(email)
     check_preferences(preferences)
-    topics = [topic_by_slug(session, slug) for slug in preferences.topic_slugs]
+    for slug in preferences.topic_slugs:
+        topic_by_slug(session, slug)
     subscriber = find_subscriber(session, address)
     if subscriber is None:
         subscriber = add_subscriber(
             session,
             address,
             queries=[q for q in preferences.queries if q.strip()],
-            topic_slugs=[t.slug for t in topics],
+            topic_slugs=list(preferences.topic_slugs),
             frequency=preferences.frequency,
             timezone=preferences.timezone,
             send_hour=preferences.send_hour,
@@ -98,57 +118,123 @@ def sign_up(
             confirmed=False,
         )
         subscriber.confirmation_sent_at = now
-        return SignUp(subscriber, "confirm")
-    reason = subscriber.suppressed_reason
-    if subscriber.suppressed_at is not None and not reason.startswith(UNSUBSCRIBED):
+        return SignUp(subscriber, "confirm", _add_request(session, subscriber, preferences, now))
+    if subscriber.suppressed_at is not None and not unsubscribed_themselves(subscriber):
         return SignUp(subscriber, None)
-    returning = subscriber.suppressed_at is not None
-    mail = "confirm" if subscriber.confirmed_at is None or returning else "already"
-    if mail == "confirm":
-        if returning:
-            subscriber.confirmed_at = None  # they opted out: they opt in again
-        set_preferences(session, subscriber, preferences)
     sent = subscriber.confirmation_sent_at
     if sent is not None and aware(sent) > now - resend_after:
         return SignUp(subscriber, None)
     subscriber.confirmation_sent_at = now
     session.add(subscriber)
-    return SignUp(subscriber, mail)
+    if subscriber.confirmed_at is not None and subscriber.suppressed_at is None:
+        return SignUp(subscriber, "already")
+    return SignUp(subscriber, "confirm", _add_request(session, subscriber, preferences, now))
 
 
-def confirm(session: Session, subscriber_id: int, *, now: datetime) -> Subscriber | None:
-    """Confirm a pending sign-up (and lift the subscriber's own unsubscribe); None if there
-    is no such subscriber. Confirming twice changes nothing."""
+def unsubscribed_themselves(subscriber: Subscriber) -> bool:
+    """Whether the subscriber is suppressed because they unsubscribed (not for bounces or a
+    complaint: those only an operator lifts)."""
+    reason = subscriber.suppressed_reason
+    return subscriber.suppressed_at is not None and reason.startswith(UNSUBSCRIBED)
+
+
+def confirm(
+    session: Session,
+    subscriber_id: int,
+    nonce: str | None,
+    *,
+    now: datetime,
+    valid_for: timedelta,
+) -> Confirmation | None:
+    """Confirm the sign-up request ``nonce`` names, made less than ``valid_for`` ago: apply
+    its preferences, confirm the subscriber (lifting their own unsubscribe) and delete the
+    request. None, changing nothing, when there is no such open request or the subscriber is
+    suppressed for bounces or a complaint.
+
+    A link without a nonce was mailed before sign-ups were requests: it confirms the stored
+    preferences of a subscriber who never confirmed, never unsubscribed and has no request."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return None
-    if subscriber.suppressed_at is not None:
-        if not subscriber.suppressed_reason.startswith(UNSUBSCRIBED):
-            return subscriber  # bounced or complained: an operator's decision
-        subscriber.suppressed_at = None
-        subscriber.suppressed_reason = ""
-    if subscriber.confirmed_at is None:
-        subscriber.confirmed_at = now
-        subscriber.created_at = now  # the first digest reaches back from here
-    session.add(subscriber)
-    return subscriber
+    if subscriber.suppressed_at is not None and not unsubscribed_themselves(subscriber):
+        return None  # bounced or complained: an operator's decision
+    if nonce is None:
+        return _confirm_without_request(session, subscriber, now=now)
+    request = session.exec(
+        select(SignUpRequest).where(
+            SignUpRequest.nonce == nonce, SignUpRequest.subscriber_id == subscriber_id
+        )
+    ).first()
+    if request is None or aware(request.created_at) <= now - valid_for:
+        return None
+    wanted = request_preferences(request)
+    # Taken by deleting it: of two clicks at once, only the one whose delete found it applies.
+    taken = session.execute(delete(SignUpRequest).where(col(SignUpRequest.id) == request.id))
+    if getattr(taken, "rowcount", 1) != 1:
+        return None
+    existing = {topic.slug for topic in session.exec(select(Topic)).all()}
+    applied = Preferences(
+        queries=wanted.queries,
+        topic_slugs=[slug for slug in wanted.topic_slugs if slug in existing],
+        frequency=wanted.frequency,
+        timezone=wanted.timezone,
+        send_hour=wanted.send_hour,
+        weekday=wanted.weekday,
+    )
+    _replace_preferences(session, subscriber, applied)
+    _start_digests(session, subscriber, now=now)
+    return Confirmation(subscriber, applied)
+
+
+def request_preferences(request: SignUpRequest) -> Preferences:
+    """The preferences a sign-up request asked for."""
+    return Preferences(
+        queries=[line for line in request.queries.split("\n") if line],
+        topic_slugs=[slug for slug in request.topics.split(",") if slug],
+        frequency=request.frequency,
+        timezone=request.timezone,
+        send_hour=request.send_hour,
+        weekday=request.weekday,
+    )
+
+
+def withdraw_sign_ups(session: Session, subscriber_id: int) -> int:
+    """Delete every open sign-up request of a subscriber, so no confirmation link mailed so far
+    works; how many there were."""
+    result = session.execute(
+        delete(SignUpRequest).where(col(SignUpRequest.subscriber_id) == subscriber_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def unsubscribe(session: Session, subscriber_id: int, *, how: str, now: datetime) -> None:
-    """Stop mailing a subscriber at their own request (``how`` says by which link)."""
+    """Stop mailing a subscriber at their own request (``how`` says by which link), and
+    withdraw their open sign-ups: no confirmation link mailed before now works."""
     subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.suppressed_at is not None:
+    if subscriber is None:
         return
-    suppress(session, subscriber, reason=f"{UNSUBSCRIBED} ({how})", now=now)
+    withdraw_sign_ups(session, subscriber_id)
+    if subscriber.suppressed_at is None:
+        suppress(session, subscriber, reason=f"{UNSUBSCRIBED} ({how})", now=now)
 
 
 def purge_unconfirmed(session: Session, *, before: datetime) -> list[str]:
-    """Delete the sign-ups never confirmed whose confirmation mail went out before ``before``
-    (their link has expired); returns their addresses. Nobody confirmed is touched."""
+    """Delete the sign-up requests made before ``before`` (their links have expired), and the
+    subscribers who never confirmed and were last mailed a link before then; returns their
+    addresses. Nobody who ever confirmed is touched, whatever they did since."""
+    session.execute(delete(SignUpRequest).where(col(SignUpRequest.created_at) < before))
+    ever_mailed = select(Delivery.subscriber_id).where(Delivery.subscriber_id == Subscriber.id)
+    waiting = select(SignUpRequest.subscriber_id).where(
+        SignUpRequest.subscriber_id == Subscriber.id
+    )
     query = select(Subscriber).where(
         col(Subscriber.confirmed_at).is_(None),
         col(Subscriber.confirmation_sent_at).is_not(None),
         col(Subscriber.confirmation_sent_at) < before,
+        # A digest went out, so they confirmed once (before a version that kept confirmed_at
+        # when they came back); an open request means a newer link is still good.
+        ~ever_mailed.exists(),
+        ~waiting.exists(),
     )
     removed = []
     for subscriber in session.exec(query).all():
@@ -160,6 +246,12 @@ def purge_unconfirmed(session: Session, *, before: datetime) -> list[str]:
 def set_preferences(session: Session, subscriber: Subscriber, preferences: Preferences) -> None:
     """Replace a subscriber's queries, topics and schedule with ``preferences``."""
     check_preferences(preferences)
+    _replace_preferences(session, subscriber, preferences)
+
+
+def _replace_preferences(
+    session: Session, subscriber: Subscriber, preferences: Preferences
+) -> None:
     assert subscriber.id is not None
     queries = list(dict.fromkeys(check_queries([q for q in preferences.queries if q.strip()])))
     topics = {topic_by_slug(session, slug).id for slug in preferences.topic_slugs}
@@ -175,4 +267,76 @@ def set_preferences(session: Session, subscriber: Subscriber, preferences: Prefe
     subscriber.send_hour = preferences.send_hour
     subscriber.weekday = preferences.weekday
     subscriber.active = not preferences.paused
+    session.add(subscriber)
+
+
+def _add_request(
+    session: Session, subscriber: Subscriber, preferences: Preferences, now: datetime
+) -> str:
+    """Record a sign-up request for ``preferences`` (already checked); its nonce."""
+    assert subscriber.id is not None
+    queries = list(dict.fromkeys(check_queries([q for q in preferences.queries if q.strip()])))
+    if any(len(query.splitlines()) > 1 for query in queries):
+        raise InputError("a query is one line: write each query on a line of its own")
+    nonce = secrets.token_hex(16)
+    session.add(
+        SignUpRequest(
+            subscriber_id=subscriber.id,
+            nonce=nonce,
+            queries="\n".join(queries),
+            topics=",".join(dict.fromkeys(preferences.topic_slugs)),
+            frequency=preferences.frequency,
+            send_hour=preferences.send_hour,
+            timezone=preferences.timezone,
+            weekday=preferences.weekday,
+            created_at=now,
+        )
+    )
+    return nonce
+
+
+def _confirm_without_request(
+    session: Session, subscriber: Subscriber, *, now: datetime
+) -> Confirmation | None:
+    assert subscriber.id is not None
+    if subscriber.confirmed_at is not None or subscriber.suppressed_at is not None:
+        return None
+    has_request = session.exec(
+        select(SignUpRequest.id).where(SignUpRequest.subscriber_id == subscriber.id)
+    ).first()
+    if has_request is not None:
+        return None  # made since sign-ups are requests: only their own links confirm
+    topics = session.exec(
+        select(Topic.slug)
+        .join(Follow, col(Follow.topic_id) == Topic.id)
+        .where(Follow.subscriber_id == subscriber.id)
+        .order_by(col(Topic.slug))
+    ).all()
+    profiles = session.exec(
+        select(Profile.query)
+        .where(Profile.subscriber_id == subscriber.id)
+        .order_by(col(Profile.id))
+    ).all()
+    _start_digests(session, subscriber, now=now)
+    return Confirmation(
+        subscriber,
+        Preferences(
+            queries=list(profiles),
+            topic_slugs=list(topics),
+            frequency=subscriber.frequency,
+            timezone=subscriber.timezone,
+            send_hour=subscriber.send_hour,
+            weekday=subscriber.weekday,
+        ),
+    )
+
+
+def _start_digests(session: Session, subscriber: Subscriber, *, now: datetime) -> None:
+    """Mark a subscriber confirmed now and receiving digests (lifting their own unsubscribe)."""
+    if subscriber.confirmed_at is None or subscriber.suppressed_at is not None:
+        subscriber.created_at = now  # their first digest (again) reaches back from here
+    subscriber.suppressed_at = None
+    subscriber.suppressed_reason = ""
+    subscriber.confirmed_at = now
+    subscriber.active = True
     session.add(subscriber)

@@ -2,7 +2,8 @@
 topic feeds and the health check, on FastAPI under uvicorn.
 
 ``create_app`` builds the application (pages.py: the pages; feeds_http.py: feeds and health;
-security.py: headers, CSRF, rate limit; mails.py: the sign-up mails). ``serve`` runs it until
+security.py: headers, CSRF, rate limit; mails.py: the sign-up mails; protocol.py: error pages,
+trailing-slash redirects, HEAD). ``serve`` runs it until
 stopped; ``web_server`` gives the uvicorn server to run and stop from another thread.
 """
 
@@ -15,10 +16,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from digestd import __version__
 from digestd.config import Settings
@@ -26,6 +26,7 @@ from digestd.errors import DigestError
 from digestd.jobs import utc_now
 from digestd.web.feeds_http import feeds_router
 from digestd.web.pages import WebPages
+from digestd.web.protocol import HeadAsGet, install_error_pages
 from digestd.web.security import SecurityHeaders
 from digestd.web.templating import PageRenderer, static_dir
 
@@ -50,20 +51,10 @@ def create_app(
     )
     app.include_router(WebPages(settings, engine, clock=clock).router())
     app.include_router(feeds_router(settings, engine, clock=clock))
-    renderer = PageRenderer(settings)
-
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        # The database is down or locked for too long: a page that says so, not a traceback.
-        log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        response = renderer.message(
-            "Temporarily unavailable", "Please try again in a few minutes.", status=503
-        )
-        response.headers["Retry-After"] = "60"
-        return response
-
-    app.add_exception_handler(SQLAlchemyError, unavailable)
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
+    install_error_pages(app, PageRenderer(settings), base_url=settings.feeds.base_url)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet, router=app.router)
     return app
 
 

@@ -1,5 +1,6 @@
-"""What the forms change in the database, through digestd.store.signup: a sign-up, and a
-subscriber's new preferences. Each says what is wrong per field instead of raising."""
+"""What the forms change in the database, through digestd.store.signup: a sign-up, its
+confirmation, and a subscriber's new preferences. Each says what is wrong per field instead of
+raising."""
 
 from __future__ import annotations
 
@@ -15,16 +16,20 @@ from digestd.db import session_scope
 from digestd.errors import DigestError, NotFoundError, QueryError
 from digestd.models import Subscriber
 from digestd.store import signup
+from digestd.store.signup import Preferences
 from digestd.web.forms import PreferencesForm, check_form, subscriber_form
+from digestd.web.security import link_target
 
 
 @dataclass(frozen=True)
 class SignUpMail:
-    """A mail a sign-up calls for: its kind ("confirm" or "already") and recipient."""
+    """A mail a sign-up calls for: its kind ("confirm" or "already"), its recipient, and for
+    "confirm" the nonce of the sign-up request its link confirms."""
 
     kind: str
     subscriber_id: int
     email: str
+    nonce: str | None = None
 
 
 def record_sign_up(
@@ -50,10 +55,41 @@ def record_sign_up(
                 return {}, None
             session.flush()
             assert subscriber.id is not None
-            return {}, SignUpMail(result.mail, subscriber.id, subscriber.email)
+            return {}, SignUpMail(result.mail, subscriber.id, subscriber.email, result.nonce)
     except IntegrityError:
         # The same new address signed up twice at once: the other request mails them.
         return {}, None
+
+
+@dataclass(frozen=True)
+class ConfirmedSignUp:
+    """A confirmed sign-up as its page shows it: the address, the preferences applied and the
+    titles of the topics among them."""
+
+    email: str
+    preferences: Preferences
+    topic_titles: list[str]
+
+
+def confirm_sign_up(
+    engine: Engine, secret: str, token: str, *, now: datetime, valid_for: timedelta
+) -> ConfirmedSignUp | None:
+    """Confirm the sign-up request a confirm link's ``token`` names if both are younger than
+    ``valid_for``; None, changing nothing, for any other token."""
+    with session_scope(engine) as session:
+        max_age = int(valid_for.total_seconds())
+        target = link_target(session, secret, "confirm", token, max_age=max_age)
+        if target is None:
+            return None
+        subscriber, nonce = target
+        assert subscriber.id is not None
+        done = signup.confirm(session, subscriber.id, nonce, now=now, valid_for=valid_for)
+        if done is None:
+            return None
+        titles = {topic.slug: topic.title for topic in store.topics(session)}
+        applied = done.preferences
+        topics = [titles[slug] for slug in applied.topic_slugs if slug in titles]
+        return ConfirmedSignUp(subscriber.email, applied, topics)
 
 
 def save_preferences(

@@ -33,14 +33,23 @@ def mail_subject(kind: str, site_name: str) -> str:
 
 
 def sign_up_message(
-    settings: Settings, *, kind: str, subscriber_id: int, email: str, now: datetime
+    settings: Settings,
+    *,
+    kind: str,
+    subscriber_id: int,
+    email: str,
+    now: datetime,
+    nonce: str | None = None,
 ) -> OutgoingMessage:
-    """The mail of ``kind`` to a subscriber: text and HTML, with their signed links.
+    """The mail of ``kind`` to a subscriber: text and HTML, with their signed links (a
+    "confirm" mail's link names the sign-up request ``nonce``).
 
-    Raises ValueError for an address the message cannot carry, ConfigError for a broken DKIM
-    setup."""
+    Raises ValueError for an address the message cannot carry or a confirm mail without a
+    nonce, ConfigError for a broken DKIM setup."""
     if kind not in MAIL_KINDS:
         raise ValueError(f"unknown sign-up mail {kind!r}")
+    if kind == "confirm" and nonce is None:
+        raise ValueError("a confirm mail names its sign-up request")
     secret = settings.link_secret()
     base_url = settings.feeds.base_url
     smtp, delivery = settings.smtp, settings.delivery
@@ -50,7 +59,11 @@ def sign_up_message(
         "site_name": settings.digest.site_name,
         "email": email,
         "confirm_hours": _hours(settings.web.confirm_hours),
-        "confirm_url": link_url(base_url, secret, "confirm", subscriber_id, email),
+        "confirm_url": (
+            link_url(base_url, secret, "confirm", subscriber_id, email, reference=nonce)
+            if kind == "confirm"
+            else ""
+        ),
         "manage_url": link_url(base_url, secret, "manage", subscriber_id, email),
         "unsubscribe_url": link_url(base_url, secret, "unsubscribe", subscriber_id, email),
     }
@@ -82,13 +95,19 @@ def sign_up_message(
 
 
 async def send_sign_up_mail(
-    settings: Settings, *, kind: str, subscriber_id: int, email: str, now: datetime
+    settings: Settings,
+    *,
+    kind: str,
+    subscriber_id: int,
+    email: str,
+    now: datetime,
+    nonce: str | None = None,
 ) -> bool:
     """Build and send one sign-up mail; whether the server took it. Never raises: a failure
     is logged."""
     try:
         message = sign_up_message(
-            settings, kind=kind, subscriber_id=subscriber_id, email=email, now=now
+            settings, kind=kind, subscriber_id=subscriber_id, email=email, now=now, nonce=nonce
         )
         async with open_sender(settings) as sender:
             result = await sender.send(message)

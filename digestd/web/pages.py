@@ -3,7 +3,8 @@ unsubscribing, and the live query check behind the keywords field.
 
 GET never changes anything; every change is a POST carrying the CSRF field (except the RFC 8058
 one-click unsubscribe). A page reached through a token looks the same whether the token is
-valid, forged, expired or meant for something else, so nobody learns from it who is subscribed.
+valid, forged, expired or meant for something else, so nobody learns from it who is subscribed;
+only a confirm link that applies its sign-up shows what it applied (its holder got it by mail).
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ from sqlmodel import Session
 from digestd import store
 from digestd.config import Settings
 from digestd.db import read_scope, session_scope
+from digestd.models import Subscriber
 from digestd.store import signup
+from digestd.store.signup import unsubscribed_themselves
 from digestd.tokens import link_url
-from digestd.web.actions import current_form, record_sign_up, save_preferences
+from digestd.web.actions import (
+    confirm_sign_up,
+    current_form,
+    record_sign_up,
+    save_preferences,
+)
 from digestd.web.forms import (
     WEEKDAY_NAMES,
     PreferencesForm,
@@ -50,6 +58,13 @@ _FORM_ERRORS: dict[int | str, dict[str, Any]] = {
 _INVALID_FORM: dict[int | str, dict[str, Any]] = {
     400: {"description": "A field is wrong: the form again, with the error", "content": _HTML},
     **_FORM_ERRORS,
+}
+_MANAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_INVALID_FORM,
+    409: {
+        "description": "Unsubscribed: nothing is saved, the page says how to return",
+        "content": _HTML,
+    },
 }
 
 # Form fields as FastAPI reads them (and /openapi.json describes them).
@@ -93,7 +108,7 @@ class WebPages:
             ("/unsubscribe/{token}", self.unsubscribe_page, self.unsubscribe),
         ):
             router.add_api_route(path, get, methods=["GET"], **html)
-            errors = _INVALID_FORM if post == self.manage else _FORM_ERRORS
+            errors = _MANAGE_ERRORS if post == self.manage else _FORM_ERRORS
             router.add_api_route(path, post, methods=["POST"], responses=errors, **html)
         router.add_api_route(
             "/api/query-check", self.query_check, methods=["GET"], response_model=QueryCheck
@@ -167,6 +182,7 @@ class WebPages:
                 subscriber_id=mail.subscriber_id,
                 email=mail.email,
                 now=self.clock(),
+                nonce=mail.nonce,
             )
         return self.pages.message(
             "Check your inbox",
@@ -180,21 +196,20 @@ class WebPages:
         return self.pages.form_page(request, "confirm.html", heading="Confirm your subscription")
 
     def confirm(self, request: Request, token: str, csrf: Text = "") -> Response:
-        """Confirm the sign-up the token names, if it is a valid, unexpired confirm token."""
+        """Confirm the sign-up request the token names, applying exactly the preferences it
+        asked for; the neutral "no longer valid" page for any other token."""
         if not csrf_ok(request, csrf):
             return self.pages.forbidden()
-        max_age = int(self.settings.web.confirm_hours * 3600)
-        with session_scope(self.engine) as session:
-            subscriber = subscriber_by_token(
-                session, self.secret, "confirm", token, max_age=max_age
-            )
-            if subscriber is not None and subscriber.id is not None:
-                signup.confirm(session, subscriber.id, now=self.clock())
-        return self.pages.message(
-            "You are subscribed",
-            "Your digests start at the next send time you chose.",
-            "Every digest has a link to change your preferences or to unsubscribe.",
+        done = confirm_sign_up(
+            self.engine,
+            self.secret,
+            token,
+            now=self.clock(),
+            valid_for=timedelta(hours=self.settings.web.confirm_hours),
         )
+        if done is None:
+            return self.pages.stale_confirmation()
+        return self.pages.confirmed(done.email, done.preferences, done.topic_titles)
 
     def manage_page(self, request: Request, token: str) -> Response:
         """The subscriber's preferences, or the neutral page for a bad token."""
@@ -202,10 +217,11 @@ class WebPages:
             subscriber = subscriber_by_token(session, self.secret, "manage", token)
             if subscriber is None or subscriber.id is None:
                 return self.pages.invalid_link()
+            if subscriber.suppressed_at is not None:
+                return self._stopped(subscriber)
             form = current_form(session, subscriber.id)
-            unsubscribed = subscriber.suppressed_at is not None
         assert form is not None
-        return self._manage(request, form, {}, subscriber.id, unsubscribed=unsubscribed)
+        return self._manage(request, form, {}, subscriber.id)
 
     def manage(
         self,
@@ -227,6 +243,10 @@ class WebPages:
             subscriber = subscriber_by_token(session, self.secret, "manage", token)
             if subscriber is None or subscriber.id is None:
                 return self.pages.invalid_link()
+            if subscriber.suppressed_at is not None:
+                # Nothing an old page sends (its pause box, any field) subscribes them again:
+                # only a new sign-up, confirmed from its own mail, does.
+                return self._stopped(subscriber, status=409)
             typed = read_form(
                 queries=queries,
                 topics=topics or [],
@@ -239,15 +259,10 @@ class WebPages:
             form = dataclasses.replace(typed, email=subscriber.email)
             errors = save_preferences(session, subscriber, form)
             saved = None if errors else current_form(session, subscriber.id)
-            unsubscribed = subscriber.suppressed_at is not None
             subscriber_id = subscriber.id
         if saved is None:
-            return self._manage(
-                request, form, errors, subscriber_id, unsubscribed=unsubscribed, status=400
-            )
-        return self._manage(
-            request, saved, {}, subscriber_id, unsubscribed=unsubscribed, notice="Preferences saved"
-        )
+            return self._manage(request, form, errors, subscriber_id, status=400)
+        return self._manage(request, saved, {}, subscriber_id, notice="Preferences saved")
 
     def unsubscribe_page(self, request: Request, token: str) -> Response:
         """A button that unsubscribes."""
@@ -328,7 +343,6 @@ class WebPages:
         errors: dict[str, str],
         subscriber_id: int,
         *,
-        unsubscribed: bool,
         status: int = 200,
         notice: str = "",
     ) -> Response:
@@ -346,7 +360,21 @@ class WebPages:
             choices=choices,
             check_text=describe_check(check) if check and "queries" not in errors else "",
             notice=notice,
-            unsubscribed=unsubscribed,
             feed_url=link_url(base, self.secret, "feed", subscriber_id, email),
             unsubscribe_url=link_url(base, self.secret, "unsubscribe", subscriber_id, email),
+        )
+
+    def _stopped(self, subscriber: Subscriber, *, status: int = 200) -> Response:
+        """The preference page of a subscriber no digest goes to: why, and how to start again;
+        no form to save."""
+        assert subscriber.id is not None
+        base, email = self.settings.feeds.base_url, subscriber.email
+        unsubscribed = unsubscribed_themselves(subscriber)
+        return self.pages.page(
+            "stopped.html",
+            status=status,
+            heading="You are unsubscribed" if unsubscribed else "Your digests are stopped",
+            email=email,
+            unsubscribed=unsubscribed,
+            feed_url=link_url(base, self.secret, "feed", subscriber.id, email),
         )

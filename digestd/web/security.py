@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digestd.models import Subscriber
-from digestd.tokens import read_token
+from digestd.tokens import read_claim
 
 CSRF_COOKIE = "digestd_csrf"
 CSRF_FIELD = "csrf"
@@ -159,6 +159,16 @@ def subscriber_by_token(
 ) -> Subscriber | None:
     """The subscriber a link token names, if it was made for ``purpose``, is younger than
     ``max_age`` seconds and still belongs to them; None for any other token."""
+    found = link_target(session, secret, purpose, token, max_age=max_age)
+    return found[0] if found is not None else None
+
+
+def link_target(
+    session: Session, secret: str, purpose: str, token: str, *, max_age: int | None = None
+) -> tuple[Subscriber, str | None] | None:
+    """The subscriber a link token names and the reference it carries (None if it carries
+    none), if it was made for ``purpose``, is younger than ``max_age`` seconds and still
+    belongs to them; None for any other token."""
     if len(token) > _LONGEST_TOKEN:
         return None
 
@@ -169,7 +179,10 @@ def subscriber_by_token(
         return subscriber.email if subscriber is not None else None
 
     try:
-        subscriber_id = read_token(secret, purpose, token, email_of=email_of, max_age=max_age)
+        claim = read_claim(secret, purpose, token, email_of=email_of, max_age=max_age)
     except (BadData, ValueError, UnicodeError):
         return None
-    return session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
+    if claim is None:
+        return None
+    subscriber = session.get(Subscriber, claim.subscriber_id)
+    return (subscriber, claim.reference) if subscriber is not None else None

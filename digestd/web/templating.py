@@ -6,6 +6,7 @@ one, so an operator can override one page without copying them all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from starlette.responses import HTMLResponse, Response
 
 from digestd.config import Settings
 from digestd.render import default_templates_dir
+from digestd.store.signup import Preferences
+from digestd.web.forms import WEEKDAY_NAMES
 from digestd.web.security import csrf_value, set_csrf_cookie
 
 
@@ -82,9 +85,36 @@ class PageRenderer:
             set_csrf_cookie(response, csrf, secure=self.secure_cookie)
         return response
 
-    def message(self, heading: str, *lines: str, status: int = 200) -> Response:
-        """A page of a heading and a few lines."""
-        return self.page("message.html", status=status, heading=heading, lines=lines)
+    def message(self, heading: str, *lines: str, status: int = 200, home: bool = False) -> Response:
+        """A page of a heading and a few lines (and with ``home``, a link to the front page)."""
+        return self.page("message.html", status=status, heading=heading, lines=lines, home=home)
+
+    def confirmed(
+        self, email: str, preferences: Preferences, topic_titles: Sequence[str]
+    ) -> Response:
+        """The page after confirming: the preferences the confirmed sign-up applied."""
+        return self.page(
+            "confirmed.html",
+            heading="You are subscribed",
+            email=email,
+            queries=list(preferences.queries),
+            topics=list(topic_titles),
+            frequency=preferences.frequency,
+            weekday=WEEKDAY_NAMES.get(preferences.weekday, preferences.weekday),
+            send_hour=f"{preferences.send_hour:02d}:00",
+            timezone=preferences.timezone,
+        )
+
+    def stale_confirmation(self) -> Response:
+        """The neutral page for a confirm link that does not work (forged, expired, used, or
+        withdrawn by an unsubscribe): whoever holds a real one got it in their own mail."""
+        return self.message(
+            "This link is no longer valid",
+            "A confirmation link works once, for a limited time, and not after an unsubscribe. "
+            "If you confirmed already, your digests are on their way.",
+            "To subscribe, sign up again on the front page and open the link in the new mail.",
+            home=True,
+        )
 
     def forbidden(self) -> Response:
         """The answer to a form whose CSRF field does not match."""
