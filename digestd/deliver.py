@@ -145,9 +145,11 @@ class SmtpSender:
         ca_file: str | None = None,
         connections: int = 1,
         rate_per_second: float = 0.0,
+        helo_name: str | None = None,
     ) -> None:
         """A sender for ``host:port``; ``security`` is "none", "starttls" or "tls"; certificates
-        are verified against ``ca_file`` (PEM) when given, else the system's authorities."""
+        are verified against ``ca_file`` (PEM) when given, else the system's authorities.
+        ``helo_name`` is the name given in EHLO/HELO (None: this machine's, socket.getfqdn())."""
         if security not in SECURITY_MODES:
             raise ConfigError(
                 f"unknown SMTP security {security!r}",
@@ -166,6 +168,7 @@ class SmtpSender:
         self.timeout = timeout
         self.ca_file = ca_file
         self.connections = connections
+        self.helo_name = helo_name
         self._where = f"{host}:{port}"
         self._tls_context = self._load_tls_context()
         self._limiter = RateLimiter(rate_per_second)
@@ -307,6 +310,7 @@ class SmtpSender:
             # False, not None: "none" must not upgrade behind the operator's back.
             start_tls=self.security == "starttls",
             tls_context=self._tls_context,
+            local_hostname=self.helo_name,
         )
         try:
             await client.connect()

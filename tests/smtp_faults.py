@@ -18,8 +18,9 @@ server thread when the next command comes)::
         ...
         assert server.count == 1 and server.received_message_ids() == [message_id]
 
-It records every message it received (even one it then hung up on), the connections it saw
-and the RCPT commands. ``refusing_port()`` gives a port where nothing listens.
+It records every message it received (even one it then hung up on), the connections it saw,
+the RCPT commands and the names clients gave in EHLO/HELO (``helo_names``). ``refusing_port()``
+gives a port where nothing listens.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class FaultServer:
         self.refuse_sender = False
         self.hang_up = False
         self.connections = 0
+        self.helo_names: list[str] = []
         self.rcpt_commands = 0
         self._messages: list[ReceivedMessage] = []
         self._open: set[_FaultySMTP] = set()
@@ -194,6 +196,22 @@ class _FaultHandler:
 
     def __init__(self, server: FaultServer) -> None:
         self.server = server
+
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.server._lock:
+            self.server.helo_names.append(hostname)
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        with self.server._lock:
+            self.server.helo_names.append(hostname)
+        session.host_name = hostname
+        return f"250 {smtp.hostname}"
 
     async def handle_MAIL(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

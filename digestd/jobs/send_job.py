@@ -15,7 +15,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -25,17 +25,11 @@ from sqlmodel import Session
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.deliver import (
-    FileSender,
-    Sender,
-    SendResult,
-    SmtpSender,
-    build_message,
-    send_concurrently,
-)
+from digestd.deliver import Sender, SendResult, build_message, send_concurrently
 from digestd.dkim_sign import DkimSigner, load_signer
 from digestd.jobs.common import Progress, exclusive, log, utc_now
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
+from digestd.jobs.senders import open_sender
 from digestd.message import OutgoingMessage
 from digestd.render import render_digest
 from digestd.tokens import unsubscribe_mailto, verp_address
@@ -44,24 +38,6 @@ from digestd.tokens import unsubscribe_mailto, verp_address
 _QUEUE_BATCH = 32
 _STATUS_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _JITTER = random.Random()
-
-
-def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
-    """The sender the config asks for: .eml files in the outbox, or SMTP."""
-    if settings.delivery.backend == "smtp":
-        smtp = settings.smtp
-        return SmtpSender(
-            host=smtp.host,
-            port=smtp.port,
-            security=smtp.security,
-            username=smtp.username or None,
-            password=smtp.password or None,
-            timeout=smtp.timeout,
-            ca_file=smtp.ca_file or None,
-            connections=smtp.connections,
-            rate_per_second=settings.delivery.rate_per_second,
-        )
-    return FileSender(settings.folder("outbox"))
 
 
 def backoff_delay(
