@@ -202,7 +202,8 @@ class SmtpSender:
         only when the first, reused, turned out closed before anything of the message went out.
         """
         if not message.envelope_from or not message.recipient:
-            return _result(message, "permanent", "message has no sender or no recipient")
+            step = "RCPT TO" if message.envelope_from else "MAIL FROM"
+            return _result(message, "permanent", "message has no sender or no recipient", step)
         slot = await self._free.get()
         try:
             return await self._send_on(slot, message)
@@ -249,9 +250,10 @@ class SmtpSender:
             reply = f"connection to {self._where} lost {step}: {_describe(exc)}"
             return _result(message, "temporary", reply)
         except ValueError as exc:
-            # An address aiosmtplib will not put on the wire (e.g. non-ASCII).
+            # An address aiosmtplib will not put on the wire (e.g. non-ASCII): the envelope
+            # sender at MAIL FROM, the recipient's at RCPT TO.
             await self._reset(slot)
-            return _result(message, "permanent", _describe(exc))
+            return _result(message, "permanent", _describe(exc), step.split(" ", 1)[1])
         return _result(message, "sent", _reply(response.code, response.message))
 
     async def _client(self, slot: int) -> tuple[aiosmtplib.SMTP, bool]:
