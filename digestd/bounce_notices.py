@@ -54,6 +54,7 @@ from digestd.refusals import (
     status_fault,
 )
 
+_PARAGRAPH_LIMIT = 2000
 _MAIL_SYSTEM_MAILBOX = re.compile(r"(?:mailer[-_]?daemon|mail[-_]?daemon|postmaster)", re.I)
 _MAIL_SYSTEM_NAME = re.compile(r"\bmail delivery (?:system|subsystem)\b", re.I)
 _FAILURE_SUBJECT = re.compile(
@@ -105,7 +106,9 @@ def parse_plain_bounce(data: bytes) -> list[BounceReport]:
         failed = next(addresses_in(header_values(message, "X-Failed-Recipients")), None)
         if failed is None and (named := _QMAIL_RECIPIENT.search(notice)):
             failed = named.group(1).lower()
-        paragraph = notice_paragraph(notice, failed)
+        # What matters is at its start (the reason kept is 500 characters); a bound keeps the
+        # searches below fast on hostile input.
+        paragraph = notice_paragraph(notice, failed)[:_PARAGRAPH_LIMIT]
         if failed is None and (named := _ADDRESS.search(paragraph)):
             failed = named.group().lower()
         subject = header_value(message, "Subject")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import mailbox
+import time
 from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
@@ -451,6 +452,14 @@ def test_what_a_plain_notice_reports(body: str, kind: str, status: str) -> None:
         "zoe@example.org" if "zoe" in body else "ada@example.net",
     )
     assert report.reason and "\n" not in report.reason and len(report.reason) <= 500
+
+
+@pytest.mark.parametrize("body", ["a" * 90_000, "a@" * 45_000, "<" + "a@" * 40_000 + ">:\n"])
+def test_a_hostile_notice_is_read_in_linear_time(body: str) -> None:
+    started = time.monotonic()
+    [report] = parse_plain_bounce(notice("From: MAILER-DAEMON@mail.example.net", body))
+    assert time.monotonic() - started < 2.0  # a quadratic search took 36 s on the first
+    assert len(report.reason) <= 500
 
 
 def test_a_multipart_notice_gives_its_text_and_the_attached_message_id() -> None:
