@@ -1,22 +1,20 @@
-"""Bounces and complaints: delivery status notifications and ARF reports, read from a mailbox.
+"""Bounces and complaints: what delivery status notifications and ARF reports say.
 
 ``parse_report`` turns one message into the reports it carries: a DSN (RFC 3464) gives one
 report per failed or delayed recipient, an ARF feedback report (RFC 5965) one complaint, any
-other message none. ``read_mailbox`` reads a message file, an mbox, a maildir or a folder of
-message files; ``mark_read`` flags a maildir message as seen. (VERP addresses, which name the
-subscriber even when a report does not, are made and read in digestd.tokens.)
+other message none (plain-text bounce notices are read by digestd.bounce_notices). A permanent
+failure is classified by whose fault it is (digestd.refusals): the recipient's is "hard", ours
+(a relay refusing our message for its content, size or policy) "refused". Mailboxes are read
+by digestd.mailboxes; VERP addresses, which name the subscriber even when a report does not,
+are made and read in digestd.tokens.
 
 Nothing here touches the database: the caller records the reports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import mailbox
-import os
 import re
-import stat
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,9 +22,8 @@ from email import message_from_bytes
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses
-from pathlib import Path
 
-from digestd.errors import InputError
+from digestd.refusals import RECIPIENT, enhanced_status, refused_step, split_reply, status_fault
 
 _REASON_LIMIT = 500
 # An enhanced status code (RFC 3463), not a piece of an IP address or a version number.
@@ -49,7 +46,9 @@ _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Envelope-To")
 
 @dataclass(frozen=True)
 class BounceReport:
-    """One recipient's failure (hard or soft) or one complaint, as a report states it."""
+    """One recipient's failure or one complaint, as a report states it. ``kind`` is "hard"
+    (the recipient's address), "soft" (delayed, or temporary), "refused" (permanent, but not
+    the recipient's fault) or "complaint"."""
 
     key: str
     kind: str
@@ -58,14 +57,9 @@ class BounceReport:
     envelope_to: tuple[str, ...]
     status: str
     reason: str
-
-
-@dataclass(frozen=True)
-class MailboxItem:
-    """One message read from a mailbox, with where it came from."""
-
-    name: str
-    data: bytes
+    # A plain-text notice, read by heuristics rather than a standard format: only our signed
+    # VERP address, not the addresses or Message-IDs it quotes, may tie it to a subscriber.
+    plain: bool = False
 
 
 def parse_report(data: bytes) -> list[BounceReport]:
@@ -87,10 +81,10 @@ def parse_report(data: bytes) -> list[BounceReport]:
         is_dsn = report_type in ("delivery-status", "") and status_part is not None
         if report_type != "feedback-report" and not is_dsn:
             return []
-        key = _message_id(_field(message, "Message-ID"))
+        key = message_id_in(header_value(message, "Message-ID"))
         origin = _Origin(
             key=key or f"sha256:{hashlib.sha256(data).hexdigest()}",
-            envelope_to=_envelope_to(message),
+            envelope_to=envelope_addresses(message),
             parts=parts,
         )
         return _bounces(origin, status_part) if is_dsn and status_part else _complaints(origin)
@@ -115,8 +109,9 @@ def _bounces(origin: _Origin, status_part: Message) -> list[BounceReport]:
     fields = [group for group in groups if isinstance(group, Message)]
     per_message = fields[0] if fields else Message()
     returned = _returned_headers(origin.parts)
-    message_id = _message_id(_field(returned, "Message-ID")) or _message_id(
-        _field(per_message, "X-Original-Message-ID")  # Gmail's, in case the message is missing
+    # Gmail's X-Original-Message-ID, in case the returned message is missing.
+    message_id = message_id_in(header_value(returned, "Message-ID")) or message_id_in(
+        header_value(per_message, "X-Original-Message-ID")
     )
     reports = []
     for group in fields:
@@ -124,17 +119,26 @@ def _bounces(origin: _Origin, status_part: Message) -> list[BounceReport]:
         # one that names a recipient or an action.
         if not any(name in group for name in ("Final-Recipient", "Original-Recipient", "Action")):
             continue
-        action = (_field(group, "Action").lower().split() or [""])[0]
-        diagnostic = _field(group, "Diagnostic-Code")
-        status = _status(_field(group, "Status")) or _status(diagnostic)
+        action = (header_value(group, "Action").lower().split() or [""])[0]
+        diagnostic = header_value(group, "Diagnostic-Code")
+        code, reply = split_reply(_reply_text(diagnostic))
+        status = _status(header_value(group, "Status"))
+        # Exim says 5.0.0 whatever the remote server said: its own words are more telling.
+        if status[2:] in ("", "0.0"):
+            status = enhanced_status(code, reply) or status
         kind = _bounce_kind(action, status)
         if kind is None:
             continue
         # Original-Recipient is the address as we sent it, before any forwarding or alias.
-        recipient = _address(_field(group, "Original-Recipient")) or _address(
-            _field(group, "Final-Recipient")
+        recipient = _address(header_value(group, "Original-Recipient")) or _address(
+            header_value(group, "Final-Recipient")
         )
-        reason = _clip(_reply_text(diagnostic)) or _human_reason(origin.parts, recipient)
+        notice = _human_reason(origin.parts, recipient)
+        if kind == "hard":
+            step = refused_step(diagnostic) or refused_step(notice)
+            if status_fault(status, code=code, step=step) != RECIPIENT:
+                kind = "refused"
+        reason = clip_reason(_reply_text(diagnostic)) or notice
         reports.append(
             BounceReport(
                 key=origin.key,
@@ -166,22 +170,22 @@ def _bounce_kind(action: str, status: str) -> str | None:
 
 def _complaints(origin: _Origin) -> list[BounceReport]:
     feedback = _embedded(_part(origin.parts, "message/feedback-report"))
-    feedback_type = _field(feedback, "Feedback-Type").lower()
+    feedback_type = header_value(feedback, "Feedback-Type").lower()
     if feedback_type in _NOT_COMPLAINTS:
         return []
     returned = _returned_headers(origin.parts)
-    recipient = _address(_field(feedback, "Original-Rcpt-To"))
+    recipient = _address(header_value(feedback, "Original-Rcpt-To"))
     if recipient is None and returned is not None:
-        recipient = next(_addresses(_fields(returned, "To")), None)
+        recipient = next(addresses_in(header_values(returned, "To")), None)
     return [
         BounceReport(
             key=origin.key,
             kind="complaint",
             recipient=recipient,
-            message_id=_message_id(_field(returned, "Message-ID")),
+            message_id=message_id_in(header_value(returned, "Message-ID")),
             envelope_to=origin.envelope_to,
             status="",
-            reason=_clip(feedback_type) or _human_reason(origin.parts, recipient),
+            reason=clip_reason(feedback_type) or _human_reason(origin.parts, recipient),
         )
     ]
 
@@ -210,12 +214,12 @@ def _returned_headers(parts: list[Message]) -> Message | None:
     return None
 
 
-def _field(fields: Message | None, name: str) -> str:
+def header_value(fields: Message | None, name: str) -> str:
     """A header's first value on one line, unfolded; "" when absent."""
-    return next(iter(_fields(fields, name)), "")
+    return next(iter(header_values(fields, name)), "")
 
 
-def _fields(fields: Message | None, name: str) -> list[str]:
+def header_values(fields: Message | None, name: str) -> list[str]:
     """Every value of a header, as text on one line each."""
     if fields is None:
         return []
@@ -239,7 +243,9 @@ def _one_line(text: str) -> str:
     return " ".join(kept.split())
 
 
-def _clip(text: str) -> str:
+def clip_reason(text: str) -> str:
+    """``text`` on one line without control characters, clipped to the length kept as a
+    bounce's reason."""
     return _one_line(text[: _REASON_LIMIT * 4])[:_REASON_LIMIT].rstrip()
 
 
@@ -263,10 +269,11 @@ def _reply_text(diagnostic: str) -> str:
 
 def _address(field: str) -> str | None:
     """The lower-cased address in "rfc822; Alice@Example.org", "<a@b>" or "Name <a@b>"."""
-    return next(_addresses([_TYPE_LABEL.sub("", field, count=1)]), None)
+    return next(addresses_in([_TYPE_LABEL.sub("", field, count=1)]), None)
 
 
-def _addresses(values: Iterable[str]) -> Iterator[str]:
+def addresses_in(values: Iterable[str]) -> Iterator[str]:
+    """The lower-cased addresses in header values ("Name <a@b>, c@d"), in order."""
     for _, found in getaddresses(list(values)):
         address = found.strip()
         local, at, domain = address.rpartition("@")
@@ -274,12 +281,15 @@ def _addresses(values: Iterable[str]) -> Iterator[str]:
             yield address.lower()
 
 
-def _envelope_to(message: Message) -> tuple[str, ...]:
-    values = [value for name in _ENVELOPE_HEADERS for value in _fields(message, name)]
-    return tuple(dict.fromkeys(_addresses(values)))
+def envelope_addresses(message: Message) -> tuple[str, ...]:
+    """The addresses a message was delivered to, as its delivery headers say (Delivered-To,
+    X-Original-To, To, Envelope-To): where a VERP address shows."""
+    values = [value for name in _ENVELOPE_HEADERS for value in header_values(message, name)]
+    return tuple(dict.fromkeys(addresses_in(values)))
 
 
-def _message_id(text: str) -> str | None:
+def message_id_in(text: str) -> str | None:
+    """The Message-ID (with angle brackets) in a header value, None when there is none."""
     match = _MESSAGE_ID.search(text)
     if match:
         return match.group()
@@ -291,111 +301,30 @@ def _message_id(text: str) -> str | None:
 def _human_reason(parts: list[Message], recipient: str | None) -> str:
     """The paragraph of the human-readable part that names the recipient or quotes an SMTP
     reply, else its first line: for reports that give no Diagnostic-Code."""
-    text_part = (
-        next((part for part in parts[0].walk() if part.get_content_type() == "text/plain"), None)
-        if parts
-        else None
-    )
+    return clip_reason(notice_paragraph(plain_text(parts[0]) if parts else "", recipient))
+
+
+def plain_text(message: Message) -> str:
+    """The decoded text of the first text/plain part of ``message`` (itself, if it is one);
+    "" when it has none."""
+    text_part = next((p for p in message.walk() if p.get_content_type() == "text/plain"), None)
     raw = text_part.get_payload(decode=True) if text_part is not None else None
     if text_part is None or not isinstance(raw, bytes):
         return ""
     try:
-        text = raw.decode(text_part.get_content_charset() or "utf-8", errors="replace")
+        return raw.decode(text_part.get_content_charset() or "utf-8", errors="replace")
     except (LookupError, UnicodeError, ValueError, TypeError):
-        text = raw.decode("utf-8", errors="replace")
+        return raw.decode("utf-8", errors="replace")
+
+
+def notice_paragraph(text: str, recipient: str | None) -> str:
+    """The paragraph of a bounce notice's ``text`` that names ``recipient``, else the first
+    that quotes an SMTP reply, else the first line: what the notice says went wrong."""
     paragraphs = [p for p in re.split(r"\n[ \t]*\n", text[:100_000]) if p.strip()]
     for paragraph in paragraphs:
         if recipient and recipient in paragraph.lower():
-            return _clip(paragraph)
+            return paragraph
     for paragraph in paragraphs:
         if _SMTP_REPLY.search(paragraph):
-            return _clip(paragraph)
-    return _clip(paragraphs[0].strip().splitlines()[0]) if paragraphs else ""
-
-
-def read_mailbox(path: Path) -> Iterator[MailboxItem]:
-    """The messages at ``path``: a message file, an mbox file, a maildir or a folder of files.
-
-    A maildir gives the messages in new/ and those in cur/ not flagged seen; a folder gives
-    every regular file, sorted by name. Raises InputError if ``path`` is missing or unreadable.
-    """
-    try:
-        if stat.S_ISDIR(path.stat().st_mode):
-            if _is_maildir(path):
-                return _read_files(_maildir_unseen(path))
-            return _read_files(sorted(entry for entry in path.iterdir() if entry.is_file()))
-        with path.open("rb") as file:
-            head = file.read(5)
-    except OSError as error:
-        raise _unreadable(path, error) from None
-    if head == b"From ":
-        return _read_mbox(path)
-    # An empty file is an mbox with no messages (a spool file after its messages were taken).
-    return _read_files([path]) if head else iter(())
-
-
-def _unreadable(path: Path, error: OSError) -> InputError:
-    problem = "no such file or folder" if isinstance(error, FileNotFoundError) else error.strerror
-    return InputError(f"cannot read bounce mailbox {path}: {problem or error}")
-
-
-def _is_maildir(path: Path) -> bool:
-    return (path / "new").is_dir() and (path / "cur").is_dir()
-
-
-def _maildir_unseen(path: Path) -> list[Path]:
-    def messages(folder: Path) -> list[Path]:
-        # Maildir readers skip names starting with a dot (RFC-less but universal convention).
-        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
-
-    cur = [p for p in messages(path / "cur") if "S" not in _maildir_flags(p.name)]
-    return messages(path / "new") + cur
-
-
-def _maildir_flags(name: str) -> str:
-    _, _, info = name.partition(":")
-    return info[2:] if info.startswith("2,") else ""
-
-
-def _read_files(files: list[Path]) -> Iterator[MailboxItem]:
-    for file in files:
-        try:
-            data = file.read_bytes()
-        except FileNotFoundError:
-            continue  # taken by another reader (a mail client on the same maildir) meanwhile
-        except OSError as error:
-            raise _unreadable(file, error) from None
-        yield MailboxItem(name=str(file), data=data)
-
-
-def _read_mbox(path: Path) -> Iterator[MailboxItem]:
-    # Read without locking: an MTA appending meanwhile can leave the last message cut short
-    # (a maildir has no such window).
-    try:
-        with contextlib.closing(mailbox.mbox(path, create=False)) as box:
-            for number, key in enumerate(box.keys(), start=1):
-                yield MailboxItem(name=f"{path}#{number}", data=box.get_bytes(key))
-    except OSError as error:
-        raise _unreadable(path, error) from None
-
-
-def mark_read(path: Path, item: MailboxItem) -> None:
-    """Flag a maildir message seen, moving it to cur/, so that ``read_mailbox`` skips it;
-    nothing for other kinds of mailbox, where the caller dedups by report key."""
-    if not _is_maildir(path):
-        return
-    source = Path(item.name)
-    folder = source.parent.resolve()
-    if folder not in ((path / "new").resolve(), (path / "cur").resolve()):
-        raise ValueError(f"{item.name} is not a message of the maildir {path}")
-    flags = _maildir_flags(source.name)
-    if folder == (path / "cur").resolve() and "S" in flags:
-        return
-    unique = source.name.partition(":")[0]
-    target = path / "cur" / f"{unique}:2,{''.join(sorted(set(flags) | {'S'}))}"
-    try:
-        os.rename(source, target)
-    except FileNotFoundError:
-        pass  # moved or deleted by another reader; it will not be read from here again
-    except OSError as error:
-        raise InputError(f"cannot mark {source} as read: {error.strerror or error}") from None
+            return paragraph
+    return paragraphs[0].strip().splitlines()[0] if paragraphs else ""

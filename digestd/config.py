@@ -26,6 +26,11 @@ from digestd.errors import ConfigError
 
 ENV_PREFIX = "DIGESTD_"
 _URL_UNSAFE = re.compile(r"[\s<>\"'\\\x00-\x1f\x7f]")
+# An EHLO name (RFC 5321 4.1.1.1): a domain name, or an address literal such as [192.0.2.1].
+_HELO_NAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]"
+)
 CONFIG_ENV = "DIGESTD_CONFIG"
 
 
@@ -70,6 +75,11 @@ class SmtpSettings:
     ca_file: str = _key("", "PEM file of authorities to trust for TLS; empty means the system's")
     connections: int = _key(
         1, "SMTP connections used at once; more send faster if the server allows"
+    )
+    helo_name: str = _key(
+        "",
+        "name given in EHLO/HELO: this host's public name, the one its address resolves back "
+        "to; empty means the machine's own name",
     )
 
 
@@ -323,6 +333,12 @@ def _validate(settings: Settings, source: str) -> None:
             raise ConfigError(f"{source}: [{section}] port = {port} is not a TCP port")
     if settings.smtp.port > 65535:
         raise ConfigError(f"{source}: [smtp] port = {settings.smtp.port} is not a TCP port")
+    helo = settings.smtp.helo_name
+    if helo and (len(helo) > 255 or not _HELO_NAME.fullmatch(helo)):
+        raise ConfigError(
+            f"{source}: [smtp] helo_name = {helo!r} is not a host name like mail.example.org "
+            "or an address literal like [192.0.2.1]"
+        )
     url = urlsplit(settings.feeds.base_url)
     if url.scheme not in ("http", "https") or not url.netloc or _URL_UNSAFE.search(url.geturl()):
         raise ConfigError(

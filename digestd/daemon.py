@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from digestd.config import Settings
 from digestd.db import session_scope
 from digestd.errors import DigestError
-from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send
+from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, start_warnings
 from digestd.jobs.bounce_job import run_bounces
 from digestd.store import signup
 
@@ -180,6 +180,8 @@ def _start_web(settings: Settings, engine: Engine) -> Callable[[], None]:
 def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | None = None) -> None:
     """Run the scheduler until SIGTERM, SIGINT or ``stop`` is set, then drain the job in flight."""
     stop = stop or threading.Event()
+    for warning in start_warnings(settings):
+        log.warning(warning)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping after the job in flight", signal.Signals(signum).name)

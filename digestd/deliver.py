@@ -145,9 +145,11 @@ class SmtpSender:
         ca_file: str | None = None,
         connections: int = 1,
         rate_per_second: float = 0.0,
+        helo_name: str | None = None,
     ) -> None:
         """A sender for ``host:port``; ``security`` is "none", "starttls" or "tls"; certificates
-        are verified against ``ca_file`` (PEM) when given, else the system's authorities."""
+        are verified against ``ca_file`` (PEM) when given, else the system's authorities.
+        ``helo_name`` is the name given in EHLO/HELO (None: this machine's, socket.getfqdn())."""
         if security not in SECURITY_MODES:
             raise ConfigError(
                 f"unknown SMTP security {security!r}",
@@ -166,6 +168,7 @@ class SmtpSender:
         self.timeout = timeout
         self.ca_file = ca_file
         self.connections = connections
+        self.helo_name = helo_name
         self._where = f"{host}:{port}"
         self._tls_context = self._load_tls_context()
         self._limiter = RateLimiter(rate_per_second)
@@ -199,7 +202,8 @@ class SmtpSender:
         only when the first, reused, turned out closed before anything of the message went out.
         """
         if not message.envelope_from or not message.recipient:
-            return _result(message, "permanent", "message has no sender or no recipient")
+            step = "RCPT TO" if message.envelope_from else "MAIL FROM"
+            return _result(message, "permanent", "message has no sender or no recipient", step)
         slot = await self._free.get()
         try:
             return await self._send_on(slot, message)
@@ -246,9 +250,10 @@ class SmtpSender:
             reply = f"connection to {self._where} lost {step}: {_describe(exc)}"
             return _result(message, "temporary", reply)
         except ValueError as exc:
-            # An address aiosmtplib will not put on the wire (e.g. non-ASCII).
+            # An address aiosmtplib will not put on the wire (e.g. non-ASCII): the envelope
+            # sender at MAIL FROM, the recipient's at RCPT TO.
             await self._reset(slot)
-            return _result(message, "permanent", _describe(exc))
+            return _result(message, "permanent", _describe(exc), step.split(" ", 1)[1])
         return _result(message, "sent", _reply(response.code, response.message))
 
     async def _client(self, slot: int) -> tuple[aiosmtplib.SMTP, bool]:
@@ -307,6 +312,7 @@ class SmtpSender:
             # False, not None: "none" must not upgrade behind the operator's back.
             start_tls=self.security == "starttls",
             tls_context=self._tls_context,
+            local_hostname=self.helo_name,
         )
         try:
             await client.connect()

@@ -13,13 +13,16 @@ server thread when the next command comes)::
         server.reply_delay = 0.05       # a slow server: every DATA reply a little late
         server.close_at_mail = 1        # answer the next MAIL FROM with 421 and hang up
         server.refuse_sender = True     # answer every MAIL FROM with 553 (our sender refused)
+        server.rcpt_replies = {"ada@example.org": "550 5.7.1 blocked"}  # this reply at RCPT
+        server.data_replies = {"*": "552 5.3.4 too big"}  # after DATA, for every recipient
         server.hang_up = True           # close every new connection before the greeting
         server.accept_all()             # back to normal
         ...
         assert server.count == 1 and server.received_message_ids() == [message_id]
 
-It records every message it received (even one it then hung up on), the connections it saw
-and the RCPT commands. ``refusing_port()`` gives a port where nothing listens.
+It records every message it received (even one it then hung up on), the connections it saw,
+the RCPT commands and the names clients gave in EHLO/HELO (``helo_names``); a message refused
+after DATA is not recorded. ``refusing_port()`` gives a port where nothing listens.
 """
 
 from __future__ import annotations
@@ -71,8 +74,12 @@ class FaultServer:
         self.reply_delay = 0.0
         self.close_at_mail = 0
         self.refuse_sender = False
+        # A chosen reply at RCPT TO or after DATA, by recipient address ("*": everybody).
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_replies: dict[str, str] = {}
         self.hang_up = False
         self.connections = 0
+        self.helo_names: list[str] = []
         self.rcpt_commands = 0
         self._messages: list[ReceivedMessage] = []
         self._open: set[_FaultySMTP] = set()
@@ -88,6 +95,8 @@ class FaultServer:
         self.stall_seconds = self.reply_delay = 0.0
         self.close_at_mail = 0
         self.refuse_sender = False
+        self.rcpt_replies = {}
+        self.data_replies = {}
         self.hang_up = False
 
     def close_connections(self) -> int:
@@ -195,6 +204,22 @@ class _FaultHandler:
     def __init__(self, server: FaultServer) -> None:
         self.server = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.server._lock:
+            self.server.helo_names.append(hostname)
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        with self.server._lock:
+            self.server.helo_names.append(hostname)
+        session.host_name = hostname
+        return f"250 {smtp.hostname}"
+
     async def handle_MAIL(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -215,6 +240,9 @@ class _FaultHandler:
         server = self.server
         with server._lock:
             server.rcpt_commands += 1
+        chosen = _reply_for(server.rcpt_replies, address)
+        if chosen:
+            return chosen
         if _applies(server.refuse_hard, address):
             return f"550 5.1.1 <{address}>: mailbox unavailable"
         if _applies(server.refuse_soft, address):
@@ -224,6 +252,11 @@ class _FaultHandler:
 
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         server = self.server
+        refusal = next(
+            filter(None, (_reply_for(server.data_replies, r) for r in envelope.rcpt_tos)), ""
+        )
+        if refusal:
+            return refusal
         dropped = server._take("drop_after_data")
         server._record(envelope, dropped=dropped)
         if dropped:
@@ -274,6 +307,10 @@ def _applies(rule: Rule, address: str) -> bool:
     if isinstance(rule, bool):
         return rule
     return address in rule
+
+
+def _reply_for(replies: dict[str, str], address: str) -> str:
+    return replies.get(address) or replies.get("*", "")
 
 
 def _free_port() -> int:

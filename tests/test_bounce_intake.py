@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from digestd import store
+from digestd.cli.common import out
 from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.models import Bounce, Delivery, Subscriber
@@ -218,6 +219,119 @@ def test_each_recipient_of_a_multi_recipient_report_is_recorded(
     add(engine, "frank@example.net")
     result = cli("bounces", str(FIXTURES / "dsn_exim_multi.eml"))
     assert "2 hard" in flat(result)
-    assert state(engine, "erin@example.net")[1] == [("hard", "5.0.0")]
-    assert state(engine, "frank@example.net")[1] == [("hard", "5.0.0")]
+    assert state(engine, "erin@example.net")[1] == [("hard", "5.1.1")]
+    assert state(engine, "frank@example.net")[1] == [("hard", "5.2.2")]
     assert "2 recorded before" in flat(cli("bounces", str(FIXTURES / "dsn_exim_multi.eml")))
+
+
+def test_a_relay_refusing_our_message_never_counts_against_the_subscriber(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    add(engine, "grace@gmail.com", "<7d8e9fa0b1c2d3e4@digest.example.org>")
+    result = cli("bounces", str(FIXTURES / "dsn_policy.eml"))
+    assert result.code == 0
+    assert "0 hard, 0 soft, 1 refused (not the recipient's)" in flat(result)
+    assert "0 suppressed" in flat(result)
+    assert state(engine, "grace@gmail.com") == (None, [("refused", "5.7.26")])
+    shown = cli("subscriber", "show", "grace@gmail.com")
+    assert "refused" in shown.out and "5.7.26" in flat(shown)
+
+
+# The plain-text fixtures came to VERP addresses signed with this secret for subscribers 1-4.
+PLAIN_SECRET = "fixture-secret-for-plain-bounces"
+PLAIN = ("plain_qmail", "plain_exim", "vacation_reply", "plain_exim_delay", "vacation_sieve")
+
+
+@pytest.fixture
+def verp_config(config_file: Path) -> Path:
+    config_file.write_text(
+        config_file.read_text()
+        + '\n[delivery]\nbounce_address = "bounces@digest.example.org"\n'
+        + f'\n[digest]\nsecret = "{PLAIN_SECRET}"\n'
+    )
+    return config_file
+
+
+def test_plain_text_bounces_at_a_signed_verp_address_are_bounces(
+    verp_config: Path,
+    cli: Callable[..., CliResult],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(out, "width", 400)  # one table row per line
+    settings = load_settings(verp_config, environ={})
+    engine = make_engine(settings.database_url, create=True)
+    migrate(engine)
+    ids = [
+        add(engine, "ada@example.net", "<qmail-digest-1@digest.example.org>"),
+        add(engine, "bea@example.net"),
+        add(engine, "cleo@example.net"),
+        add(engine, "dora@example.net"),
+    ]
+    assert ids == [1, 2, 3, 4]
+    folder = tmp_path / "bounces"
+    folder.mkdir()
+    for number, name in enumerate(PLAIN):
+        (folder / f"{number}-{name}.eml").write_bytes((FIXTURES / f"{name}.eml").read_bytes())
+    result = cli("bounces", str(folder))
+    assert result.code == 0, result.err
+    summary = flat(result)
+    assert "1 hard, 1 soft, 1 refused (not the recipient's), 0 complaints" in summary
+    assert "0 unmatched" in summary and "1 suppressed" in summary
+    kinds = {
+        name: line.split("│")[2].strip()
+        for line in result.out.splitlines()
+        for name in PLAIN
+        if f"-{name}.eml" in line and line.count("│") == 5
+    }
+    assert kinds == {
+        "plain_qmail": "hard",
+        "plain_exim": "refused",
+        "plain_exim_delay": "soft",
+        "vacation_reply": "not a bounce",
+        "vacation_sieve": "not a bounce",
+    }
+    ada, bea, cleo, dora = (
+        state(engine, f"{n}@example.net") for n in ("ada", "bea", "cleo", "dora")
+    )
+    assert ada[0] is not None and ada[1] == [("hard", "5.1.1")]
+    assert bea == (None, [("refused", "5.7.1")])
+    assert cleo == (None, [])  # on holiday, not gone
+    assert dora == (None, [("soft", "4.7.1")])
+    with session_scope(engine) as session:
+        hard = session.exec(select(Bounce).where(Bounce.kind == "hard")).one()
+        delivery = store.delivery_by_message_id(session, "<qmail-digest-1@digest.example.org>")
+        assert delivery is not None and hard.delivery_id == delivery.id
+        # The notice's own words are the reason, its returned copy is not.
+        assert hard.reason.startswith("<ada@example.net>: 192.0.2.25 does not like recipient.")
+        assert "User unknown in local recipient table" in hard.reason
+    shown = cli("subscriber", "show", "ada@example.net")
+    assert "suppressed since" in shown.out and "does not like recipient" in flat(shown)
+    again = cli("bounces", str(folder))
+    assert "3 recorded before" in flat(again) and "0 suppressed" in flat(again)
+
+
+def test_a_plain_text_bounce_without_a_valid_verp_address_changes_nothing(
+    verp_config: Path,
+    cli: Callable[..., CliResult],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(out, "width", 400)
+    settings = load_settings(verp_config, environ={})
+    engine = make_engine(settings.database_url, create=True)
+    migrate(engine)
+    # Ada's address and our Message-ID are in the notice: neither proves it answers our mail.
+    add(engine, "ada@example.net", "<qmail-digest-1@digest.example.org>")
+    qmail = (FIXTURES / "plain_qmail.eml").read_bytes()
+    forged = verp_address("bounces@digest.example.org", 1, "another secret").encode()
+    (tmp_path / "forged.eml").write_bytes(
+        qmail.replace(b"bounces+s1-aazlqglvdg", forged.split(b"@")[0])
+    )
+    (tmp_path / "plain.eml").write_bytes(qmail.replace(b"bounces+s1-aazlqglvdg@", b"bounces@"))
+    for name in ("forged.eml", "plain.eml"):
+        result = cli("bounces", str(tmp_path / name))
+        assert result.code == 0 and "1 unmatched" in flat(result), name
+        assert "not to a signed VERP address" in flat(result)
+    assert state(engine, "ada@example.net") == (None, [])

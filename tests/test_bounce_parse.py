@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import mailbox
+import time
+from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -11,14 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digestd.bounces import (
-    BounceReport,
-    MailboxItem,
-    mark_read,
-    parse_report,
-    read_mailbox,
-)
+from digestd.bounce_notices import is_bounce_notice, parse_plain_bounce
+from digestd.bounces import BounceReport, parse_report
 from digestd.errors import InputError
+from digestd.mailboxes import MailboxItem, mark_read, read_mailbox
 from digestd.tokens import verp_address, verp_subscriber
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -118,9 +116,10 @@ def test_gmail_bounce_joins_the_multi_line_reply() -> None:
 
 def test_exim_bounce_gives_one_report_per_recipient() -> None:
     reports = parse_report(fixture("dsn_exim_multi.eml"))
+    # Exim's Status is always 5.0.0: the remote server's own code is the one that says why.
     assert [(r.kind, r.recipient, r.status) for r in reports] == [
-        ("hard", "erin@example.net", "5.0.0"),
-        ("hard", "frank@example.net", "5.0.0"),
+        ("hard", "erin@example.net", "5.1.1"),
+        ("hard", "frank@example.net", "5.2.2"),
     ]
     assert "Mailbox over quota" in reports[1].reason
     assert {r.message_id for r in reports} == {"<c3d4e5f60718a1b2@digest.example.org>"}
@@ -134,7 +133,8 @@ def test_exim_bounce_gives_one_report_per_recipient() -> None:
 @pytest.mark.parametrize(
     ("fields", "kind", "status"),
     [
-        ("Action: failed\nStatus: 5.7.1", "hard", "5.7.1"),
+        # A relay refused our message (policy): not the recipient's fault.
+        ("Action: failed\nStatus: 5.7.1", "refused", "5.7.1"),
         ("Action: failed", "hard", ""),
         ("Action: failed\nStatus: bogus", "hard", ""),
         (
@@ -164,6 +164,49 @@ def test_classification(fields: str, kind: str | None, status: str | None) -> No
         [report] = reports
         assert (report.kind, report.status, report.recipient) == (kind, status, "zoe@example.org")
         assert report.message_id == "<ours-1@digest.example.org>"
+
+
+@pytest.mark.parametrize(
+    ("fields", "notice", "kind"),
+    [
+        # Without a status, the step the notice names decides (Postfix says it in the notice).
+        (
+            "Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 No such user here",
+            "<zoe@example.org>: host mx said: 550 No such user here (in reply to RCPT TO command)",
+            "hard",
+        ),
+        (
+            "Action: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; 550 Message rejected",
+            "<zoe@example.org>: host mx said: 550 Message rejected (in reply to end of DATA "
+            "command)",
+            "refused",
+        ),
+        ("Action: failed\nDiagnostic-Code: smtp; 554 Transaction failed", "", "refused"),
+        ("Action: failed\nDiagnostic-Code: smtp; 550 Unknown user", "", "hard"),
+        # A code later in the diagnostic is not the reply's own.
+        ("Action: failed\nDiagnostic-Code: smtp; 554 see https://x.example/5.1.1", "", "refused"),
+        ("Action: failed\nStatus: 5.3.4\nDiagnostic-Code: smtp; 552 5.3.4 too big", "", "refused"),
+        ("Action: failed\nStatus: 5.7.17", "", "hard"),
+    ],
+)
+def test_permanent_failures_are_classified_by_whose_fault(
+    fields: str, notice: str, kind: str
+) -> None:
+    [report] = parse_report(
+        dsn(f"Final-Recipient: rfc822; zoe@example.org\n{fields}\n", notice=notice)
+    )
+    assert report.kind == kind
+
+
+def test_a_relay_refusing_our_message_is_refused_not_a_hard_bounce() -> None:
+    [report] = parse_report(fixture("dsn_policy.eml"))
+    assert (report.kind, report.status, report.recipient) == (
+        "refused",
+        "5.7.26",
+        "grace@gmail.com",
+    )
+    assert report.reason.startswith("550 5.7.26 This mail has been blocked because the sender is")
+    assert not report.plain
 
 
 def test_only_failed_recipients_are_reported() -> None:
@@ -298,6 +341,142 @@ def test_other_messages_give_no_reports(data: bytes) -> None:
     assert parse_report(data) == []
 
 
+# --- plain-text notices -------------------------------------------------------------------
+
+VERP = {
+    n: verp_address("bounces@digest.example.org", n, "fixture-secret-for-plain-bounces")
+    for n in (1, 2, 3, 4)
+}
+
+
+def test_qmail_failure_notice() -> None:
+    [report] = parse_plain_bounce(fixture("plain_qmail.eml"))
+    assert (report.kind, report.status, report.recipient) == ("hard", "5.1.1", "ada@example.net")
+    assert report.plain and report.envelope_to == (VERP[1],)
+    assert report.message_id == "<qmail-digest-1@digest.example.org>"
+    # The paragraph about the address, not the words of the returned copy below it.
+    assert report.reason.startswith("<ada@example.net>: 192.0.2.25 does not like recipient.")
+    assert "User unknown in local recipient table" in report.reason
+    assert "5.7.1" not in report.reason
+    assert parse_report(fixture("plain_qmail.eml")) == []  # not a DSN
+
+
+def test_exim_plain_failure_for_our_content_is_refused() -> None:
+    [report] = parse_plain_bounce(fixture("plain_exim.eml"))
+    assert (report.kind, report.status, report.recipient) == ("refused", "5.7.1", "bea@example.net")
+    assert report.reason.endswith("550 5.7.1 Message rejected: content matches a spam signature")
+    assert report.message_id == "<exim-digest-2@digest.example.org>"
+    assert report.key == "<E1rkQ5z-0008AY-1k@mx1.example.net>"
+
+
+def test_exim_delay_warning_is_soft() -> None:
+    [report] = parse_plain_bounce(fixture("plain_exim_delay.eml"))
+    assert (report.kind, report.status, report.recipient) == ("soft", "4.7.1", "dora@example.net")
+    assert report.message_id == "<exim-digest-4@digest.example.org>"  # from References
+
+
+@pytest.mark.parametrize("name", ["vacation_reply.eml", "vacation_sieve.eml"])
+def test_auto_replies_are_not_bounces(name: str) -> None:
+    assert parse_plain_bounce(fixture(name)) == []
+    assert parse_report(fixture(name)) == []
+
+
+def notice(headers: str, body: str = "") -> bytes:
+    return f"{headers}\nTo: {VERP[1]}\n\n{body}".encode()
+
+
+QMAIL_BODY = fixture("plain_qmail.eml").split(b"\n\n", 1)[1].decode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "bounce"),
+    [
+        ("From: MAILER-DAEMON@mail.example.net\nSubject: hello", True),
+        ("From: postmaster@example.net\nSubject: hello", True),
+        ("From: Mail Delivery Subsystem <noreply@example.net>\nSubject: hi", True),
+        ("From: x@example.net\nX-Failed-Recipients: zoe@example.org\nSubject: hi", True),
+        ("From: x@example.net\nSubject: Undeliverable: 3 new papers", True),
+        ("From: x@example.net\nSubject: Returned mail: see transcript for details", True),
+        # Exim and Postfix mark their bounces auto-replied: from a mail system, still a bounce.
+        ("From: Mailer-Daemon@mx.example.net\nAuto-Submitted: auto-replied\nSubject: x", True),
+        # A person's auto-reply, whatever its subject says.
+        ("From: zoe@example.org\nAuto-Submitted: auto-replied\nSubject: Delivery failed", False),
+        ("From: MAILER-DAEMON@example.net\nX-Autoreply: yes\nSubject: failure notice", False),
+        ("From: MAILER-DAEMON@example.net\nPrecedence: auto_reply\nSubject: hi", False),
+        ("From: MAILER-DAEMON@example.net\nSubject: Out of Office: failure notice", False),
+        # No bounce sign: neither an empty Return-Path nor auto-generated is one.
+        ("Return-Path: <>\nFrom: zoe@example.org\nSubject: Re: 3 new papers", False),
+        ("From: list@example.net\nAuto-Submitted: auto-generated\nSubject: Held", False),
+        ("From: zoe@example.org\nSubject: unsubscribe", False),
+    ],
+)
+def test_what_makes_a_message_a_bounce_notice(headers: str, bounce: bool) -> None:
+    data = notice(headers, QMAIL_BODY)
+    assert is_bounce_notice(message_from_bytes(data)) == bounce
+    assert len(parse_plain_bounce(data)) == int(bounce)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "status"),
+    [
+        (QMAIL_BODY, "hard", "5.1.1"),
+        ("<zoe@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n", "hard", "5.1.1"),
+        (
+            "<zoe@example.org>:\nThis message is looping: it already has my header. (#5.4.6)\n",
+            "refused",
+            "5.4.6",
+        ),
+        (
+            "<zoe@example.org>:\n192.0.2.5 failed after I sent the message.\nRemote host said: "
+            "554 Message refused\n",
+            "refused",
+            "",
+        ),
+        (
+            "<zoe@example.org>:\n192.0.2.5 does not like recipient.\nRemote host said: "
+            "550 sorry, no such user\n",
+            "hard",
+            "",
+        ),
+        ("Your message could not be delivered to zoe@example.org.\n", "hard", ""),
+        ("<zoe@example.org>:\nRemote host said: 452 4.2.2 Mailbox full\n", "soft", "4.2.2"),
+        ("Delivery to zoe@example.org has been delayed. We will keep trying.\n", "soft", ""),
+        ("zoe@example.org\n  Delivery attempts will continue for some time.\n", "soft", ""),
+    ],
+)
+def test_what_a_plain_notice_reports(body: str, kind: str, status: str) -> None:
+    [report] = parse_plain_bounce(notice("From: MAILER-DAEMON@mail.example.net", body))
+    assert (report.kind, report.status, report.recipient) == (
+        kind,
+        status,
+        "zoe@example.org" if "zoe" in body else "ada@example.net",
+    )
+    assert report.reason and "\n" not in report.reason and len(report.reason) <= 500
+
+
+@pytest.mark.parametrize("body", ["a" * 90_000, "a@" * 45_000, "<" + "a@" * 40_000 + ">:\n"])
+def test_a_hostile_notice_is_read_in_linear_time(body: str) -> None:
+    started = time.monotonic()
+    [report] = parse_plain_bounce(notice("From: MAILER-DAEMON@mail.example.net", body))
+    assert time.monotonic() - started < 2.0  # a quadratic search took 36 s on the first
+    assert len(report.reason) <= 500
+
+
+def test_a_multipart_notice_gives_its_text_and_the_attached_message_id() -> None:
+    message = EmailMessage()
+    message["From"] = "Mail Delivery System <MAILER-DAEMON@mail.example.net>"
+    message["To"] = VERP[1]
+    message["Subject"] = "Undelivered Mail Returned to Sender"
+    message.set_content("<zoe@example.org>: host mx said: 550 5.2.1 mailbox disabled\n")
+    returned = EmailMessage()
+    returned["Message-ID"] = "<ours-7@digest.example.org>"
+    returned.set_content("the digest")
+    message.add_attachment(returned)
+    [report] = parse_plain_bounce(message.as_bytes())
+    assert (report.kind, report.status) == ("hard", "5.2.1")
+    assert report.message_id == "<ours-7@digest.example.org>"
+
+
 # --- never raises -------------------------------------------------------------------------
 
 ALL_FIXTURES = sorted(path.name for path in FIXTURES.glob("*.eml"))
@@ -306,6 +485,7 @@ ALL_FIXTURES = sorted(path.name for path in FIXTURES.glob("*.eml"))
 @given(st.binary(max_size=4000))
 def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     parse_report(data)
+    parse_plain_bounce(data)
 
 
 @given(st.binary(max_size=2000))
@@ -323,8 +503,9 @@ def test_mangled_fixtures_never_raise(name: str, data: st.DataObject) -> None:
     if kept and data.draw(st.booleans()):
         at = data.draw(st.integers(0, len(kept) - 1))
         kept[at] = data.draw(st.binary(max_size=80)) + b"\n"
-    for report in parse_report(b"".join(kept)):
-        assert report.kind in ("hard", "soft", "complaint")
+    mangled = b"".join(kept)
+    for report in parse_report(mangled) + parse_plain_bounce(mangled):
+        assert report.kind in ("hard", "soft", "complaint", "refused")
         assert len(report.reason) <= 500
 
 

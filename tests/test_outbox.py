@@ -392,7 +392,8 @@ def test_a_refused_sender_fails_the_digest_without_blaming_the_subscriber(
     assert [o.status for o in report.outcomes] == ["failed"]
     assert server.count == 0 and server.rcpt_commands == 0
     row = rows(engine)[ada]
-    assert row.status == "failed" and "553" in row.reply
+    assert (row.status, row.fault) == ("failed", "sender") and "553" in row.reply
     with session_scope(engine) as session:
-        assert session.exec(select(Bounce)).all() == []
+        (bounce,) = session.exec(select(Bounce)).all()
+        assert (bounce.kind, bounce.status, bounce.source) == ("refused", "5.7.1", "smtp")
         assert store.subscriber_by_email(session, ada).suppressed_at is None

@@ -13,6 +13,9 @@ from digestd.cli.common import app, database, out, ready_engine, settings, table
 from digestd.errors import InputError
 from digestd.jobs.bounce_job import run_bounces
 
+# How `deliveries` shows a failed digest, by whose fault it was (Delivery.fault).
+_FAILED_BY_FAULT = {"recipient": "failed (hard bounce)", "sender": "failed (refused)"}
+
 deliveries_app = typer.Typer(
     help="List the outbox (every digest and its state); `retry` re-queues failed ones.",
 )
@@ -45,7 +48,11 @@ def deliveries(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="newest this many rows")] = 50,
 ) -> None:
-    """List the newest digests in the outbox with their state, attempts and last reply."""
+    """List the newest digests in the outbox with their state, attempts and last reply.
+
+    A failed digest says why: "hard bounce" (the recipient's address was refused), "refused"
+    (the receiving system refused our message or server, not the address), or nothing (given
+    up after retries, not buildable, or the subscriber was suppressed)."""
     if ctx.invoked_subcommand is not None:
         return
     with database() as session:
@@ -54,11 +61,14 @@ def deliveries(
     for delivery, email in rows:
         when = delivery.sent_at or delivery.next_attempt_at
         resent = f" (sent again {delivery.interrupted}x)" if delivery.interrupted else ""
+        status = delivery.status
+        if status == "failed":
+            status = _FAILED_BY_FAULT.get(delivery.fault, status)
         result.add_row(
             str(delivery.id),
             email,
             delivery.digest_key,
-            delivery.status + resent,
+            status + resent,
             str(delivery.paper_count),
             str(delivery.attempts),
             store.aware(when).isoformat(timespec="seconds") if when else "",
@@ -96,10 +106,12 @@ def stats(
         str | None, typer.Option("--since", help="digests planned since a date or 7d")
     ] = None,
 ) -> None:
-    """Show how many digests are sent, retrying, failed, and how many subscribers suppressed."""
+    """Show how many digests are sent, retrying, failed (and whose fault), and how many
+    subscribers are suppressed."""
     when = _since(since)
     with database() as session:
         counts = store.delivery_counts(session, since=when)
+        failed = store.failed_by_fault(session, since=when)
         resent = store.resent_count(session, since=when)
         suppressed = store.suppressed_count(session)
         people = len(store.subscribers(session))
@@ -108,6 +120,12 @@ def stats(
         ("sent", counts.get("sent", 0)),
         ("retrying", counts.get("retry", 0)),
         ("failed", counts.get("failed", 0)),
+        ("failed: the recipient's address (hard bounce)", failed["recipient"]),
+        ("failed: refused for our message or server (not the recipient's)", failed["sender"]),
+        (
+            "failed: other (gave up after retries, could not be built, subscriber suppressed)",
+            failed[""],
+        ),
         ("in flight (planned or sending)", counts.get("planned", 0) + counts.get("sending", 0)),
         ("nothing new", counts.get("empty", 0)),
         ("sent again after an interrupted run", resent),
@@ -132,6 +150,7 @@ def bounces(
         out.print(result)
     out.print(
         f"{report.count('hard')} hard, {report.count('soft')} soft, "
+        f"{report.count('refused')} refused (not the recipient's), "
         f"{report.count('complaint')} complaints, {report.count('unsubscribe')} unsubscribes, "
         f"{report.count('unmatched')} unmatched, {report.already_known} recorded before; "
         f"{len(report.suppressed)} suppressed"

@@ -121,6 +121,8 @@ def send(
     """Send the digests that are due (and record them, so nothing is sent twice)."""
     config = settings()
     engine = ready_engine(config)
+    for warning in jobs.start_warnings(config):
+        sys.stderr.write(f"warning: {warning}\n")
     with progress_bar("send") as advance:
         report = asyncio.run(
             jobs.run_send(
@@ -177,6 +179,8 @@ def web() -> None:
     config = settings()
     engine = ready_engine(config)
     logging.getLogger().setLevel(logging.INFO)
+    for warning in jobs.start_warnings(config):  # the sign-up mails go out from here
+        logging.getLogger("digestd").warning(warning)
     logging.getLogger("digestd").info(
         "web application on http://%s:%d", config.web.host, config.web.port
     )

@@ -7,7 +7,8 @@ from digestd.jobs.common import Progress, candidate, match_queries, utc_now
 from digestd.jobs.feeds_job import feeds_out_of_date, run_feeds
 from digestd.jobs.ingest_job import FileOutcome, IngestReport, run_ingest
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, prepare_digests
-from digestd.jobs.send_job import open_sender, run_send
+from digestd.jobs.send_job import run_send
+from digestd.jobs.senders import open_sender, start_warnings
 
 __all__ = [
     "DigestOutcome",
@@ -24,5 +25,6 @@ __all__ = [
     "run_feeds",
     "run_ingest",
     "run_send",
+    "start_warnings",
     "utc_now",
 ]

@@ -1,5 +1,6 @@
-"""The bounce job: read delivery status notifications and complaints from a mailbox and record
-them against the right subscriber; unsubscribe requests sent to the List-Unsubscribe mailto too.
+"""The bounce job: read delivery status notifications, plain-text bounce notices and complaints
+from a mailbox and record them against the right subscriber; unsubscribe requests sent to the
+List-Unsubscribe mailto too.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from digestd import store
-from digestd.bounces import (
-    BounceReport,
-    MailboxItem,
-    mark_read,
-    parse_report,
-    read_mailbox,
-)
+from digestd.bounce_notices import parse_plain_bounce
+from digestd.bounces import BounceReport, parse_report
 from digestd.config import Settings
 from digestd.db import session_scope
 from digestd.errors import NotFoundError
 from digestd.jobs.common import log, utc_now
+from digestd.mailboxes import MailboxItem, mark_read, read_mailbox
 from digestd.models import Subscriber
 from digestd.store import signup
 from digestd.store.bounces import suppress
@@ -39,7 +36,8 @@ class BounceOutcome:
     """What one message in the mailbox turned out to be, and whom it concerned."""
 
     source: str  # the mailbox item's name
-    kind: str  # "hard", "soft", "complaint", "unsubscribe", "unmatched", "not a bounce"
+    # "hard", "soft", "refused", "complaint", "unsubscribe", "unmatched", "not a bounce"
+    kind: str
     email: str = ""
     detail: str = ""
 
@@ -61,12 +59,13 @@ def run_bounces(
     settings: Settings, engine: Engine, path: Path, *, now: datetime | None = None
 ) -> BounceIntakeReport:
     """Record every bounce, complaint and mailed unsubscribe request found at ``path`` (a
-    message file, an mbox, a maildir or a folder); maildir messages are marked read."""
+    message file, an mbox, a maildir or a folder); maildir messages are marked read. A
+    plain-text bounce notice counts only when it came to a subscriber's signed VERP address."""
     now = now or utc_now()
     report = BounceIntakeReport()
     secret = settings.link_secret()
     for item in read_mailbox(path):
-        reports = parse_report(item.data)
+        reports = parse_report(item.data) or parse_plain_bounce(item.data)
         with session_scope(engine) as session:
             if reports:
                 for bounce in reports:
@@ -87,6 +86,11 @@ def _record(
     report: BounceIntakeReport,
 ) -> None:
     subscriber, delivery_id, verified = _find_subscriber(session, settings, secret, bounce)
+    if subscriber is None and bounce.plain:
+        log.warning("plain-text bounce %s did not come to a signed VERP address: ignored", source)
+        detail = f"(plain-text bounce, not to a signed VERP address: ignored) {bounce.reason}"
+        report.outcomes.append(BounceOutcome(source, "unmatched", bounce.recipient or "", detail))
+        return
     if subscriber is None:
         log.warning(
             "bounce %s for %s (%s) matches no subscriber",
@@ -133,7 +137,8 @@ def _find_subscriber(
     """The subscriber a report is about, the delivery it answers when known, and whether the
     match is verified: by our signed VERP address or a Message-ID we sent. A match by the
     failed recipient's address alone is not: anyone can mail a report naming any address, so
-    it is recorded but never suppresses on its own."""
+    it is recorded but never suppresses on its own. A plain-text notice is matched by the
+    VERP address only."""
     bounce_address = settings.delivery.bounce_address
     delivery = (
         store.delivery_by_message_id(session, bounce.message_id) if bounce.message_id else None
@@ -144,6 +149,8 @@ def _find_subscriber(
             if subscriber_id is not None and (found := session.get(Subscriber, subscriber_id)):
                 answered = delivery.id if delivery and delivery.subscriber_id == found.id else None
                 return found, answered, True
+    if bounce.plain:
+        return None, None, False
     if delivery is not None:
         return session.get(Subscriber, delivery.subscriber_id), delivery.id, True
     if bounce.recipient:

@@ -3,8 +3,10 @@
 A digest becomes an outbox row (planned) before anything is sent; "sending" and the attempt
 are committed before the server is contacted, "sent" right after its 250. A temporary failure
 (4xx, a dropped or refused connection, a timeout) schedules the next attempt with exponential
-backoff and jitter, until the give-up time; a permanent one (5xx) fails the digest and records a
-hard bounce. A row left "sending" by a crash is sent again with the same Message-ID.
+backoff and jitter, until the give-up time; a permanent one (5xx) fails the digest and records
+whose fault it was (digestd.refusals): a hard bounce for the recipient's address, a "refused"
+bounce, never counted against the subscriber, for our message or server. A row left "sending" by
+a crash is sent again with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -25,43 +26,19 @@ from sqlmodel import Session
 from digestd import store
 from digestd.config import Settings
 from digestd.db import session_scope
-from digestd.deliver import (
-    FileSender,
-    Sender,
-    SendResult,
-    SmtpSender,
-    build_message,
-    send_concurrently,
-)
+from digestd.deliver import Sender, SendResult, build_message, send_concurrently
 from digestd.dkim_sign import DkimSigner, load_signer
 from digestd.jobs.common import Progress, exclusive, log, utc_now
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
+from digestd.jobs.senders import open_sender
 from digestd.message import OutgoingMessage
+from digestd.refusals import RECIPIENT, enhanced_status, refusal_fault, split_reply
 from digestd.render import render_digest
 from digestd.tokens import unsubscribe_mailto, verp_address
 
 # Planned rows are written this many at a time, ahead of sending.
 _QUEUE_BATCH = 32
-_STATUS_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _JITTER = random.Random()
-
-
-def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
-    """The sender the config asks for: .eml files in the outbox, or SMTP."""
-    if settings.delivery.backend == "smtp":
-        smtp = settings.smtp
-        return SmtpSender(
-            host=smtp.host,
-            port=smtp.port,
-            security=smtp.security,
-            username=smtp.username or None,
-            password=smtp.password or None,
-            timeout=smtp.timeout,
-            ca_file=smtp.ca_file or None,
-            connections=smtp.connections,
-            rate_per_second=settings.delivery.rate_per_second,
-        )
-    return FileSender(settings.folder("outbox"))
 
 
 def backoff_delay(
@@ -337,22 +314,25 @@ def _refused(
     count: int,
     subject: str,
 ) -> DigestOutcome:
-    """A permanent refusal: the digest fails; a refused recipient or message is a hard bounce.
-    A refused sender (at MAIL FROM) is our problem, not the subscriber's: no bounce."""
+    """A permanent refusal: the digest fails with the reply recorded, and whose fault it was.
+    The recipient's (a bad address) is a hard bounce, counted towards suppression; ours (the
+    message, our server, a policy: digestd.refusals) is a "refused" bounce that never counts
+    against the subscriber. Either counts in the run's failure streak like any failure: a
+    server refusing every message is what the streak is there to stop."""
     reply = result.reply
-    code = _STATUS_CODE.search(reply)
+    code, text = split_reply(reply)
+    fault = refusal_fault(code, text, result.refused_at)
+    kind = "hard" if fault == RECIPIENT else "refused"
 
     def record(session: Session) -> None:
-        store.mark_failed(session, item.delivery_id or 0, reply=reply)
-        if result.refused_at == "MAIL FROM":
-            return
+        store.mark_failed(session, item.delivery_id or 0, reply=reply, fault=fault)
         suppressed = store.record_bounce(
             session,
             subscriber_id=item.subscriber_id,
-            kind="hard",
+            kind=kind,
             reason=reply,
             source="smtp",
-            status=code.group(1) if code else "",
+            status=enhanced_status(code, text),
             delivery_id=item.delivery_id,
             now=now,
             hard_limit=settings.delivery.hard_bounces,
@@ -361,7 +341,14 @@ def _refused(
             log.warning("subscriber %s suppressed: %s", item.email, suppressed)
 
     _write(engine, item, record)
-    log.warning("digest to %s refused for good: %s", item.email, reply)
+    if kind == "hard":
+        log.warning("digest to %s refused for good (the address): %s", item.email, reply)
+    else:
+        log.warning(
+            "digest to %s refused for good, not for the address (our message or server): %s",
+            item.email,
+            reply,
+        )
     return DigestOutcome(item.email, "failed", count, subject, reply)
 
 

@@ -12,7 +12,8 @@ from digestd.models import Bounce, Delivery, Subscriber
 from digestd.store.deliveries import cancel_open
 from digestd.store.people import subscriber_by_email
 
-KINDS = ("hard", "soft", "complaint")
+# "refused": a permanent refusal that is not the recipient's fault; it never counts against them.
+KINDS = ("hard", "soft", "complaint", "refused")
 
 
 def record_bounce(
@@ -30,9 +31,9 @@ def record_bounce(
     may_suppress: bool = True,
 ) -> str | None:
     """Record a bounce or complaint; suppress the subscriber after ``hard_limit`` hard bounces
-    or any complaint (unless not ``may_suppress``). Returns the suppression reason when this
-    bounce suppressed them, else None. A report already recorded (same ``report_key``) records
-    nothing."""
+    or any complaint (unless not ``may_suppress``); a soft or "refused" one never suppresses.
+    Returns the suppression reason when this bounce suppressed them, else None. A report
+    already recorded (same ``report_key``) records nothing."""
     if kind not in KINDS:
         raise ValueError(f"unknown bounce kind {kind!r}")
     if (

@@ -23,6 +23,7 @@ OPEN = ("planned", "sending", "retry")  # still to be sent by a run
 DONE = ("sent", "empty", "failed")  # the digest of that key is over
 COMPLETED = ("sent", "empty")  # mailed, or nothing was new: the next window starts here
 STATUSES = (*OPEN, *DONE)
+FAULTS = ("recipient", "sender", "")  # whose fault a failed digest is; "": not a refusal
 
 _DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 _INSERT_DELIVERY = insert(_DELIVERY).returning(_DELIVERY.c.id)
@@ -181,12 +182,15 @@ def mark_retry(session: Session, delivery_id: int, *, reply: str, at: datetime) 
     )
 
 
-def mark_failed(session: Session, delivery_id: int, *, reply: str) -> None:
-    """Mark a digest failed for good (refused, given up, or not buildable)."""
+def mark_failed(session: Session, delivery_id: int, *, reply: str, fault: str = "") -> None:
+    """Mark a digest failed for good (refused, given up, or not buildable); ``fault`` says
+    whose fault a refusal was: "recipient" or "sender" (see Delivery.fault), "" for others."""
+    if fault not in FAULTS:
+        raise ValueError(f"unknown delivery fault {fault!r}")
     session.execute(
         update(_DELIVERY)
         .where(_DELIVERY.c.id == delivery_id)
-        .values(status="failed", reply=reply, next_attempt_at=None)
+        .values(status="failed", reply=reply, fault=fault, next_attempt_at=None)
     )
 
 
@@ -245,7 +249,7 @@ def requeue(
         session.execute(
             update(_DELIVERY)
             .where(_DELIVERY.c.id.in_(requeued))
-            .values(status="retry", next_attempt_at=now, give_up_at=give_up_at)
+            .values(status="retry", fault="", next_attempt_at=now, give_up_at=give_up_at)
         )
     return requeued
 
@@ -285,6 +289,22 @@ def delivery_counts(session: Session, *, since: datetime | None = None) -> dict[
     if since is not None:
         query = query.where(Delivery.created_at >= since)
     return {status: int(count) for status, count in session.exec(query).all()}
+
+
+def failed_by_fault(session: Session, *, since: datetime | None = None) -> dict[str, int]:
+    """How many failed digests are the recipient's fault, the sender's, or neither ("")
+    (planned since ``since`` when given)."""
+    query = (
+        select(Delivery.fault, func.count())
+        .where(Delivery.status == "failed")
+        .group_by(col(Delivery.fault))
+    )
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    counts = dict.fromkeys(FAULTS, 0)
+    for fault, count in session.exec(query).all():
+        counts[fault if fault in counts else ""] += int(count)
+    return counts
 
 
 def resent_count(session: Session, *, since: datetime | None = None) -> int:

@@ -1,0 +1,77 @@
+"""The sender the config asks for, and the warnings about its setup that the daemon, `digestd
+send` and `digestd web` give once at start.
+
+Both warnings are about mail that goes out over SMTP, where receiving systems judge it:
+- the name given in EHLO: a server that calls itself ``localhost`` is distrusted or refused
+  by receiving systems (it cannot be checked against the sending address);
+- one-click unsubscribe (RFC 8058): its link must be https, or mail providers do not offer it.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import AbstractAsyncContextManager
+from urllib.parse import urlsplit
+
+from digestd.config import Settings
+from digestd.deliver import FileSender, Sender, SmtpSender
+
+
+def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
+    """The sender the config asks for: .eml files in the outbox, or SMTP."""
+    if settings.delivery.backend == "smtp":
+        smtp = settings.smtp
+        return SmtpSender(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=smtp.username or None,
+            password=smtp.password or None,
+            timeout=smtp.timeout,
+            ca_file=smtp.ca_file or None,
+            connections=smtp.connections,
+            rate_per_second=settings.delivery.rate_per_second,
+            helo_name=smtp.helo_name or None,
+        )
+    return FileSender(settings.folder("outbox"))
+
+
+def machine_name() -> str:
+    """The name this machine gives in EHLO when ``[smtp] helo_name`` is empty: the one
+    aiosmtplib sends (socket.getfqdn())."""
+    return socket.getfqdn()
+
+
+def setup_warnings(settings: Settings, *, machine: str) -> list[str]:
+    """One line for each way the delivery setup makes mail look wrong to receiving systems:
+    a ``localhost`` EHLO name (``machine`` is this machine's name), an http one-click
+    unsubscribe link. None for the file backend, where no mail leaves."""
+    if settings.delivery.backend != "smtp":
+        return []
+    warnings = []
+    helo_name = settings.smtp.helo_name
+    if _is_localhost(helo_name or machine):
+        whose = "[smtp] helo_name" if helo_name else "this machine's name, given in EHLO,"
+        warnings.append(
+            f"{whose} is {helo_name or machine!r}, which receiving mail servers distrust or "
+            "refuse; set [smtp] helo_name to this host's public name (the one its address "
+            "resolves back to)"
+        )
+    if urlsplit(settings.feeds.base_url).scheme != "https":
+        warnings.append(
+            f"[feeds] base_url {settings.feeds.base_url!r} is not https, so mail providers "
+            "do not offer one-click unsubscribe (RFC 8058 needs an https link); set "
+            "[feeds] base_url to the https address of the web application"
+        )
+    return warnings
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """``setup_warnings`` for this machine (its name is looked up only when it matters)."""
+    needs_name = settings.delivery.backend == "smtp" and not settings.smtp.helo_name
+    return setup_warnings(settings, machine=machine_name() if needs_name else "")
+
+
+def _is_localhost(name: str) -> bool:
+    name = name.strip().rstrip(".").lower()
+    return name == "localhost" or name.startswith("localhost.")
