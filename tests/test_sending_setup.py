@@ -93,7 +93,7 @@ def test_helo_name_is_what_the_server_sees_for_digests_and_sign_up_mails(
     now = datetime.now(UTC)
     assert asyncio.run(
         send_sign_up_mail(
-            settings, kind="confirm", subscriber_id=7, email="bo@example.org", now=now
+            settings, kind="already", subscriber_id=7, email="bo@example.org", now=now
         )
     )
     assert server.helo_names == ["mail.digest.example.org"] * 2 and server.count == 2
