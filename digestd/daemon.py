@@ -15,12 +15,14 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digestd.config import Settings
-from digestd.db import session_scope
+from digestd.db import database_error, session_scope
 from digestd.errors import DigestError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send
 from digestd.jobs.bounce_job import run_bounces
+from digestd.jobs.send_record import pause_message
 from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
@@ -46,6 +48,8 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
             log.info("feeds: %d files written", len(written))
     except DigestError as exc:
         log.warning("ingest job: %s; the daemon goes on", exc)
+    except SQLAlchemyError as exc:
+        log.error("ingest job: %s; the daemon goes on", database_error(exc, url=engine.url))
     except Exception:
         log.exception("ingest job failed; the daemon goes on")
 
@@ -62,8 +66,13 @@ def send_due(settings: Settings, engine: Engine) -> None:
                 report.count("failed"),
                 report.resent,
             )
+        if report.paused:
+            # The line `digestd send` writes on stderr: why, what to do, what waits.
+            log.warning("%s; the daemon goes on", pause_message(report))
     except DigestError as exc:
         log.warning("send job: %s; the daemon goes on", exc)
+    except SQLAlchemyError as exc:
+        log.error("send job: %s; the daemon goes on", database_error(exc, url=engine.url))
     except Exception:
         log.exception("send job failed; the daemon goes on")
 

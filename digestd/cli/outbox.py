@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import app, database, out, ready_engine, settings, table
+from digestd.cli.common import app, database, out, reading, ready_engine, settings, table
 from digestd.errors import InputError
 from digestd.jobs.bounce_job import run_bounces
 
@@ -48,7 +48,7 @@ def deliveries(
     """List the newest digests in the outbox with their state, attempts and last reply."""
     if ctx.invoked_subcommand is not None:
         return
-    with database() as session:
+    with reading() as session:
         rows = store.list_deliveries(session, status=status, since=_since(since), limit=limit)
     result = table("id", "to", "digest", "status", "papers", "attempts", "next / sent", "reply")
     for delivery, email in rows:
@@ -98,7 +98,7 @@ def stats(
 ) -> None:
     """Show how many digests are sent, retrying, failed, and how many subscribers suppressed."""
     when = _since(since)
-    with database() as session:
+    with reading() as session:
         counts = store.delivery_counts(session, since=when)
         resent = store.resent_count(session, since=when)
         suppressed = store.suppressed_count(session)
