@@ -92,8 +92,8 @@ class DeliverySettings:
     )
     min_free_mb: float = _key(
         16.0,
-        "a run pauses before each batch of digests while the disk of the SQLite database, or of "
-        "the outbox folder with the file backend, has less than this many MB free; 0: no check",
+        "a send run pauses while the disk of the SQLite database (or of the outbox, with the "
+        "file backend) has less than this many MB free; 0 turns the check off",
     )
     rate_per_second: float = _key(
         0.0, "most messages per second over a whole run (all connections); 0 means no limit"

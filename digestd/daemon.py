@@ -35,6 +35,8 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
     logged, not raised."""
     try:
         report = run_ingest(settings, engine, settle_seconds=settings.schedule.inbox_settle_seconds)
+        if report.stopped:
+            log.error("ingest stopped: %s; the daemon goes on", report.stopped)
         if report.files:
             log.info(
                 "ingest: %d files, %d new papers, %d already known, %d quarantined",

@@ -195,10 +195,15 @@ def database_error(exc: sa.exc.SQLAlchemyError, *, url: str | sa.URL | None) -> 
             hint=f"it held the write lock past the {BUSY_TIMEOUT_SECONDS} s wait; "
             "try again when it is done",
         )
-    if primary in _SQLITE_READ_ONLY or state in _PG_READ_ONLY:
+    if primary in _SQLITE_READ_ONLY:
         return StorageError(
             f"cannot write the database {where}: it is read-only ({line})",
             hint="let this user write the file and its folder, or mount the disk read-write",
+        )
+    if state in _PG_READ_ONLY:
+        return StorageError(
+            f"cannot write the database {where}: it is read-only ({line})",
+            hint="the server takes only reads (a standby?): point [database] url at the primary",
         )
     if primary == sqlite3.SQLITE_IOERR:
         free = free_bytes(database_file) if database_file else None

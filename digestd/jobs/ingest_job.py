@@ -140,12 +140,13 @@ def run_ingest(
             outcome = _ingest_one(settings, engine, path, today, from_inbox)
         except SQLAlchemyError as exc:
             error = database_error(exc, url=engine.url)
-            log.error("cannot ingest %s: %s", path, error)
             report.files.append(FileOutcome(path, "error", detail=str(error)))
             if isinstance(error, StorageError | BusyError):
-                # Every other file would fail the same way: they wait for the next run.
+                # Every other file would fail the same way: they wait for the next run, and
+                # the caller says why in one line.
                 report.stopped = error
                 break
+            log.error("cannot ingest %s: %s", path, error)
             continue
         except OSError as exc:  # one file must not stop the others
             problem = storage_error(exc) or f"{exc.filename or path}: {os_reason(exc)}"
