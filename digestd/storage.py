@@ -20,7 +20,7 @@ _HINTS = {
     errno.EACCES: "let this user write there",
     errno.EPERM: "let this user write there",
 }
-STORAGE_ERRNOS = frozenset(_HINTS)
+_WRITING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def os_reason(exc: OSError) -> str:
@@ -44,7 +44,8 @@ def storage_error(exc: OSError, path: Path | str | None = None) -> StorageError 
     if not hint:
         return None
     where = path if path is not None else exc.filename
-    subject = f"cannot write {where}" if where else "cannot write to disk"
+    verb = "cannot write" if exc.errno in _WRITING_ERRNOS else "cannot read or write"
+    subject = f"{verb} {where}" if where else f"{verb} the disk"
     return StorageError(f"{subject}: {os_reason(exc)}", hint=f"{hint}; nothing stored is lost")
 
 

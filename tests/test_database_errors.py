@@ -4,6 +4,7 @@ SQLAlchemy's statement, parameters or "Background on this error" link."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -191,3 +192,25 @@ def test_a_read_only_postgresql_server(postgres_url: str) -> None:  # noqa: F811
     engine.dispose()
     assert isinstance(error, StorageError)
     assert "is read-only" in assert_one_clean_line(error, where="postgresql")
+
+
+def test_the_daemon_logs_a_database_error_in_one_line_and_goes_on(
+    config_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digestd.config import load_settings
+    from digestd.daemon import ingest_and_publish, send_due
+
+    settings = load_settings(config_file, environ={})
+    path = settings.data_dir / "digestd.db"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not sqlite" * 100)
+    engine = make_engine(settings.database_url)
+    caplog.set_level(logging.INFO, logger="digestd")
+    send_due(settings, engine)
+    ingest_and_publish(settings, engine)
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in said] == ["send job", "ingest job"]
+    for record in said:
+        assert not record.exc_info and "Background on this error" not in record.getMessage()
+        assert f"the database {path} is damaged or not a database" in record.getMessage()
+        assert record.getMessage().endswith("; the daemon goes on")

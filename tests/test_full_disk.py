@@ -228,8 +228,8 @@ def assert_everyone_mailed_once(settings: Settings, outbox: Path, people: list[s
 
 
 def one_line(stderr: str, kind: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, f"[{kind}] stderr is not one line: {stderr}"
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and stderr.endswith("\n"), f"[{kind}] stderr is not one line: {stderr}"
     assert "Traceback" not in stderr and "Background on this error" not in stderr
     return lines[0]
 
@@ -401,6 +401,33 @@ def test_a_sent_digest_the_database_cannot_record_holds_the_run(
     assert received[(third, rows[third].message_id)] == 2  # the same message, twice
     assert sorted(to for to, _ in received.elements()) == sorted([*people, third])
     assert {d.status for d in outbox_rows(settings).values()} == {"sent"}
+
+
+def test_a_digest_the_database_cannot_record_as_sending_is_not_sent(
+    file_backend: tuple[Settings, Engine, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, engine, people = file_backend
+    outbox = settings.folder("outbox")
+    mark_sending = store.mark_sending
+    calls: list[int] = []
+
+    def mark_sending_until_full(session, delivery_id, **options):  # type: ignore[no-untyped-def]
+        calls.append(delivery_id)
+        if len(calls) >= 3:  # the database is full from the third digest on
+            raise disk_full_error()
+        return mark_sending(session, delivery_id, **options)
+
+    monkeypatch.setattr(store, "mark_sending", mark_sending_until_full)
+    report = asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
+
+    assert isinstance(report.record_error, StorageError)
+    assert report.paused.startswith(f"cannot record the digest to {people[2]} as sending: ")
+    assert len(calls) == 3  # the run paused at once: no other digest was tried
+    assert Counter(d.status for d in outbox_rows(settings).values()) == {"sent": 2, "planned": 6}
+    assert len(mailed(outbox)) == 2
+    monkeypatch.setattr(store, "mark_sending", mark_sending)
+    asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
+    assert_everyone_mailed_once(settings, outbox, people)
 
 
 def test_a_disk_short_of_its_reserve_pauses_the_run_before_anything_is_sent(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -160,5 +159,6 @@ def test_the_daemon_starts_while_another_process_holds_a_long_write(
         assert time.monotonic() - started < READER_SECONDS
         assert held_write.poll() is None
     finally:
-        daemon.send_signal(signal.SIGTERM)
+        # Not SIGTERM: that waits for the first ingest job, itself waiting for the lock.
+        daemon.kill()
         daemon.communicate(timeout=60)

@@ -172,6 +172,7 @@ def progress_bar(label: str) -> Iterator[ProgressBar]:
         TextColumn("{task.description}"),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # not even an empty line where stderr is a file or a pipe
     ) as bar:
         yield ProgressBar(bar)
 
