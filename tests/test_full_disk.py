@@ -116,7 +116,7 @@ import digestd.db, digestd.deliver
 
 room = os.environ.get("TEST_OUTBOX_ROOM")
 if room is not None:
-    written = write_atomic = digestd.deliver.write_atomic
+    write_atomic = digestd.deliver.write_atomic
     left = [int(room)]
 
     def full_after_room(path, data, **options):
