@@ -9,7 +9,19 @@ from pathlib import Path
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename; the file gets
-    ``mode`` (readable by a web server serving the feeds, by default)."""
+    ``mode`` (readable by a web server serving the feeds, by default).
+
+    On failure (a full or read-only disk) nothing is left behind and the OSError names ``path``,
+    not the temporary file."""
+    try:
+        _write_through_temporary(path, data, mode)
+    except OSError as exc:
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def _write_through_temporary(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".digestd.", suffix=".tmp", dir=path.parent)
     try:

@@ -100,6 +100,11 @@ class DeliverySettings:
     error_threshold: int = _key(
         10, "temporary failures in a row that pause a run; the rest wait for the next run"
     )
+    min_free_mb: float = _key(
+        16.0,
+        "a send run pauses while the disk of the SQLite database (or of the outbox, with the "
+        "file backend) has less than this many MB free; 0 turns the check off",
+    )
     rate_per_second: float = _key(
         0.0, "most messages per second over a whole run (all connections); 0 means no limit"
     )
@@ -325,9 +330,10 @@ def _validate(settings: Settings, source: str) -> None:
         value = getattr(getattr(settings, section), key)
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be a positive number")
-    rate = settings.delivery.rate_per_second
-    if not math.isfinite(rate) or rate < 0:
-        raise ConfigError(f"{source}: [delivery] rate_per_second = {rate!r} must be 0 or more")
+    for key in ("rate_per_second", "min_free_mb"):
+        value = getattr(settings.delivery, key)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{source}: [delivery] {key} = {value!r} must be 0 or more")
     for section, port in (("smtp", settings.smtp.port), ("web", settings.web.port)):
         if port > 65535:
             raise ConfigError(f"{source}: [{section}] port = {port} is not a TCP port")

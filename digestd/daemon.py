@@ -15,12 +15,15 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digestd.config import Settings
-from digestd.db import session_scope
-from digestd.errors import DigestError
+from digestd.db import database_error, session_scope
+from digestd.errors import BusyError, DigestError, StorageError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, start_warnings
 from digestd.jobs.bounce_job import run_bounces
+from digestd.jobs.send_record import pause_message
+from digestd.storage import storage_error
 from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
@@ -28,11 +31,29 @@ log = logging.getLogger("digestd.daemon")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def _log_failure(job: str, exc: Exception, engine: Engine) -> None:
+    """Log why ``job`` failed: one line for what digestd foresees (its own errors, the database's,
+    a full or read-only disk), a traceback for anything else."""
+    known: DigestError | None = exc if isinstance(exc, DigestError) else None
+    if isinstance(exc, SQLAlchemyError):
+        known = database_error(exc, url=engine.url)
+    elif isinstance(exc, OSError):
+        known = storage_error(exc)
+    if known is None:
+        log.exception("%s failed; the daemon goes on", job)
+    elif isinstance(known, StorageError | BusyError):
+        log.error("%s: %s; the daemon goes on", job, known)
+    else:
+        log.warning("%s: %s; the daemon goes on", job, known)
+
+
 def ingest_and_publish(settings: Settings, engine: Engine) -> None:
     """Ingest the inbox; rebuild the feeds if papers arrived or topics changed. Failures are
     logged, not raised."""
     try:
         report = run_ingest(settings, engine, settle_seconds=settings.schedule.inbox_settle_seconds)
+        if report.stopped:
+            log.error("ingest stopped: %s; the daemon goes on", report.stopped)
         if report.files:
             log.info(
                 "ingest: %d files, %d new papers, %d already known, %d quarantined",
@@ -44,10 +65,8 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
         if report.new or feeds_out_of_date(settings, engine):
             written = run_feeds(settings, engine)
             log.info("feeds: %d files written", len(written))
-    except DigestError as exc:
-        log.warning("ingest job: %s; the daemon goes on", exc)
-    except Exception:
-        log.exception("ingest job failed; the daemon goes on")
+    except Exception as exc:
+        _log_failure("ingest job", exc, engine)
 
 
 def send_due(settings: Settings, engine: Engine) -> None:
@@ -62,10 +81,11 @@ def send_due(settings: Settings, engine: Engine) -> None:
                 report.count("failed"),
                 report.resent,
             )
-    except DigestError as exc:
-        log.warning("send job: %s; the daemon goes on", exc)
-    except Exception:
-        log.exception("send job failed; the daemon goes on")
+        if report.paused:
+            # The line `digestd send` writes on stderr: why, what to do, what waits.
+            log.warning("%s; the daemon goes on", pause_message(report))
+    except Exception as exc:
+        _log_failure("send job", exc, engine)
 
 
 def read_bounces(settings: Settings, engine: Engine) -> None:
@@ -79,10 +99,8 @@ def read_bounces(settings: Settings, engine: Engine) -> None:
                 len(report.outcomes),
                 len(report.suppressed),
             )
-    except DigestError as exc:
-        log.warning("bounce job: %s; the daemon goes on", exc)
-    except Exception:
-        log.exception("bounce job failed; the daemon goes on")
+    except Exception as exc:
+        _log_failure("bounce job", exc, engine)
 
 
 def purge_sign_ups(settings: Settings, engine: Engine) -> None:

@@ -30,6 +30,7 @@ from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
 from digestd.message import OutgoingMessage, build_message, header_text
 from digestd.pacing import RateLimiter, send_concurrently
+from digestd.storage import os_reason
 
 __all__ = [
     "OUTCOMES",
@@ -111,11 +112,16 @@ class FileSender:
     connections = 1
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        """Write ``message`` atomically; the result's reply is the file's path."""
+        """Write ``message`` atomically; the result's reply is the file's path. A file that
+        cannot be written (a full disk, a read-only folder) is a temporary result whose reply
+        is the OS error: nothing of it is left behind, and the digest is tried again later."""
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         safe_recipient = _FILENAME_UNSAFE.sub("_", message.recipient)[:64] or "unknown"
         path = self.outbox / f"{stamp}-{safe_recipient}-{uuid.uuid4().hex[:8]}.eml"
-        await asyncio.to_thread(write_atomic, path, message.data)
+        try:
+            await asyncio.to_thread(write_atomic, path, message.data)
+        except OSError as exc:
+            return _result(message, "temporary", f"cannot write {self.outbox}: {os_reason(exc)}")
         return _result(message, "sent", str(path))
 
 

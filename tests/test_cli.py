@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,11 +84,19 @@ def test_bad_file_is_quarantined_with_reason_and_nothing_stored(
     assert "of 87 papers match" in listing.out
 
 
+def arrived_earlier(*paths: Path) -> None:
+    """Date ``paths`` a minute back: dumps that have settled in the inbox."""
+    then = time.time() - 60
+    for path in paths:
+        os.utime(path, (then, then))
+
+
 def test_inbox_ingest_moves_files_to_processed(
     ready: Cli, sample_path: Path, tmp_path: Path
 ) -> None:
     inbox = tmp_path / "data" / "inbox"
     (inbox / "today.txt").write_bytes(sample_path.read_bytes())
+    arrived_earlier(inbox / "today.txt")
     result = ready("ingest")
     assert "87 new" in result.out
     assert not (inbox / "today.txt").exists()
@@ -209,10 +219,10 @@ def test_usage_errors_are_one_line_too(cli: Cli, args: tuple[str, ...], message:
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
-def test_unexpected_failure_is_one_line_without_traceback(
+def test_a_database_that_is_not_one_is_one_line_without_traceback(
     cli: Cli, config_file: Path, tmp_path: Path
 ) -> None:
-    # a database file that is not a database: SQLAlchemy fails in a way digestd did not foresee
+    # a database file that is not a database: the driver's error, mapped to one line (exit 4)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "digestd.db").write_bytes(b"this is not sqlite" * 100)
     result = subprocess.run(
@@ -221,10 +231,11 @@ def test_unexpected_failure_is_one_line_without_traceback(
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
+    assert result.returncode == 4
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("error: ")
-    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: the database ")
+    assert "is damaged or not a database (file is not a database)" in result.stderr
+    assert "Traceback" not in result.stderr and "Background on this error" not in result.stderr
 
 
 def test_subscriber_edit_changes_queries_topics_and_schedule(ready: Cli) -> None:
@@ -295,7 +306,7 @@ def test_two_sends_at_once_never_mail_twice(
     ]
     results = [(run.wait(timeout=120), run.stderr.read()) for run in runs if run.stderr]
     for code, stderr in results:
-        assert code == 0 or (code == 1 and "another digestd send is running" in stderr), stderr
+        assert code == 0 or (code == 5 and "another digestd send is running" in stderr), stderr
     mails = sorted(p.name.split("-")[1] for p in (tmp_path / "data" / "outbox").glob("*.eml"))
     assert mails == ["a@example.org", "b@example.org"]
 
@@ -307,6 +318,7 @@ def test_one_awkward_inbox_file_does_not_stop_the_others(
     (inbox / ("x" * 240 + ".bin")).write_bytes(b"\x00 not a dump")
     (inbox / "sub").mkdir()
     (inbox / "sub" / "today.txt").write_bytes(sample_path.read_bytes())
+    arrived_earlier(inbox / ("x" * 240 + ".bin"), inbox / "sub" / "today.txt")
     result = ready("ingest")
     assert "87 new, 0 already known, 1 quarantined" in result.out, result.out + result.err
     quarantined = [p.name for p in (tmp_path / "data" / "quarantine").iterdir()]
@@ -389,3 +401,30 @@ def test_topic_description_reaches_the_list_the_feed_and_can_be_edited(
     refused = cli("topic", "edit", "sql")
     assert refused.code == 1 and "give --title or --description" in refused.err
     assert cli("topic", "edit", "nope", "--title", "x").code == 1
+
+
+def test_unexpected_failure_is_one_line_exit_70_without_traceback(
+    ready: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("something digestd did not foresee")
+
+    monkeypatch.setattr("digestd.store.topics", broken)
+    result = ready("topic", "list")
+    assert result.code == 70
+    assert result.err == (
+        "error: unexpected RuntimeError: something digestd did not foresee "
+        "(run with --debug for details)\n"
+    )
+
+
+def test_readme_lists_exactly_the_exit_codes_digestd_uses() -> None:
+    from digestd.cli import common
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    listed = {
+        int(line.split("|")[1]) for line in section.splitlines() if line[:3].strip("| ").isdigit()
+    }
+    used = {value for name, value in vars(common).items() if name.startswith("EXIT_")}
+    assert listed == used == {0, 1, 2, 3, 4, 5, 70, 130}

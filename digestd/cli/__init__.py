@@ -1,23 +1,36 @@
 """The admin CLI: parses arguments, calls the stages, turns DigestError into a one-line error.
 
 The commands live in pipeline.py (ingest, send, feeds, ...), matching.py (match and its
-backtest) and people.py (topics, subscribers); common.py holds what they share.
+backtest) and people.py (topics, subscribers); common.py holds what they share, including the
+exit codes (README, "Exit codes").
 """
 
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from digestd.cli import matching, outbox, people, pipeline  # noqa: F401  (registers the commands)
-from digestd.cli.common import State, app
-from digestd.errors import DigestError, QueryError
+from digestd.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_UNEXPECTED,
+    State,
+    app,
+    error_line,
+    exit_code,
+)
+from digestd.db import database_error
+from digestd.errors import DigestError
+from digestd.storage import storage_error
 
 __all__ = ["app", "main"]
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     """Print ``error: message`` as one unwrapped line on stderr and exit with ``code``."""
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    error_line(message)
     sys.exit(code)
 
 
@@ -26,15 +39,20 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         code = app(args=args or ["--help"], prog_name="digestd", standalone_mode=False)
-    except QueryError as exc:
-        fail(str(exc), 2)
     except DigestError as exc:
-        fail(str(exc), 1)
+        fail(str(exc), exit_code(exc))
+    except SQLAlchemyError as exc:
+        # Any command, any query: one line from the driver's words, never SQLAlchemy's
+        # statement, parameters or "Background on this error" link.
+        if State.debug:
+            raise
+        error = database_error(exc, url=State.database_url)
+        fail(str(error), exit_code(error))
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # the promise is one line, never a traceback (unless --debug)
         if type(exc).__name__ == "Abort":
-            fail("aborted", 130)
+            fail("aborted", EXIT_INTERRUPTED)
         usage_code = getattr(exc, "exit_code", None)
         if hasattr(exc, "format_message") and isinstance(usage_code, int):
             # a usage error found by the argument parser (an empty one follows printed help)
@@ -45,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
             if "No such option: -" in message and not message.startswith("No such option: --"):
                 hint = 'a query starting with "-" goes after "--", e.g. digestd match -- -word'
             fail(f"{message} ({hint})", usage_code)
+        if isinstance(exc, OSError) and (stored := storage_error(exc)) is not None:
+            fail(str(stored), exit_code(stored))  # a data folder on a full or read-only disk
         if State.debug:
             raise
-        fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)", 70)
+        unexpected = f"unexpected {type(exc).__name__}: {exc}"
+        fail(f"{unexpected} (run with --debug for details)", EXIT_UNEXPECTED)
     sys.exit(code if isinstance(code, int) else 0)

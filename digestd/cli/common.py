@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from digestd.config import Settings, load_settings
-from digestd.db import check_schema, make_engine, session_scope
+from digestd.db import check_schema, make_engine, read_scope, session_scope
+from digestd.errors import BusyError, DigestError, QueryError, StorageError
 
 app = typer.Typer(
     help="digestd: paper dumps in, personalized email digests and topic Atom feeds out.",
@@ -60,6 +62,8 @@ class State:
 
     config_path: Path | None = None
     debug: bool = False
+    verbose: bool = False
+    database_url: str | None = None  # the database this invocation works on, once it is known
 
 
 @app.callback()
@@ -75,6 +79,7 @@ def global_options(
     """Options that apply to every command."""
     State.config_path = config
     State.debug = debug
+    State.verbose = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -83,11 +88,13 @@ def global_options(
 
 def settings() -> Settings:
     """The settings for this invocation."""
-    return load_settings(State.config_path)
+    config = load_settings(State.config_path)
+    State.database_url = config.database_url
+    return config
 
 
 def ready_engine(config: Settings) -> Engine:
-    """An engine on a database whose schema is current."""
+    """An engine on a database whose schema is current (checked without a write lock)."""
     engine = make_engine(config.database_url)
     check_schema(engine)
     return engine
@@ -102,9 +109,62 @@ def database(config: Settings | None = None) -> Iterator[Session]:
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[str, int], None]]:
-    """A rich progress bar on stderr (hidden when not a terminal); yields ``advance(item, total)``
-    to call once per item as it starts."""
+def reading(config: Settings | None = None) -> Iterator[Session]:
+    """A session that only reads this invocation's database: it takes no write lock, so the
+    command answers while another process writes."""
+    with read_scope(ready_engine(config or settings())) as session:
+        yield session
+
+
+# The exit codes README lists under "Exit codes".
+EXIT_OK = 0
+EXIT_BAD_VALUE = 1  # a bad value or state (DigestError and most of its subclasses)
+EXIT_BAD_QUERY_OR_FILE = 2  # a query that does not parse, a quarantined file
+EXIT_WAITING = 3  # a digest failed or waits for a retry, or the send run paused
+EXIT_STORAGE = 4  # the database or a data folder cannot be read or written
+EXIT_BUSY = 5  # another digestd process held a lock too long
+EXIT_UNEXPECTED = 70
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(error: DigestError) -> int:
+    """The exit code that reports ``error``."""
+    if isinstance(error, QueryError):
+        return EXIT_BAD_QUERY_OR_FILE
+    if isinstance(error, StorageError):
+        return EXIT_STORAGE
+    if isinstance(error, BusyError):
+        return EXIT_BUSY
+    return EXIT_BAD_VALUE
+
+
+def error_line(message: str) -> None:
+    """Write ``error: message`` as one unwrapped line on stderr."""
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+
+
+class ProgressBar:
+    """What a command tells its progress bar: ``bar(item, total)`` once per item as it starts,
+    ``bar.show(text)`` for what it waits for meanwhile."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._task = bar.add_task("", total=None)
+
+    def __call__(self, name: str, total: int) -> None:
+        """Count item ``name``, one of ``total``, as started."""
+        self._bar.update(self._task, total=total, description=name)
+        self._bar.advance(self._task)
+
+    def show(self, text: str) -> None:
+        """Show ``text`` beside the bar without counting an item."""
+        self._bar.update(self._task, description=text)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[ProgressBar]:
+    """A rich progress bar on stderr (hidden when not a terminal); yields a ``ProgressBar``
+    (``bar(item, total)`` once per item as it starts)."""
     with Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
@@ -112,14 +172,23 @@ def progress_bar(label: str) -> Iterator[Callable[[str, int], None]]:
         TextColumn("{task.description}"),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # not even an empty line where stderr is a file or a pipe
     ) as bar:
-        task = bar.add_task("", total=None)
+        yield ProgressBar(bar)
 
-        def advance(name: str, total: int) -> None:
-            bar.update(task, total=total, description=name)
-            bar.advance(task)
 
-        yield advance
+@contextmanager
+def shown_with_verbose(logger_name: str) -> Iterator[None]:
+    """For the block, the log lines of ``logger_name`` reach stderr only with --verbose: the
+    command prints what they say itself (as a table)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    if not State.verbose:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def table(*columns: str, title: str | None = None) -> Table:

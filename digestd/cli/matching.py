@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import app, database, out, table
+from digestd.cli.common import app, out, reading, table
 from digestd.match import compile_query
 from digestd.models import Paper
 
@@ -38,7 +38,7 @@ def match_command(
     A query that starts with "-" goes after "--": digestd match -- "-survey llm".
     """
     compile_query(query)  # a QueryError names the position
-    with database() as session:
+    with reading() as session:
         papers = store.papers_of_last_days(session, days) if backtest else store.all_papers(session)
     if backtest:
         _print_backtest(query, papers, days)

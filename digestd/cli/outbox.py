@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import app, database, out, ready_engine, settings, table
+from digestd.cli.common import app, database, out, reading, ready_engine, settings, table
 from digestd.errors import InputError
 from digestd.jobs.bounce_job import run_bounces
 
@@ -55,7 +55,7 @@ def deliveries(
     up after retries, not buildable, or the subscriber was suppressed)."""
     if ctx.invoked_subcommand is not None:
         return
-    with database() as session:
+    with reading() as session:
         rows = store.list_deliveries(session, status=status, since=_since(since), limit=limit)
     result = table("id", "to", "digest", "status", "papers", "attempts", "next / sent", "reply")
     for delivery, email in rows:
@@ -109,7 +109,7 @@ def stats(
     """Show how many digests are sent, retrying, failed (and whose fault), and how many
     subscribers are suppressed."""
     when = _since(since)
-    with database() as session:
+    with reading() as session:
         counts = store.delivery_counts(session, since=when)
         failed = store.failed_by_fault(session, since=when)
         resent = store.resent_count(session, since=when)

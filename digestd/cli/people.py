@@ -12,6 +12,7 @@ from digestd import jobs, store
 from digestd.cli.common import (
     database,
     out,
+    reading,
     ready_engine,
     settings,
     subscriber_app,
@@ -62,7 +63,7 @@ def topic_edit(
 @topic_app.command("list")
 def topic_list() -> None:
     """List topics with their queries and followers."""
-    with database() as session:
+    with reading() as session:
         rows = store.topics(session)
         followers = store.follower_counts(session)
     result = table("slug", "title", "query", "description", "followers")
@@ -188,7 +189,7 @@ def subscriber_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """List subscribers."""
-    with database() as session:
+    with reading() as session:
         people = store.subscribers(session)
         queries = store.queries_by_subscriber(session)
         followed = store.topics_by_subscriber(session)
@@ -226,7 +227,7 @@ def subscriber_list(
 @subscriber_app.command("show")
 def subscriber_show(email: str) -> None:
     """Show one subscriber, their queries, topics and recent deliveries."""
-    with database() as session:
+    with reading() as session:
         s = store.subscriber_by_email(session, email)
         queries = store.queries_by_subscriber(session).get(s.id or 0, [])
         followed = store.topics_by_subscriber(session).get(s.id or 0, [])

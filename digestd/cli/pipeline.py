@@ -15,17 +15,27 @@ from sqlalchemy.engine import make_url
 
 from digestd import jobs
 from digestd.cli.common import (
+    EXIT_BAD_QUERY_OR_FILE,
+    EXIT_WAITING,
     app,
+    error_line,
+    exit_code,
     out,
     progress_bar,
     ready_engine,
     settings,
+    shown_with_verbose,
     table,
     terminal_safe,
 )
 from digestd.db import make_engine, migrate
 from digestd.demo import run_demo
 from digestd.errors import DigestError
+from digestd.jobs.send_record import pause_message, send_log
+
+# `digestd ingest` waits this long past [schedule] inbox_settle_seconds for inbox files still
+# being written; one that is still changing then is left for the next run.
+INBOX_WAIT_SECONDS = 60.0
 
 
 @app.command()
@@ -50,12 +60,25 @@ def ingest(
         typer.Option("--date", help="YYYY-MM-DD that dates without a year are read against"),
     ] = None,
 ) -> None:
-    """Ingest dump files or folders; print new / already known / quarantined counts."""
+    """Ingest dump files or folders; print new / already known / quarantined counts.
+
+    Without a path, the inbox's files are taken once unchanged for [schedule]
+    inbox_settle_seconds, as the daemon takes them: it waits for files still being written."""
     config = settings()
     engine = ready_engine(config)
     reference = _parse_date(on_date) if on_date else None
+    settle = config.schedule.inbox_settle_seconds
     with progress_bar("ingest") as advance:
-        report = jobs.run_ingest(config, engine, paths, reference=reference, progress=advance)
+        report = jobs.run_ingest(
+            config,
+            engine,
+            paths,
+            reference=reference,
+            settle_seconds=settle,
+            settle_wait_seconds=settle + INBOX_WAIT_SECONDS,
+            waiting=advance.show,
+            progress=advance,
+        )
     result = table("file", "status", "new", "already known", "detail")
     for f in report.files:
         result.add_row(f.path.name, f.status, str(f.new), str(f.known), f.detail)
@@ -63,8 +86,18 @@ def ingest(
         out.print(result)
     summary = f"{report.new} new, {report.known} already known, {report.quarantined} quarantined"
     out.print(summary + (f", {report.errors} could not be read" if report.errors else ""))
+    if report.unsettled:
+        names = ", ".join(p.name for p in report.unsettled)
+        out.print(f"still being written, left for the next run: {names}")
+    if report.stopped:
+        stopped = report.stopped
+        hint = "; ".join(
+            filter(None, (stopped.hint, "the files not ingested are left as they are"))
+        )
+        error_line(f"ingest stopped: {stopped.message} ({hint})")
+        raise typer.Exit(exit_code(stopped))
     if report.quarantined or report.errors:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_BAD_QUERY_OR_FILE)
 
 
 def _parse_date(text: str) -> date:
@@ -123,7 +156,7 @@ def send(
     engine = ready_engine(config)
     for warning in jobs.start_warnings(config):
         sys.stderr.write(f"warning: {warning}\n")
-    with progress_bar("send") as advance:
+    with progress_bar("send") as advance, shown_with_verbose(send_log.name):
         report = asyncio.run(
             jobs.run_send(
                 config,
@@ -146,9 +179,11 @@ def send(
         + (f", {report.count('dry-run')} would be sent" if dry_run else "")
     )
     if report.paused:
-        out.print(f"paused: {report.paused}")
-    if report.count("failed") or report.count("retry") or report.paused:
-        raise typer.Exit(3)
+        # One line on stderr: why, what to do, what waits (the table says the rest).
+        error_line(pause_message(report))
+        raise typer.Exit(exit_code(report.record_error) if report.record_error else EXIT_WAITING)
+    if report.count("failed") or report.count("retry"):
+        raise typer.Exit(EXIT_WAITING)
 
 
 @app.command()

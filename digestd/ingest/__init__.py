@@ -1,13 +1,16 @@
 """Ingest: dump files in, ParsedDump values out; unreadable files are quarantined with a reason.
 
 Each dump format has its own pure parser module (text -> ParsedDump); this module is the file edge:
-it reads and decodes bytes, picks the parser, and moves bad files aside.
+it lists dump files and says when one has settled, reads and decodes bytes, picks the parser, and
+moves bad files aside. A file can vanish at any moment (another process moves or deletes it):
+reading it raises FileNotFoundError, and nothing is left behind for it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -36,6 +39,7 @@ __all__ = [
     "parse_dump_bytes",
     "quarantine_file",
     "read_dump_file",
+    "settle_remaining",
     "title_key",
 ]
 
@@ -71,12 +75,15 @@ def parse_dump_bytes(data: bytes, *, reference: date) -> ParsedDump:
 
 
 def read_dump_file(path: Path, *, reference: date) -> DumpFile:
-    """Read, hash and parse one dump file; DumpError says why it cannot be ingested."""
+    """Read, hash and parse one dump file; DumpError says why it cannot be ingested, and
+    FileNotFoundError that it is gone (nothing to quarantine)."""
     try:
         size = path.stat().st_size
         if size > MAX_DUMP_BYTES:
             raise DumpError(f"file is {size} bytes, over the {MAX_DUMP_BYTES} byte limit")
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise DumpError(f"cannot read: {exc.strerror}") from None
     return DumpFile(
@@ -105,6 +112,20 @@ def dump_files(paths: list[Path]) -> list[Path]:
     return found
 
 
+def settle_remaining(
+    path: Path, *, settle_seconds: float, now: float | None = None
+) -> float | None:
+    """Seconds until ``path`` has not changed for ``settle_seconds`` (0 when it has: it can be
+    taken); None when it is gone. The daemon and ``digestd ingest`` take inbox files by this one
+    rule, so a file still being written (copied in, downloaded) is never taken half."""
+    try:
+        changed = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    at = time.time() if now is None else now
+    return max(0.0, changed + settle_seconds - at)
+
+
 NAME_MAX_CHARS = 120  # leaves room for ".reason", counters and temporary-file prefixes
 
 
@@ -121,14 +142,22 @@ def _free_name(folder: Path, name: str) -> Path:
 
 def quarantine_file(path: Path, reason: str, *, folder: Path, keep_original: bool = False) -> Path:
     """Move ``path`` into ``folder`` (never overwriting; a long name is shortened) with a
-    ``.reason`` file beside it; with ``keep_original`` copy it and leave the original alone."""
+    ``.reason`` file beside it; with ``keep_original`` copy it and leave the original alone.
+
+    The reason is written once the file is there, so a file that vanished (FileNotFoundError)
+    or could not be moved leaves no reason behind for nothing."""
     folder.mkdir(parents=True, exist_ok=True)
     target = _free_name(folder, path.name)
+    try:
+        if keep_original:
+            shutil.copy2(path, target)
+        else:
+            shutil.move(path, target)
+    except BaseException:
+        if keep_original or path.exists():
+            target.unlink(missing_ok=True)  # half a copy (a full disk) is no quarantined file
+        raise
     write_atomic(target.with_name(target.name + ".reason"), (reason.strip() + "\n").encode())
-    if keep_original:
-        shutil.copy2(path, target)
-    else:
-        shutil.move(path, target)
     return target
 
 

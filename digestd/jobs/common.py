@@ -16,7 +16,7 @@ from typing import TypeVar
 from digestd.digest import (
     CandidatePaper,
 )
-from digestd.errors import DigestError
+from digestd.errors import BusyError
 from digestd.ingest import paper_url
 from digestd.match import (
     MatchResult,
@@ -111,7 +111,7 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DigestError(
+            raise BusyError(
                 f"another {what} is running (lock {lock_file})", hint="try again when it ends"
             ) from None
         try:

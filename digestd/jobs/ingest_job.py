@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -13,10 +13,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import session_scope
-from digestd.errors import DumpError
-from digestd.ingest import dump_files, move_into, quarantine_file, read_dump_file
+from digestd.db import database_error, session_scope
+from digestd.errors import BusyError, DigestError, DumpError, StorageError
+from digestd.ingest import (
+    dump_files,
+    move_into,
+    quarantine_file,
+    read_dump_file,
+    settle_remaining,
+)
 from digestd.jobs.common import Progress, log, utc_now
+from digestd.storage import os_reason, storage_error
+
+# How often a wait for inbox files to settle looks at them again, at most.
+_SETTLE_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -24,7 +34,7 @@ class FileOutcome:
     """What happened to one dump file."""
 
     path: Path
-    status: str  # "ingested", "already ingested" or "quarantined"
+    status: str  # "ingested", "already ingested", "quarantined", "vanished" or "error"
     new: int = 0
     known: int = 0
     detail: str = ""
@@ -35,6 +45,10 @@ class IngestReport:
     """Per-file outcomes of one ingest run and their totals."""
 
     files: list[FileOutcome] = field(default_factory=list)
+    # Inbox files still being written when the run stopped waiting: the next run takes them.
+    unsettled: list[Path] = field(default_factory=list)
+    # Why the run stopped before the other files (the database cannot be written): they wait.
+    stopped: DigestError | None = None
 
     @property
     def new(self) -> int:
@@ -57,6 +71,35 @@ class IngestReport:
         return sum(f.status == "quarantined" for f in self.files)
 
 
+def settled_files(
+    folder: Path,
+    *,
+    settle_seconds: float,
+    wait_seconds: float = 0.0,
+    waiting: Callable[[str], None] | None = None,
+) -> tuple[list[Path], list[Path]]:
+    """The dump files in ``folder`` that have not changed for ``settle_seconds`` and those that
+    have. With ``wait_seconds``, waits up to that long (looking again and again, so a file that
+    keeps growing keeps it waiting) for the changing ones to settle too; ``waiting`` is told
+    what it waits for."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        remaining: dict[Path, float] = {}
+        for path in dump_files([folder]):
+            left = settle_remaining(path, settle_seconds=settle_seconds)
+            if left is not None:  # a file gone since the listing is no file of this run
+                remaining[path] = left
+        changing = [path for path, left in remaining.items() if left > 0]
+        settled = [path for path, left in remaining.items() if left == 0]
+        if not changing or time.monotonic() >= deadline:
+            return settled, changing
+        if waiting:
+            first = changing[0].name if len(changing) == 1 else f"{len(changing)} files"
+            waiting(f"waiting for {first} to settle (unchanged for {settle_seconds:g} s)")
+        soonest = min(remaining[path] for path in changing)
+        time.sleep(min(max(soonest, 0.05), _SETTLE_POLL_SECONDS, deadline - time.monotonic()))
+
+
 def run_ingest(
     settings: Settings,
     engine: Engine,
@@ -64,32 +107,51 @@ def run_ingest(
     *,
     reference: date | None = None,
     settle_seconds: float = 0.0,
+    settle_wait_seconds: float = 0.0,
+    waiting: Callable[[str], None] | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest dump files (default: the inbox). Each file is stored whole in one transaction or
     quarantined with its reason; files from the inbox are moved to the processed folder, files
     named by the caller stay where they are (a copy of a bad one goes to quarantine).
 
-    Inbox files changed less than ``settle_seconds`` ago are left for a later run: a dump being
-    copied in must not be ingested half-written."""
+    Inbox files changed less than ``settle_seconds`` ago are not taken: a dump being copied in
+    must not be ingested half-written. With ``settle_wait_seconds`` the run waits that long at
+    most for them (see ``settled_files``); those still changing are left for a later run. Files
+    named by the caller are taken at once."""
     from_inbox = paths is None
     inbox = settings.folder("inbox")
+    report = IngestReport()
     if from_inbox:
         inbox.mkdir(parents=True, exist_ok=True)
-    files = dump_files([inbox] if from_inbox else list(paths or []))
-    if from_inbox and settle_seconds > 0:
-        settled_before = time.time() - settle_seconds
-        files = [f for f in files if f.stat().st_mtime <= settled_before]
+        files, report.unsettled = settled_files(
+            inbox,
+            settle_seconds=settle_seconds,
+            wait_seconds=settle_wait_seconds,
+            waiting=waiting,
+        )
+    else:
+        files = dump_files(list(paths or []))
     today = reference or utc_now().date()
-    report = IngestReport()
     for path in files:
         if progress:
             progress(path.name, len(files))
         try:
             outcome = _ingest_one(settings, engine, path, today, from_inbox)
-        except (OSError, SQLAlchemyError) as exc:  # one file must not stop the others
-            log.error("cannot ingest %s: %s", path, exc)
-            outcome = FileOutcome(path, "error", detail=f"{type(exc).__name__}: {exc}")
+        except SQLAlchemyError as exc:
+            error = database_error(exc, url=engine.url)
+            report.files.append(FileOutcome(path, "error", detail=str(error)))
+            if isinstance(error, StorageError | BusyError):
+                # Every other file would fail the same way: they wait for the next run, and
+                # the caller says why in one line.
+                report.stopped = error
+                break
+            log.error("cannot ingest %s: %s", path, error)
+            continue
+        except OSError as exc:  # one file must not stop the others
+            problem = storage_error(exc) or f"{exc.filename or path}: {os_reason(exc)}"
+            log.error("cannot ingest %s: %s", path, problem)
+            outcome = FileOutcome(path, "error", detail=str(problem))
         report.files.append(outcome)
     return report
 
@@ -99,14 +161,21 @@ def _ingest_one(
 ) -> FileOutcome:
     try:
         dump_file = read_dump_file(path, reference=today)
+    except FileNotFoundError:
+        return _vanished(path, "before it could be read")
     except DumpError as exc:
         # Files named on the command line are the operator's own: a copy goes to quarantine.
-        target = quarantine_file(
-            path,
-            f"{path.name}: {exc}",
-            folder=settings.folder("quarantine"),
-            keep_original=not from_inbox,
-        )
+        try:
+            target = quarantine_file(
+                path,
+                f"{path.name}: {exc}",
+                folder=settings.folder("quarantine"),
+                keep_original=not from_inbox,
+            )
+        except FileNotFoundError:
+            if path.exists():
+                raise  # it is the quarantine folder that is missing a part
+            return _vanished(path, "before it could be quarantined")
         log.warning("quarantined %s: %s (as %s)", path, exc, target)
         return FileOutcome(path, "quarantined", detail=str(exc))
     for warning in dump_file.parsed.warnings:
@@ -120,8 +189,19 @@ def _ingest_one(
                 path, "ingested", new=new, known=known, detail="; ".join(dump_file.parsed.warnings)
             )
     if from_inbox:
-        move_into(path, settings.folder("processed"))
+        try:
+            move_into(path, settings.folder("processed"))
+        except FileNotFoundError:
+            if path.exists():
+                raise
+            log.warning("%s vanished before it could be moved to processed/ (it is stored)", path)
     log.info(
         "%s: %s, %d new, %d already known", path.name, outcome.status, outcome.new, outcome.known
     )
     return outcome
+
+
+def _vanished(path: Path, when: str) -> FileOutcome:
+    """A file another process moved or deleted since it was listed: skipped, not a bad file."""
+    log.warning("skipped %s: it vanished %s (moved or deleted by another process)", path, when)
+    return FileOutcome(path, "vanished", detail=f"vanished {when}")

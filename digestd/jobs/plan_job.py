@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import session_scope
+from digestd.db import read_scope
 from digestd.digest import (
     PlannedDigest,
     QuerySource,
@@ -20,7 +20,7 @@ from digestd.digest import (
     local_now,
     plan_digest,
 )
-from digestd.errors import InputError
+from digestd.errors import DigestError, InputError
 from digestd.jobs.common import candidate, match_queries, stage
 from digestd.message import message_id_for
 from digestd.models import Delivery, Subscriber
@@ -51,6 +51,9 @@ class SendReport:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time spent in each stage
     resent: int = 0  # digests found "sending" after an interrupted run, and sent again
     paused: str = ""  # why the run stopped early, leaving the rest for the next run
+    pause_hint: str = ""  # what the operator can do about it
+    # Set when the database could not record the run's work (full, locked, unreachable).
+    record_error: DigestError | None = None
 
     def count(self, status: str) -> int:
         """How many digests ended with ``status``."""
@@ -146,7 +149,8 @@ def plan_due_digests(
 
     Subscribers, papers and matches are loaded when this is called; ``report.due`` is set then.
     Planning lazily keeps one run's memory to the digests in flight, however many are due."""
-    with stage(report.seconds, "load subscribers and papers"), session_scope(engine) as session:
+    # Only reads (no write lock): a preview or a dry run answers while another process writes.
+    with stage(report.seconds, "load subscribers and papers"), read_scope(engine) as session:
         if only_email:
             people = [store.subscriber_by_email(session, only_email)]
             if not (people[0].active or include_paused):

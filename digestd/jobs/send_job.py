@@ -7,6 +7,9 @@ backoff and jitter, until the give-up time; a permanent one (5xx) fails the dige
 whose fault it was (digestd.refusals): a hard bounce for the recipient's address, a "refused"
 bounce, never counted against the subscriber, for our message or server. A row left "sending" by
 a crash is sent again with the same Message-ID.
+
+An .eml file that cannot be written (a full disk) is a temporary failure like a 4xx. When a
+run pauses early, and what happens when the database cannot record: send_record.
 """
 
 from __future__ import annotations
@@ -25,11 +28,20 @@ from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import session_scope
+from digestd.db import database_error, session_scope
 from digestd.deliver import Sender, SendResult, build_message, send_concurrently
 from digestd.dkim_sign import DkimSigner, load_signer
-from digestd.jobs.common import Progress, exclusive, log, utc_now
+from digestd.jobs.common import Progress, exclusive, utc_now
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
+from digestd.jobs.send_record import (
+    FailureStreak,
+    pause,
+    record,
+    record_sent,
+    reserve_shortage,
+    send_log,
+    stop_recording,
+)
 from digestd.jobs.senders import open_sender
 from digestd.message import OutgoingMessage
 from digestd.refusals import RECIPIENT, enhanced_status, refusal_fault, split_reply
@@ -112,7 +124,7 @@ async def _send_all(
             return report  # nothing to send: no connection to the server
         build = _message_builder(settings)
         async with open_sender(settings) as sender:
-            failures = _FailureStreak(settings.delivery.error_threshold, report)
+            failures = FailureStreak(settings.delivery.error_threshold, report)
 
             async def send(item: PreparedDigest) -> DigestOutcome:
                 if progress:
@@ -124,7 +136,7 @@ async def _send_all(
             # Each digest is planned, queued, sent and recorded by exactly one task, in turn
             # (so memory holds only the digests in flight); as many are in flight as the sender
             # has connections. After too many failures in a row no new digest is started.
-            queued = _queued(engine, settings, itertools.chain((first,), planned), now)
+            queued = _queued(engine, settings, itertools.chain((first,), planned), now, report)
             report.outcomes.extend(
                 await send_concurrently(
                     failures.until_paused(queued), send, limit=sender.connections
@@ -133,37 +145,23 @@ async def _send_all(
         return report
     finally:
         if not dry_run and report.empty:
-            _record_empty(engine, report.empty, now=now, forced=ignore_schedule)
-
-
-class _FailureStreak:
-    """Counts failed attempts in a row; past the threshold the run pauses."""
-
-    def __init__(self, threshold: int, report: SendReport) -> None:
-        self.threshold = threshold
-        self.report = report
-        self.streak = 0
-
-    def count(self, outcome: DigestOutcome) -> None:
-        self.streak = 0 if outcome.status == "sent" else self.streak + 1
-        if self.streak >= self.threshold and not self.report.paused:
-            self.report.paused = (
-                f"{self.streak} failures in a row, the last: {outcome.detail}; "
-                "the rest wait for the next run"
-            )
-            log.error("send run paused: %s", self.report.paused)
-
-    def until_paused(self, items: Iterable[PreparedDigest]) -> Iterator[PreparedDigest]:
-        for item in items:
-            if self.report.paused:
-                return
-            yield item
+            try:
+                _record_empty(engine, report.empty, now=now, forced=ignore_schedule)
+            except SQLAlchemyError as exc:  # they are found empty again by the next run
+                error = database_error(exc, url=engine.url)
+                stop_recording(report, error, "cannot record the digests with nothing new")
 
 
 def _queued(
-    engine: Engine, settings: Settings, items: Iterable[PreparedDigest], now: datetime
+    engine: Engine,
+    settings: Settings,
+    items: Iterable[PreparedDigest],
+    now: datetime,
+    report: SendReport,
 ) -> Iterator[PreparedDigest]:
-    """``items`` with outbox rows: new digests are written as planned, a batch at a time."""
+    """``items`` with outbox rows: new digests are written as planned, a batch at a time. Before
+    each batch the disks are checked for their reserve; the run pauses when one is short, or
+    when the rows cannot be written."""
     give_up_at = now + timedelta(hours=settings.delivery.give_up_hours)
     batch: list[PreparedDigest] = []
     for item in itertools.chain(items, [None]):
@@ -171,13 +169,29 @@ def _queued(
             batch.append(item)
         if len(batch) < _QUEUE_BATCH and item is not None:
             continue
+        if not batch:
+            return
+        shortage = reserve_shortage(settings, engine)
+        if shortage is not None:
+            pause(
+                report,
+                str(shortage),
+                hint="free space there, or lower [delivery] min_free_mb",
+            )
+            return
         fresh = [i for i in batch if i.delivery_id is None]
         rows = [
             store.PlannedRow(i.subscriber_id, i.key, i.message_id, i.planned.paper_ids, give_up_at)
             for i in fresh
         ]
-        with session_scope(engine) as session:
-            ids = iter(store.add_planned(session, rows, now=now))
+        try:
+            with session_scope(engine) as session:
+                ids = iter(store.add_planned(session, rows, now=now))
+        except SQLAlchemyError as exc:  # nothing of the batch is sent: it is planned again
+            stop_recording(
+                report, database_error(exc, url=engine.url), "cannot put digests into the outbox"
+            )
+            return
         for queued in batch:
             if queued.delivery_id is None:
                 queued = dataclasses.replace(queued, delivery_id=next(ids), give_up_at=give_up_at)
@@ -257,17 +271,21 @@ async def _send_one(
         message, subject = build(item)
     except Exception as exc:  # one subscriber's template or header problem must not stop the run
         detail = f"cannot build the message: {type(exc).__name__}: {exc}"
-        log.error("digest to %s: %s", item.email, detail)
-        log.debug("details", exc_info=True)
+        send_log.error("digest to %s: %s", item.email, detail)
+        send_log.debug("details", exc_info=True)
         _write(engine, item, lambda s: store.mark_failed(s, delivery_id, reply=detail))
         return DigestOutcome(item.email, "failed", count, detail=detail)
     resend = item.resumed_status == "sending"
     marking = time.perf_counter()
-    if not _write(engine, item, lambda s: store.mark_sending(s, delivery_id, interrupted=resend)):
-        return DigestOutcome(item.email, "retry", count, detail="could not be recorded")
+    error = record(engine, lambda s: store.mark_sending(s, delivery_id, interrupted=resend))
+    if error is not None:
+        # Nothing is sent that is not recorded as "sending": the digest waits, the run stops.
+        send_log.error("digest to %s not sent: cannot record it as sending: %s", item.email, error)
+        stop_recording(report, error, f"cannot record the digest to {item.email} as sending")
+        return DigestOutcome(item.email, "retry", count, detail=f"not sent: {error.message}")
     if resend:
         report.resent += 1
-        log.warning(
+        send_log.warning(
             "digest to %s (%s) was being sent when a run stopped: sending it again, same "
             "Message-ID %s",
             item.email,
@@ -278,23 +296,11 @@ async def _send_one(
     result = await sender.send(message)
     recording = time.perf_counter()
     if result.outcome == "sent":
-        _write(
-            engine,
-            item,
-            lambda s: store.mark_sent(
-                s,
-                delivery_id,
-                subscriber_id=item.subscriber_id,
-                paper_ids=item.planned.paper_ids,
-                reply=result.reply,
-                now=now,
-            ),
-        )
-        outcome = DigestOutcome(item.email, "sent", count, subject, result.reply)
+        outcome = record_sent(engine, item, result.reply, now, count, subject, report)
     elif result.outcome == "permanent":
         outcome = _refused(settings, engine, item, result, now, count, subject)
     else:
-        outcome = _temporary(settings, engine, item, result.reply, now, count, subject)
+        outcome = _temporary(settings, engine, item, result.reply, now, count, subject, report)
     for name, spent in (
         ("render + build message", marking - rendering),
         ("record sending", sending - marking),
@@ -338,13 +344,13 @@ def _refused(
             hard_limit=settings.delivery.hard_bounces,
         )
         if suppressed:
-            log.warning("subscriber %s suppressed: %s", item.email, suppressed)
+            send_log.warning("subscriber %s suppressed: %s", item.email, suppressed)
 
     _write(engine, item, record)
     if kind == "hard":
-        log.warning("digest to %s refused for good (the address): %s", item.email, reply)
+        send_log.warning("digest to %s refused for good (the address): %s", item.email, reply)
     else:
-        log.warning(
+        send_log.warning(
             "digest to %s refused for good, not for the address (our message or server): %s",
             item.email,
             reply,
@@ -360,39 +366,45 @@ def _temporary(
     now: datetime,
     count: int,
     subject: str,
+    report: SendReport,
 ) -> DigestOutcome:
     """A temporary failure: try again later with backoff, or give up past the give-up time."""
     attempts = item.attempts + 1
     give_up_at = item.give_up_at or now
     if now >= give_up_at:
         detail = f"gave up after {attempts} attempts: {reply}"
-        _write(engine, item, lambda s: store.mark_failed(s, item.delivery_id or 0, reply=detail))
-        log.warning("digest to %s failed: %s", item.email, detail)
-        return DigestOutcome(item.email, "failed", count, subject, detail)
-    delay = backoff_delay(
-        attempts,
-        first_minutes=settings.delivery.retry_minutes,
-        max_minutes=settings.delivery.retry_max_minutes,
-    )
-    at = min(now + delay, give_up_at)
-    _write(engine, item, lambda s: store.mark_retry(s, item.delivery_id or 0, reply=reply, at=at))
-    log.warning(
-        "digest to %s: temporary failure (attempt %d), next attempt at %s: %s",
-        item.email,
-        attempts,
-        at.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        reply,
-    )
-    return DigestOutcome(item.email, "retry", count, subject, reply)
+        error = record(engine, lambda s: store.mark_failed(s, item.delivery_id or 0, reply=detail))
+        send_log.warning("digest to %s failed: %s", item.email, detail)
+        outcome = DigestOutcome(item.email, "failed", count, subject, detail)
+    else:
+        delay = backoff_delay(
+            attempts,
+            first_minutes=settings.delivery.retry_minutes,
+            max_minutes=settings.delivery.retry_max_minutes,
+        )
+        at = min(now + delay, give_up_at)
+        error = record(
+            engine, lambda s: store.mark_retry(s, item.delivery_id or 0, reply=reply, at=at)
+        )
+        send_log.warning(
+            "digest to %s: temporary failure (attempt %d), next attempt at %s: %s",
+            item.email,
+            attempts,
+            at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            reply,
+        )
+        outcome = DigestOutcome(item.email, "retry", count, subject, reply)
+    if error is not None:
+        # Left "sending": the next run sends it again (nothing reached the recipient).
+        send_log.error("digest to %s: the failure could not be recorded: %s", item.email, error)
+        stop_recording(report, error, f"cannot record the failure of the digest to {item.email}")
+    return outcome
 
 
 def _write(engine: Engine, item: PreparedDigest, change: Callable[[Session], None]) -> bool:
     """Apply one outbox change in its own transaction; a failure to record is logged, not
     raised, so the run goes on for the others. Returns whether it was recorded."""
-    try:
-        with session_scope(engine) as session:
-            change(session)
-    except SQLAlchemyError as exc:
-        log.error("digest to %s could not be recorded: %s", item.email, getattr(exc, "orig", exc))
-        return False
-    return True
+    error = record(engine, change)
+    if error is not None:
+        send_log.error("digest to %s could not be recorded: %s", item.email, error)
+    return error is None

@@ -1,0 +1,166 @@
+"""Recording a send run's outcomes, and stopping the run early when it must: after too many
+failures in a row, when a disk is short of its reserve, when the database cannot record.
+
+Storage problems are outcomes, not crashes. Nothing is sent that was not recorded as "sending"
+first; a digest the server accepted but that cannot be recorded as "sent" holds the run a while,
+then stays "sending", so the next run sends it again with the same Message-ID (as after a
+crash). ``pause_message`` is the one line that says why a run paused, what to do and what waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from digestd import store
+from digestd.config import Settings
+from digestd.db import database_error, session_scope, sqlite_file
+from digestd.errors import DigestError
+from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport
+from digestd.storage import SpaceShortage, space_shortage, storage_hint
+
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
+# What happens to each digest; `digestd send` shows it as a table (and these lines with -v).
+send_log = logging.getLogger("digestd.send")
+# When the server accepted a digest but "sent" cannot be recorded, the run holds (no other
+# digest starts) and tries again for this long, waiting longer each time.
+RECORD_SENT_SECONDS = 30.0
+_RECORD_FIRST_WAIT = 0.25
+_RECORD_LONGEST_WAIT = 4.0
+
+
+def pause_message(report: SendReport) -> str:
+    """The one line saying why a paused run stopped, what to do and what waits (the CLI's
+    error line, the daemon's log line)."""
+    waiting = report.due - report.nothing_new - report.count("sent") - report.count("failed")
+    rest = ""
+    if waiting > 0:
+        digests = "digest not sent waits" if waiting == 1 else "digests not sent wait"
+        rest = f"the {waiting} {digests} for the next run"
+    hint = "; ".join(part for part in (report.pause_hint, rest) if part)
+    return f"send paused: {report.paused}" + (f" ({hint})" if hint else "")
+
+
+def pause(report: SendReport, reason: str, *, hint: str = "") -> None:
+    """Pause the run (the first reason stands): no new digest starts."""
+    if not report.paused:
+        report.paused = reason
+        report.pause_hint = hint
+
+
+def stop_recording(report: SendReport, error: DigestError, doing: str) -> None:
+    """The database cannot record this run's work: pause at once (nothing may be sent that is
+    not recorded), and say so above any other reason."""
+    if report.record_error is None:
+        report.record_error = error
+        report.paused = f"{doing}: {error.message}"
+        report.pause_hint = error.hint or ""
+
+
+class FailureStreak:
+    """Counts failed attempts in a row; past the threshold the run pauses."""
+
+    def __init__(self, threshold: int, report: SendReport) -> None:
+        self.threshold = threshold
+        self.report = report
+        self.streak = 0
+
+    def count(self, outcome: DigestOutcome) -> None:
+        """Count one digest's outcome; pause the run when the streak reaches the threshold."""
+        self.streak = 0 if outcome.status == "sent" else self.streak + 1
+        if self.streak >= self.threshold:
+            # An OS error in the reply (the outbox folder's disk) says what to do about it.
+            errno = _ERRNO.search(outcome.detail)
+            hint = storage_hint(int(errno.group(1))) if errno else ""
+            pause(
+                self.report,
+                f"{self.streak} failures in a row, the last: {outcome.detail}",
+                hint=hint,
+            )
+
+    def until_paused(self, items: Iterable[PreparedDigest]) -> Iterator[PreparedDigest]:
+        """``items`` until the run pauses."""
+        for item in items:
+            if self.report.paused:
+                return
+            yield item
+
+
+def reserve_shortage(settings: Settings, engine: Engine) -> SpaceShortage | None:
+    """The disk short of ``[delivery] min_free_mb``, if any: the SQLite database's, and the
+    outbox folder's with the file backend. A run that fills a disk to the last byte could no
+    longer record what it sent."""
+    folders = []
+    database_file = sqlite_file(engine.url)
+    if database_file is not None:
+        folders.append(database_file.parent)
+    if settings.delivery.backend == "file":
+        folders.append(settings.folder("outbox"))
+    return space_shortage(folders, reserve=int(settings.delivery.min_free_mb * 1_000_000))
+
+
+def record(engine: Engine, change: Callable[[Session], None]) -> DigestError | None:
+    """Apply one outbox change in its own transaction; returns why it could not be recorded
+    (the database full, locked, unreachable), None when it was."""
+    try:
+        with session_scope(engine) as session:
+            change(session)
+    except SQLAlchemyError as exc:
+        return database_error(exc, url=engine.url)
+    return None
+
+
+def record_sent(
+    engine: Engine,
+    item: PreparedDigest,
+    reply: str,
+    now: datetime,
+    count: int,
+    subject: str,
+    report: SendReport,
+) -> DigestOutcome:
+    """The server accepted the digest: record it as sent, its papers with it.
+
+    When that cannot be recorded, the run holds (nothing else starts) and tries again for up to
+    RECORD_SENT_SECONDS: a database briefly locked, or full until the operator frees space,
+    loses nothing. If it still fails, the row stays "sending", so the next run sends the digest
+    again with the same Message-ID (what README promises after a crash) and this run pauses."""
+    delivery_id = item.delivery_id or 0
+
+    def mark_sent(session: Session) -> None:
+        store.mark_sent(
+            session,
+            delivery_id,
+            subscriber_id=item.subscriber_id,
+            paper_ids=item.planned.paper_ids,
+            reply=reply,
+            now=now,
+        )
+
+    deadline = time.monotonic() + RECORD_SENT_SECONDS
+    wait = _RECORD_FIRST_WAIT
+    while (error := record(engine, mark_sent)) is not None and time.monotonic() < deadline:
+        # Blocking on purpose: the run's database writes happen on the event loop's thread, and
+        # while "sent" cannot be recorded no other digest may start (those in flight wait too).
+        time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+        wait = min(wait * 2, _RECORD_LONGEST_WAIT)
+    if error is None:
+        return DigestOutcome(item.email, "sent", count, subject, reply)
+    send_log.error(
+        "digest to %s was accepted (%s) but cannot be recorded as sent: %s; the next run sends "
+        "it again with the same Message-ID %s",
+        item.email,
+        reply,
+        error,
+        item.message_id,
+    )
+    stop_recording(report, error, f"cannot record the digest to {item.email} as sent")
+    detail = f"accepted, not recorded (the next run sends it again, same Message-ID): {reply}"
+    return DigestOutcome(item.email, "sent", count, subject, detail)
