@@ -233,7 +233,9 @@ async def test_rate_zero_adds_no_wait(server: FaultServer) -> None:
             assert (await sender.send(message(f"r{i}@example.org"))).ok
         elapsed = time.monotonic() - started
     assert server.count == 10
-    assert elapsed < 10 / 20  # what rate 20 would have taken at least
+    # Well under what a limit of 4 a second would have taken at least (a loaded machine may
+    # take a few tenths of a second for ten messages).
+    assert elapsed < 10 / 4
 
     limiter = RateLimiter(0)
     started = time.monotonic()
