@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,31 +29,13 @@ from digestd.db import make_engine, migrate, session_scope
 from digestd.jobs.send_job import backoff_delay
 from digestd.models import Bounce, Delivery, Subscriber
 from tests.conftest import CliResult
-from tests.smtp_faults import FaultServer, fault_server, refusing_port
-
-QUERY = "oracle OR sql OR model OR learning OR language"
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with fault_server() as running:
-        yield running
-
-
-@pytest.fixture
-def ready(config_file: Path, server: FaultServer, sample_path: Path) -> tuple[Settings, Engine]:
-    """Settings sending to the fault server, a migrated database with the sample ingested."""
-    base = load_settings(config_file, environ={})
-    settings = dataclasses.replace(
-        base,
-        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
-        delivery=dataclasses.replace(base.delivery, backend="smtp"),
-    )
-    engine = make_engine(settings.database_url, create=True)
-    migrate(engine)
-    jobs.run_ingest(settings, engine, [sample_path])
-    return settings, engine
+from tests.outbox_site import (  # noqa: F401  (the server and ready fixtures)
+    QUERY,
+    T0,
+    ready_fixture,
+    server_fixture,
+)
+from tests.smtp_faults import FaultServer, refusing_port
 
 
 def add_people(engine: Engine, count: int, *, prefix: str = "reader") -> list[str]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -16,36 +15,19 @@ from sqlmodel import select
 
 from digestd import jobs, store
 from digestd.cli.common import out
-from digestd.config import Settings, load_settings
-from digestd.db import make_engine, migrate, session_scope
+from digestd.config import Settings
+from digestd.db import session_scope
 from digestd.models import Bounce, Delivery, Subscriber
 from tests.conftest import CliResult
-from tests.smtp_faults import FaultServer, fault_server
+from tests.outbox_site import (  # noqa: F401  (the server and ready fixtures)
+    QUERY,
+    T0,
+    ready_fixture,
+    server_fixture,
+)
+from tests.smtp_faults import FaultServer
 
-QUERY = "oracle OR sql OR model OR learning OR language"
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
 RCPT, DATA = "RCPT TO", "DATA"
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    with fault_server() as running:
-        yield running
-
-
-@pytest.fixture
-def ready(config_file: Path, server: FaultServer, sample_path: Path) -> tuple[Settings, Engine]:
-    """Settings sending to the fault server, a migrated database with the sample ingested."""
-    base = load_settings(config_file, environ={})
-    settings = dataclasses.replace(
-        base,
-        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
-        delivery=dataclasses.replace(base.delivery, backend="smtp"),
-    )
-    engine = make_engine(settings.database_url, create=True)
-    migrate(engine)
-    jobs.run_ingest(settings, engine, [sample_path])
-    return settings, engine
 
 
 def add_people(engine: Engine, *names: str) -> list[str]:
