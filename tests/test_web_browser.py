@@ -411,3 +411,25 @@ def test_javascript_preselects_the_timezone_and_checks_queries_live(
     assert site.queries_and_topics("live@example.org") == (["oracle"], [])  # only typed
     assert problems == []
     context.close()
+
+
+def test_the_feeds_index_is_styled_and_leads_to_every_feed(
+    browser: Browser, site: Site, artifacts: Path
+) -> None:
+    # The feeds job writes index.html to be read on its own (from disk, or any web server), so
+    # it carries its own styles; the site's policy lets exactly those through, nothing else.
+    page = browser.new_page()
+    problems = watch(page)
+    open_page(page, site.url + "/feeds/")
+    assert problems == []
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(244, 244, 245)"  # the index's own style, applied
+    page.screenshot(path=artifacts / "web-feeds-index.png", full_page=True)
+    for slug in ("oracle", "text-to-sql"):
+        with page.expect_navigation() as navigation:
+            page.locator(f'a[href="{slug}.atom"]').click()
+        response = navigation.value
+        assert response is not None and response.status == 200
+        assert response.url == f"{site.url}/feeds/{slug}.atom"
+        page.go_back()
+    page.close()

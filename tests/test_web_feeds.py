@@ -40,6 +40,7 @@ from digestd.web.feeds_http import (
     sent_entries,
     unmodified_since,
 )
+from digestd.web.health import health_router
 from tests.conftest import free_port
 
 BASE = "https://digest.example.org"
@@ -84,6 +85,7 @@ class Site:
 def bare_app(settings: Settings, engine: Engine) -> FastAPI:
     app = FastAPI()
     app.include_router(feeds_router(settings, engine))
+    app.include_router(health_router(engine))
     return app
 
 

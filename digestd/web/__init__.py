@@ -25,6 +25,7 @@ from digestd.config import Settings
 from digestd.errors import DigestError
 from digestd.jobs import utc_now
 from digestd.web.feeds_http import feeds_router
+from digestd.web.health import health_router
 from digestd.web.pages import WebPages
 from digestd.web.protocol import HeadAsGet, install_error_pages
 from digestd.web.security import SecurityHeaders
@@ -51,6 +52,7 @@ def create_app(
     )
     app.include_router(WebPages(settings, engine, clock=clock).router())
     app.include_router(feeds_router(settings, engine, clock=clock))
+    app.include_router(health_router(engine))
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
     install_error_pages(app, PageRenderer(settings), base_url=settings.feeds.base_url)
     app.add_middleware(SecurityHeaders)

@@ -14,8 +14,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -23,14 +22,12 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
-from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import read_scope
 from digestd.errors import DigestError, NotFoundError
 from digestd.feeds import build_opml, written_by_digestd
 from digestd.feeds_private import SentEntry, build_private_atom
@@ -38,6 +35,8 @@ from digestd.jobs import run_feeds, utc_now
 from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
 from digestd.tokens import read_token
+from digestd.web.health import one_line_reason, reading
+from digestd.web.security import policy_with_inline_styles
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ RETRY_AFTER_SECONDS = 60
 _SLUG = re.compile(r"[a-z0-9-]{1,64}")
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 _MAX_TOKEN_LENGTH = 512  # ours are about 80 characters; longer ones are not worth a look
-_REASON_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -126,53 +124,6 @@ def sent_entries(session: Session, subscriber_id: int, *, limit: int) -> list[Se
     ]
 
 
-def check_database_file(engine: Engine) -> None:
-    """Raise DigestError if the engine's SQLite file is gone: connecting would create an empty
-    one in its place, and an open pool could even go on reading the unlinked one."""
-    url = engine.url
-    database = url.database or ""
-    on_file = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
-    if on_file and not url.query.get("uri") and not FilePath(database).is_file():
-        raise DigestError("database file not found")
-
-
-@contextmanager
-def reading(engine: Engine) -> Iterator[Session]:
-    """A session for reading, refused with DigestError when the SQLite file is gone."""
-    check_database_file(engine)
-    with read_scope(engine) as session:
-        yield session
-
-
-def database_status(engine: Engine) -> tuple[datetime | None, datetime | None]:
-    """The newest ingest and send times; raises (DigestError, or whatever the driver raises)
-    when the database cannot be read."""
-    check_database_file(engine)
-    # A raw connection: no BEGIN IMMEDIATE, so a health check never waits on a writer's lock.
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute(
-            "SELECT (SELECT max(ingested_at) FROM dump), (SELECT max(sent_at) FROM delivery)"
-        )
-        last_ingest, last_send = cursor.fetchall()[0]
-        cursor.close()
-    finally:
-        connection.close()
-    return (
-        store.aware(last_ingest) if last_ingest else None,
-        store.aware(last_send) if last_send else None,
-    )
-
-
-def one_line_reason(exc: BaseException) -> str:
-    """A short, single-line account of why the database could not be used."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    reason = text[0].strip() if text else type(cause).__name__
-    return reason[:_REASON_LENGTH]
-
-
 def _not_found() -> HTTPException:
     return HTTPException(status_code=404, detail="Not Found")
 
@@ -220,7 +171,6 @@ _INDEX_RESPONSES: _Responses = {
     304: _NOT_MODIFIED,
     503: _UNAVAILABLE,
 }
-_HEALTH_RESPONSES: _Responses = {503: {"description": "The database is unreachable"}}
 SlugParam = Annotated[str, Path(description="The topic's slug: lower-case letters, digits, -")]
 TokenParam = Annotated[str, Path(description="The signed feed token from a digest")]
 
@@ -252,7 +202,7 @@ def _add_get_and_head(
 def feeds_router(
     settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
 ) -> APIRouter:
-    """The router serving the topic feeds, the OPML index, private feeds and /healthz."""
+    """The router serving the topic feeds, their index page, the OPML list and private feeds."""
     router = APIRouter(tags=["feeds"])
     feeds_folder = settings.folder("feeds")
     base_url = settings.feeds.base_url.rstrip("/")
@@ -275,7 +225,9 @@ def feeds_router(
         rep = _read_feed_file(path, HTML_TYPE) or build_missing_feed(path, HTML_TYPE)
         if rep is None:
             raise _unavailable()
-        return conditional_response(request, rep, now=clock())
+        response = conditional_response(request, rep, now=clock())
+        response.headers["Content-Security-Policy"] = policy_with_inline_styles(rep.body)
+        return response
 
     def opml_index(request: Request) -> Response:
         """Every topic feed as an OPML 2.0 subscription list."""
@@ -379,31 +331,5 @@ def feeds_router(
         responses=_ATOM_RESPONSES,
         summary="A topic's Atom feed",
     )
-
-    @router.get(
-        "/healthz",
-        operation_id="healthz",
-        responses=_HEALTH_RESPONSES,
-        summary="Whether the database answers, and the last ingest and send times",
-    )
-    def healthz() -> JSONResponse:
-        """200 with the newest ingest and send times, or 503 naming why the database failed."""
-        headers = {"Cache-Control": "no-store"}
-        try:
-            last_ingest, last_send = database_status(engine)
-        # A raw connection raises the driver's own errors, whatever they are: any failure
-        # to read is the answer this endpoint exists to give.
-        except Exception as exc:
-            reason = one_line_reason(exc)
-            log.error("health check: database unreachable: %s", reason)
-            content: dict[str, Any] = {"status": "error", "database": reason}
-            return JSONResponse(content, status_code=503, headers=headers)
-        content = {
-            "status": "ok",
-            "database": "ok",
-            "last_ingest": last_ingest.isoformat() if last_ingest else None,
-            "last_send": last_send.isoformat() if last_send else None,
-        }
-        return JSONResponse(content, headers=headers)
 
     return router

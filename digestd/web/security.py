@@ -8,6 +8,8 @@ to tie the value to: a page on another site can neither read the cookie nor set 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import ipaddress
 import re
@@ -48,8 +50,25 @@ SECURITY_HEADERS = (
 )
 
 
+_INLINE_STYLE = re.compile(rb"<style[^>]*>(.*?)</style>", re.S | re.I)
+
+
+def policy_with_inline_styles(page: bytes) -> str:
+    """The site's Content-Security-Policy, allowing also the exact ``<style>`` blocks of
+    ``page`` (by their hashes): for the feeds index, a file written to be readable on its
+    own, from disk or any web server, and so styled inline."""
+    hashes = [
+        f"'sha256-{base64.b64encode(hashlib.sha256(block).digest()).decode()}'"
+        for block in _INLINE_STYLE.findall(page)
+    ]
+    return CONTENT_SECURITY_POLICY.replace(
+        "style-src 'self'", " ".join(["style-src 'self'", *hashes])
+    )
+
+
 class SecurityHeaders:
-    """ASGI middleware that puts the security headers on every HTTP response."""
+    """ASGI middleware that puts the security headers on every HTTP response (the site's
+    Content-Security-Policy unless the response set a policy of its own)."""
 
     def __init__(self, app: ASGIApp) -> None:
         """Wrap ``app``."""
@@ -65,7 +84,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS:
-                    headers[name] = value
+                    # A response may bring its own policy (policy_with_inline_styles).
+                    if name != "Content-Security-Policy" or name not in headers:
+                        headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
