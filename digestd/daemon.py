@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digestd.config import Settings
 from digestd.db import database_error, session_scope
-from digestd.errors import BusyError, DigestError, StorageError
+from digestd.errors import DigestError, StorageError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, start_warnings
 from digestd.jobs.bounce_job import run_bounces
 from digestd.jobs.send_record import pause_message
@@ -41,9 +41,9 @@ def _log_failure(job: str, exc: Exception, engine: Engine) -> None:
         known = storage_error(exc)
     if known is None:
         log.exception("%s failed; the daemon goes on", job)
-    elif isinstance(known, StorageError | BusyError):
+    elif isinstance(known, StorageError):
         log.error("%s: %s; the daemon goes on", job, known)
-    else:
+    else:  # a bad item, or another process holding a lock: the next run gets through
         log.warning("%s: %s; the daemon goes on", job, known)
 
 
@@ -112,8 +112,8 @@ def purge_sign_ups(settings: Settings, engine: Engine) -> None:
             removed = signup.purge_unconfirmed(session, before=before)
         if removed:
             log.info("removed %d sign-ups never confirmed", len(removed))
-    except Exception:
-        log.exception("sign-up purge failed; the daemon goes on")
+    except Exception as exc:
+        _log_failure("sign-up purge", exc, engine)
 
 
 def _unless_stopping(

@@ -161,7 +161,7 @@ _PG_READ_ONLY = {"25006"}  # read_only_sql_transaction (a standby, or default_tr
 _PG_UNREACHABLE_CLASSES = ("08", "57P", "28")  # connection, shutdown, authentication
 
 
-def _driver_line(exc: BaseException) -> str:
+def driver_line(exc: BaseException) -> str:
     """The first line of the driver's own message: never SQLAlchemy's statement, parameters or
     "Background on this error" link."""
     orig = getattr(exc, "orig", None)
@@ -178,7 +178,7 @@ def database_error(exc: sa.exc.SQLAlchemyError, *, url: str | sa.URL | None) -> 
     where = describe_database(url) if url is not None else "the database"
     database_file = sqlite_file(url) if url is not None else None
     orig = getattr(exc, "orig", None)
-    line = _driver_line(exc)
+    line = driver_line(exc)
     code = getattr(orig, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     state = str(getattr(orig, "sqlstate", None) or "")
@@ -190,10 +190,10 @@ def database_error(exc: sa.exc.SQLAlchemyError, *, url: str | sa.URL | None) -> 
     if primary in _SQLITE_FULL or state in _PG_FULL or "No space left on device" in line:
         return full
     if primary in _SQLITE_BUSY or state in _PG_BUSY:
+        waited = f"past the {BUSY_TIMEOUT_SECONDS} s wait" if primary else "past lock_timeout"
         return BusyError(
             f"another digestd process is writing the database {where}",
-            hint=f"it held the write lock past the {BUSY_TIMEOUT_SECONDS} s wait; "
-            "try again when it is done",
+            hint=f"it held the lock {waited}; try again when it is done",
         )
     if primary in _SQLITE_READ_ONLY:
         return StorageError(

@@ -14,6 +14,7 @@ idle: retries, backoff and giving up are the caller's decisions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import re
 import socket
@@ -30,7 +31,7 @@ from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
 from digestd.message import OutgoingMessage, build_message, header_text
 from digestd.pacing import RateLimiter, send_concurrently
-from digestd.storage import os_reason
+from digestd.storage import os_reason, storage_hint
 
 __all__ = [
     "OUTCOMES",
@@ -63,6 +64,8 @@ class SendResult:
     # Which command the server refused: "MAIL FROM" (our sender), "RCPT TO" (the recipient)
     # or "DATA" (the message); "" when nothing was refused.
     refused_at: str = ""
+    # What the operator can do about a failure on our side ("free space there"), if anything.
+    hint: str = ""
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -121,7 +124,10 @@ class FileSender:
         try:
             await asyncio.to_thread(write_atomic, path, message.data)
         except OSError as exc:
-            return _result(message, "temporary", f"cannot write {self.outbox}: {os_reason(exc)}")
+            reply = f"cannot write {self.outbox}: {os_reason(exc)}"
+            return dataclasses.replace(
+                _result(message, "temporary", reply), hint=storage_hint(exc.errno)
+            )
         return _result(message, "sent", str(path))
 
 

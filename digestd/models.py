@@ -38,7 +38,7 @@ class Paper(SQLModel, table=True):
     first_seen: datetime = Field(index=True)
     # When the stored paper last changed (first: when it was stored). No two papers share an
     # instant, so feed entries never share an atom:updated.
-    updated_at: datetime
+    updated_at: datetime = Field(unique=True, index=True)
 
 
 class Subscriber(SQLModel, table=True):

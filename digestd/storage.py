@@ -30,6 +30,12 @@ def os_reason(exc: OSError) -> str:
     return f"[Errno {exc.errno}] {exc.strerror or os.strerror(exc.errno)}"
 
 
+def disk_refuses_writes(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk takes no writes at all (full, over quota, read-only), so
+    every other write there would fail the same way."""
+    return exc.errno in _WRITING_ERRNOS
+
+
 def storage_hint(error_number: int | None) -> str:
     """What the operator can do about an OS error number that means a disk problem ("" when it
     is not one)."""

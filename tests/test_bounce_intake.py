@@ -170,7 +170,7 @@ def test_mailed_unsubscribe_request_with_a_valid_token_suppresses(
     assert "1 unmatched" in flat(cli("bounces", str(tmp_path / "forged.eml")))
     assert state(engine, "ann@example.org")[0] is None
     assert "1 unsubscribes" in flat(cli("bounces", str(tmp_path / "real.eml")))
-    assert state(engine, "ann@example.org")[0] == "unsubscribed by mail"
+    assert state(engine, "ann@example.org")[0] == "unsubscribed (mail)"
 
 
 def test_missing_bounce_path_is_a_one_line_error(
@@ -236,6 +236,30 @@ def test_a_relay_refusing_our_message_never_counts_against_the_subscriber(
     assert state(engine, "grace@gmail.com") == (None, [("refused", "5.7.26")])
     shown = cli("subscriber", "show", "grace@gmail.com")
     assert "refused" in shown.out and "5.7.26" in flat(shown)
+    # The digest the relay took did not arrive: failed, and not the recipient's fault.
+    with session_scope(engine) as session:
+        (delivery,) = session.exec(select(Delivery)).all()
+    assert (delivery.status, delivery.fault) == ("failed", "sender")
+    assert delivery.reply.startswith("bounce report: 5.7.26 ")
+    stats = flat(cli("stats"))
+    assert "failed: refused for our message or server (not the recipient's) │ 1" in stats
+    # Reading the report again changes nothing.
+    assert "recorded before" in flat(cli("bounces", str(FIXTURES / "dsn_policy.eml")))
+    assert "failed: refused for our message or server (not the recipient's) │ 1" in flat(
+        cli("stats")
+    )
+
+
+def test_a_reported_hard_bounce_fails_the_digest_it_answers(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult]
+) -> None:
+    _settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    assert cli("bounces", str(FIXTURES / "dsn_hard.eml")).code == 0
+    with session_scope(engine) as session:
+        (delivery,) = session.exec(select(Delivery)).all()
+    assert (delivery.status, delivery.fault) == ("failed", "recipient")
+    assert "failed: the recipient's address (hard bounce) │ 1" in flat(cli("stats"))
 
 
 # The plain-text fixtures came to VERP addresses signed with this secret for subscribers 1-4.

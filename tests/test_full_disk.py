@@ -145,6 +145,14 @@ if os.environ.get("TEST_DATABASE_FULL"):
     import digestd.cli.common
     digestd.cli.common.make_engine = full_engine
 
+if os.environ.get("TEST_QUARANTINE_FULL"):
+    import digestd.jobs.ingest_job
+
+    def no_room(path, reason, **options):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(options["folder"]))
+
+    digestd.jobs.ingest_job.quarantine_file = no_room
+
 from digestd.cli import main
 main(sys.argv[1:])
 """
@@ -506,6 +514,41 @@ def test_ingest_into_a_full_database_is_one_line_exit_4_and_the_file_waits(
     second = digestd(config_file, "ingest")
     assert second.returncode == 0, f"[{disk}] {second.stderr}"
     assert "87 new, 87 already known, 0 quarantined" in second.stdout
+
+
+@pytest.mark.parametrize("disk", [DISK])
+def test_ingest_with_a_full_quarantine_disk_stops_at_that_file(
+    small_disk: SmallDisk, config_file: Path, sample_path: Path, disk: str
+) -> None:
+    quarantine = small_disk.path / "quarantine"
+    settings = configure(config_file, paths={"quarantine": str(quarantine)})
+    engine = make_engine(settings.database_url, create=True)
+    migrate(engine)
+    engine.dispose()
+    inbox = settings.folder("inbox")
+    inbox.mkdir(parents=True)
+    (inbox / "a-broken.txt").write_bytes(b"no date line here\n\njust words\n")
+    (inbox / "b-good.txt").write_bytes(sample_path.read_bytes())
+    for path in inbox.iterdir():
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    small_disk.fill(leave=0)
+    injected = {"TEST_QUARANTINE_FULL": "1"} if disk != "tmpfs" else None
+
+    first = digestd(config_file, "ingest", injected=injected)
+
+    assert first.returncode == 4, f"[{disk}] {first.returncode} {first.stderr}"
+    line = one_line(first.stderr, disk)
+    assert line.startswith("error: ingest stopped: cannot write "), f"[{disk}] {line}"
+    assert "No space left on device" in line and "free space there" in line, f"[{disk}] {line}"
+    # Nothing half done: both files wait in the inbox, no reason without its file.
+    assert sorted(p.name for p in inbox.iterdir()) == ["a-broken.txt", "b-good.txt"]
+    assert not quarantine.exists() or list(quarantine.glob("*.reason")) == []
+
+    small_disk.free_space()
+    second = digestd(config_file, "ingest")
+    assert second.returncode == 2, f"[{disk}] {second.stderr}"  # a file was quarantined
+    assert "87 new, 0 already known, 1 quarantined" in second.stdout
+    assert sorted(p.name for p in quarantine.iterdir()) == ["a-broken.txt", "a-broken.txt.reason"]
 
 
 def test_the_daemon_logs_the_pause_in_one_line_and_goes_on(

@@ -158,7 +158,7 @@ def test_a_file_that_vanishes_before_it_is_read_is_skipped(
     result = ready("ingest") if where == "inbox" else ready("ingest", str(folder))
     assert result.code == 0, result.out + result.err
     assert "87 new, 0 already known, 0 quarantined" in result.out
-    assert "could not be read" not in result.out
+    assert "could not be ingested" not in result.out
     assert "vanished" in result.out
     quarantine = tmp_path / "data" / "quarantine"
     assert not quarantine.exists() or list(quarantine.iterdir()) == []

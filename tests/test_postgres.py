@@ -6,18 +6,27 @@ auth, which scripts/check starts in CI); each test gets a database of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel, select
 
-from digestd.db import make_engine, migrate
+from digestd.db import make_engine, migrate, read_scope, session_scope
+from digestd.ingest import DumpFile, ParsedDump, ParsedPaper
+from digestd.models import Paper
+from digestd.store import papers as papers_module
+from digestd.store import store_dump
 from tests.conftest import CliResult
 
 SERVER = os.environ.get("POSTGRES_TEST_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -71,3 +80,38 @@ def test_pipeline_on_postgres(
     assert cli("topic", "remove", "sql").code == 0
     assert cli("subscriber", "remove", "a@example.org").code == 0
     assert "[]" in cli("subscriber", "list", "--json").out
+
+
+def test_two_ingests_at_once_give_every_paper_an_instant_of_its_own(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL nothing queues two ingests: both read the newest instant before either
+    # commits. The database's unique index makes the later one look again.
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    both_started = threading.Barrier(2)
+    insert = papers_module._insert_papers
+
+    def together(session: Session, fresh: list[Any], **options: Any) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_started.wait(timeout=5)  # the retry goes alone
+        insert(session, fresh, **options)
+
+    monkeypatch.setattr(papers_module, "_insert_papers", together)
+    now = datetime(2026, 3, 14, 7, tzinfo=UTC)
+
+    def ingest(number: int) -> tuple[int, int]:
+        papers = tuple(ParsedPaper(f"Paper {number}-{n}", "Text.") for n in range(20))
+        dump = DumpFile(
+            Path(f"{number}.txt"), f"{number:064d}", ParsedDump(date(2026, 3, 14), papers)
+        )
+        with session_scope(engine) as session:
+            return store_dump(session, dump, now=now)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(ingest, (1, 2)))
+    assert results == [(20, 0), (20, 0)]
+    with read_scope(engine) as session:
+        stamps = session.exec(select(Paper.updated_at)).all()
+    assert len(stamps) == 40 and len(set(stamps)) == 40
+    engine.dispose()

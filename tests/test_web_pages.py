@@ -22,6 +22,7 @@ from digestd import jobs, store
 from digestd.config import load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.models import Dump, Paper, Subscriber
+from digestd.store import signup
 from digestd.tokens import make_token, read_token
 from digestd.web.security import CONTENT_SECURITY_POLICY, CSRF_COOKIE
 from tests.conftest import free_port
@@ -466,27 +467,46 @@ def test_a_token_works_only_for_its_purpose(web_site: WebSite) -> None:
     assert subscriber_rows(site) == before
 
 
-def test_a_confirm_token_expires(web_site: WebSite, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_confirm_token_expires_and_must_name_its_sign_up(
+    web_site: WebSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = web_site
-    ada_id = add_subscriber(site, "ada@example.org", confirmed=False)
+    with session_scope(site.engine) as session:
+        done = signup.sign_up(
+            session,
+            "ada@example.org",
+            signup.Preferences(queries=["language model"], topic_slugs=[]),
+            now=site.clock(),
+            resend_after=timedelta(hours=1),
+        )
+        assert done.subscriber is not None and done.nonce is not None
+        ada_id, nonce = done.subscriber.id, done.nonce
+    assert ada_id is not None
     hours = site.settings.web.confirm_hours
 
-    def made_ago(age: timedelta) -> str:
+    def made_ago(age: timedelta, reference: str | None = nonce) -> str:
         stamp = int(time.time() - age.total_seconds())
         with monkeypatch.context() as patch:
             patch.setattr("itsdangerous.timed.TimestampSigner.get_timestamp", lambda _: stamp)
-            return token(site, "confirm", ada_id, "ada@example.org")
+            return make_token(
+                site.settings.link_secret(),
+                "confirm",
+                ada_id,
+                "ada@example.org",
+                reference=reference,
+            )
 
-    # Links mailed before sign-ups were requests name no request: they still confirm a
-    # subscriber who never confirmed, never unsubscribed and has no request, while fresh.
     with client(site) as http:
         csrf = csrf_of(http)
-        stale = http.post(
-            f"/confirm/{made_ago(timedelta(hours=hours, minutes=5))}", data={"csrf": csrf}
-        )
-        assert h1(stale) == "This link is no longer valid"
-        ada = subscriber(site, "ada@example.org")
-        assert ada is not None and ada.confirmed_at is None
+        # Too old, or naming no sign-up (as links did before sign-ups were requests): nothing.
+        for stale in (
+            made_ago(timedelta(hours=hours, minutes=5)),
+            made_ago(timedelta(minutes=5), reference=None),
+        ):
+            answer = http.post(f"/confirm/{stale}", data={"csrf": csrf})
+            assert h1(answer) == "This link is no longer valid"
+            ada = subscriber(site, "ada@example.org")
+            assert ada is not None and ada.confirmed_at is None
         fresh = http.post(f"/confirm/{made_ago(timedelta(hours=hours - 1))}", data={"csrf": csrf})
         assert h1(fresh) == "You are subscribed"
         assert '<code class="query">language model</code>' in fresh.text

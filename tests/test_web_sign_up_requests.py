@@ -202,7 +202,7 @@ def test_an_unsubscribe_by_mail_withdraws_the_confirm_link(
         assert report.count("unsubscribe") == 1
         answer = press(http, path_of(link_in(plain_text(mail), "confirm")))
     ada = subscriber(site, ADA)
-    assert ada is not None and ada.suppressed_reason == "unsubscribed by mail"
+    assert ada is not None and ada.suppressed_reason == "unsubscribed (mail)"
     assert digests_sent_to(site, ADA) == 0
     assert h1(answer) == "This link is no longer valid"
 

@@ -85,7 +85,7 @@ def ingest(
     if report.files:
         out.print(result)
     summary = f"{report.new} new, {report.known} already known, {report.quarantined} quarantined"
-    out.print(summary + (f", {report.errors} could not be read" if report.errors else ""))
+    out.print(summary + (f", {report.errors} could not be ingested" if report.errors else ""))
     if report.unsettled:
         names = ", ".join(p.name for p in report.unsettled)
         out.print(f"still being written, left for the next run: {names}")

@@ -24,10 +24,12 @@ from digestd.errors import NotFoundError
 from digestd.jobs.common import log, utc_now
 from digestd.mailboxes import MailboxItem, mark_read, read_mailbox
 from digestd.models import Subscriber
+from digestd.refusals import RECIPIENT, SENDER
 from digestd.store import signup
-from digestd.store.bounces import suppress
 from digestd.tokens import read_token, verp_subscriber
 
+# A permanent failure reported after the server took the digest: whose fault it is.
+_FAULT_OF_KIND = {"hard": RECIPIENT, "refused": SENDER}
 _UNSUBSCRIBE_SUBJECT = re.compile(r"^\s*unsubscribe\s+([A-Za-z0-9_.-]+)\s*$", re.IGNORECASE)
 
 
@@ -127,6 +129,11 @@ def _record(
     if suppressed:
         report.suppressed.append(subscriber.email)
         log.warning("subscriber %s suppressed: %s", subscriber.email, suppressed)
+    if delivery_id is not None and bounce.kind in _FAULT_OF_KIND:
+        # The digest the report answers did not arrive after all: `stats` and `deliveries`
+        # count it failed, and whose fault, like a refusal at SMTP time.
+        reply = f"bounce report: {bounce.status} {bounce.reason}".replace("  ", " ")
+        store.mark_bounced(session, delivery_id, reply=reply, fault=_FAULT_OF_KIND[bounce.kind])
     detail = bounce.reason if verified else f"(unverified, not suppressing) {bounce.reason}"
     report.outcomes.append(BounceOutcome(source, bounce.kind, subscriber.email, detail))
 
@@ -181,9 +188,7 @@ def _unsubscribe_request(
         return BounceOutcome(name, "unmatched", detail="unsubscribe request with an unknown token")
     # However fresh, no confirmation link mailed before this request subscribes them again.
     assert subscriber.id is not None
-    signup.withdraw_sign_ups(session, subscriber.id)
-    if subscriber.suppressed_at is None:
-        suppress(session, subscriber, reason="unsubscribed by mail", now=now)
+    if signup.unsubscribe(session, subscriber.id, how="mail", now=now):
         report.suppressed.append(subscriber.email)
         log.info("subscriber %s unsubscribed by mail", subscriber.email)
     return BounceOutcome(name, "unsubscribe", subscriber.email)

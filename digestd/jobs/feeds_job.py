@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import session_scope
+from digestd.db import read_scope
 from digestd.feeds import FeedEntry, TopicFeed, paper_dates, write_feeds, written_by_digestd
 from digestd.ingest import paper_url
 from digestd.jobs.common import match_queries
@@ -35,7 +35,7 @@ def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
     (one removed and added again under the same slug with another query)."""
     folder = settings.folder("feeds")
     index = folder / "index.html"
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         topic_rows = store.topics(session)
     if not index.exists():
         return True
@@ -51,7 +51,7 @@ def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
 
 def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
     """Rebuild every topic's Atom feed and the feeds index."""
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         topic_rows = store.topics(session)
         since = datetime.now(UTC) - timedelta(days=settings.feeds.lookback_days)
         papers = store.all_papers(session, since=since)

@@ -23,7 +23,7 @@ from digestd.ingest import (
     settle_remaining,
 )
 from digestd.jobs.common import Progress, log, utc_now
-from digestd.storage import os_reason, storage_error
+from digestd.storage import disk_refuses_writes, os_reason, storage_error
 
 # How often a wait for inbox files to settle looks at them again, at most.
 _SETTLE_POLL_SECONDS = 0.5
@@ -97,7 +97,8 @@ def settled_files(
             first = changing[0].name if len(changing) == 1 else f"{len(changing)} files"
             waiting(f"waiting for {first} to settle (unchanged for {settle_seconds:g} s)")
         soonest = min(remaining[path] for path in changing)
-        time.sleep(min(max(soonest, 0.05), _SETTLE_POLL_SECONDS, deadline - time.monotonic()))
+        left = deadline - time.monotonic()
+        time.sleep(max(0.0, min(max(soonest, 0.05), _SETTLE_POLL_SECONDS, left)))
 
 
 def run_ingest(
@@ -148,9 +149,16 @@ def run_ingest(
                 break
             log.error("cannot ingest %s: %s", path, error)
             continue
-        except OSError as exc:  # one file must not stop the others
-            problem = storage_error(exc) or f"{exc.filename or path}: {os_reason(exc)}"
-            log.error("cannot ingest %s: %s", path, problem)
+        except OSError as exc:
+            stored = storage_error(exc)
+            if stored is not None and disk_refuses_writes(exc):
+                # A full or read-only disk under the quarantine or processed folder: the
+                # others would fail the same way, so they wait too.
+                report.files.append(FileOutcome(path, "error", detail=str(stored)))
+                report.stopped = stored
+                break
+            problem = stored or f"{exc.filename or path}: {os_reason(exc)}"
+            log.error("cannot ingest %s: %s", path, problem)  # one file must not stop the others
             outcome = FileOutcome(path, "error", detail=str(problem))
         report.files.append(outcome)
     return report

@@ -37,6 +37,8 @@ class DigestOutcome:
     papers: int
     subject: str = ""
     detail: str = ""
+    fault: str = ""  # a refused digest's: "recipient" (the address) or "sender" (ours)
+    hint: str = ""  # what the operator can do about a failure on our side, if anything
 
 
 @dataclass

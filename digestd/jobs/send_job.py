@@ -18,19 +18,16 @@ import dataclasses
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import database_error, session_scope
-from digestd.deliver import Sender, SendResult, build_message, send_concurrently
-from digestd.dkim_sign import DkimSigner, load_signer
+from digestd.deliver import Sender, SendResult, send_concurrently
 from digestd.jobs.common import Progress, exclusive, utc_now
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
 from digestd.jobs.send_record import (
@@ -42,11 +39,9 @@ from digestd.jobs.send_record import (
     send_log,
     stop_recording,
 )
-from digestd.jobs.senders import open_sender
-from digestd.message import OutgoingMessage
+from digestd.jobs.senders import Builder, message_builder, open_sender
 from digestd.refusals import RECIPIENT, enhanced_status, refusal_fault, split_reply
 from digestd.render import render_digest
-from digestd.tokens import unsubscribe_mailto, verp_address
 
 # Planned rows are written this many at a time, ahead of sending.
 _QUEUE_BATCH = 32
@@ -122,7 +117,7 @@ async def _send_all(
         first = next(planned, None)
         if first is None:
             return report  # nothing to send: no connection to the server
-        build = _message_builder(settings)
+        build = message_builder(settings)
         async with open_sender(settings) as sender:
             failures = FailureStreak(settings.delivery.error_threshold, report)
 
@@ -145,10 +140,11 @@ async def _send_all(
         return report
     finally:
         if not dry_run and report.empty:
-            try:
-                _record_empty(engine, report.empty, now=now, forced=ignore_schedule)
-            except SQLAlchemyError as exc:  # they are found empty again by the next run
-                error = database_error(exc, url=engine.url)
+            error = record(
+                engine,
+                lambda s: _record_empty(s, report.empty, now=now, forced=ignore_schedule),
+            )
+            if error is not None:  # they are found empty again by the next run
                 stop_recording(report, error, "cannot record the digests with nothing new")
 
 
@@ -184,14 +180,18 @@ def _queued(
             store.PlannedRow(i.subscriber_id, i.key, i.message_id, i.planned.paper_ids, give_up_at)
             for i in fresh
         ]
-        try:
-            with session_scope(engine) as session:
-                ids = iter(store.add_planned(session, rows, now=now))
-        except SQLAlchemyError as exc:  # nothing of the batch is sent: it is planned again
-            stop_recording(
-                report, database_error(exc, url=engine.url), "cannot put digests into the outbox"
-            )
+        added: list[int] = []
+
+        def add(
+            session: Session, rows: list[store.PlannedRow] = rows, added: list[int] = added
+        ) -> None:
+            added.extend(store.add_planned(session, rows, now=now))
+
+        error = record(engine, add)
+        if error is not None:  # nothing of the batch is sent: it is planned again
+            stop_recording(report, error, "cannot put digests into the outbox")
             return
+        ids = iter(added)
         for queued in batch:
             if queued.delivery_id is None:
                 queued = dataclasses.replace(queued, delivery_id=next(ids), give_up_at=give_up_at)
@@ -199,58 +199,17 @@ def _queued(
         batch = []
 
 
-Builder = Callable[[PreparedDigest], tuple[OutgoingMessage, str]]
-
-
-def _message_builder(settings: Settings) -> Builder:
-    """Renders and builds one digest's message (and subject) with the run's sender identity
-    and signer."""
-    smtp, delivery = settings.smtp, settings.delivery
-    signer: DkimSigner | None = load_signer(
-        selector=settings.dkim.selector,
-        domain=settings.dkim.domain or smtp.from_address.rpartition("@")[2],
-        private_key_file=settings.dkim.private_key_file,
-    )
-    secret = settings.link_secret()
-    mailto = delivery.unsubscribe_mailto or smtp.from_address
-
-    def build(item: PreparedDigest) -> tuple[OutgoingMessage, str]:
-        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
-        message = build_message(
-            rendered,
-            from_address=smtp.from_address,
-            from_name=smtp.from_name,
-            to_address=item.email,
-            to_name=item.name,
-            list_id=settings.list_id,
-            unsubscribe_url=item.digest.unsubscribe_url,
-            unsubscribe_mailto=unsubscribe_mailto(mailto, secret, item.subscriber_id, item.email),
-            envelope_from=(
-                verp_address(delivery.bounce_address, item.subscriber_id, secret)
-                if delivery.bounce_address
-                else ""
-            ),
-            date=item.planned_at,
-            message_id=item.message_id,
-            signer=signer,
-        )
-        return message, rendered.subject
-
-    return build
-
-
 def _record_empty(
-    engine: Engine, empty: list[tuple[int, str, int | None]], *, now: datetime, forced: bool
+    session: Session, empty: list[tuple[int, str, int | None]], *, now: datetime, forced: bool
 ) -> None:
     """A scheduled digest that found nothing is still the digest of that day (or week); an
     open one whose papers no longer match is over. A forced run's empty digests are not
     recorded, so the scheduled digest still comes."""
-    with session_scope(engine) as session:
-        for subscriber_id, key, delivery_id in empty:
-            if delivery_id is not None:
-                store.mark_empty(session, delivery_id, reply="its papers no longer match")
-            elif not forced:
-                store.record_empty(session, subscriber_id, key, now=now)
+    for subscriber_id, key, delivery_id in empty:
+        if delivery_id is not None:
+            store.mark_empty(session, delivery_id, reply="its papers no longer match")
+        elif not forced:
+            store.record_empty(session, subscriber_id, key, now=now)
 
 
 async def _send_one(
@@ -273,7 +232,9 @@ async def _send_one(
         detail = f"cannot build the message: {type(exc).__name__}: {exc}"
         send_log.error("digest to %s: %s", item.email, detail)
         send_log.debug("details", exc_info=True)
-        _write(engine, item, lambda s: store.mark_failed(s, delivery_id, reply=detail))
+        error = record(engine, lambda s: store.mark_failed(s, delivery_id, reply=detail))
+        if error is not None:  # still planned: the next run tries to build it again
+            stop_recording(report, error, f"cannot record that the digest to {item.email} failed")
         return DigestOutcome(item.email, "failed", count, detail=detail)
     resend = item.resumed_status == "sending"
     marking = time.perf_counter()
@@ -298,9 +259,9 @@ async def _send_one(
     if result.outcome == "sent":
         outcome = record_sent(engine, item, result.reply, now, count, subject, report)
     elif result.outcome == "permanent":
-        outcome = _refused(settings, engine, item, result, now, count, subject)
+        outcome = _refused(settings, engine, item, result, now, count, subject, report)
     else:
-        outcome = _temporary(settings, engine, item, result.reply, now, count, subject, report)
+        outcome = _temporary(settings, engine, item, result, now, count, subject, report)
     for name, spent in (
         ("render + build message", marking - rendering),
         ("record sending", sending - marking),
@@ -319,6 +280,7 @@ def _refused(
     now: datetime,
     count: int,
     subject: str,
+    report: SendReport,
 ) -> DigestOutcome:
     """A permanent refusal: the digest fails with the reply recorded, and whose fault it was.
     The recipient's (a bad address) is a hard bounce, counted towards suppression; ours (the
@@ -330,7 +292,7 @@ def _refused(
     fault = refusal_fault(code, text, result.refused_at)
     kind = "hard" if fault == RECIPIENT else "refused"
 
-    def record(session: Session) -> None:
+    def mark_refused(session: Session) -> None:
         store.mark_failed(session, item.delivery_id or 0, reply=reply, fault=fault)
         suppressed = store.record_bounce(
             session,
@@ -346,7 +308,11 @@ def _refused(
         if suppressed:
             send_log.warning("subscriber %s suppressed: %s", item.email, suppressed)
 
-    _write(engine, item, record)
+    error = record(engine, mark_refused)
+    if error is not None:
+        # Left "sending", it would be sent again to an address that refused it: stop here.
+        send_log.error("digest to %s: the refusal could not be recorded: %s", item.email, error)
+        stop_recording(report, error, f"cannot record the refusal of the digest to {item.email}")
     if kind == "hard":
         send_log.warning("digest to %s refused for good (the address): %s", item.email, reply)
     else:
@@ -355,27 +321,28 @@ def _refused(
             item.email,
             reply,
         )
-    return DigestOutcome(item.email, "failed", count, subject, reply)
+    return DigestOutcome(item.email, "failed", count, subject, reply, fault=fault)
 
 
 def _temporary(
     settings: Settings,
     engine: Engine,
     item: PreparedDigest,
-    reply: str,
+    result: SendResult,
     now: datetime,
     count: int,
     subject: str,
     report: SendReport,
 ) -> DigestOutcome:
     """A temporary failure: try again later with backoff, or give up past the give-up time."""
+    reply = result.reply
     attempts = item.attempts + 1
     give_up_at = item.give_up_at or now
     if now >= give_up_at:
         detail = f"gave up after {attempts} attempts: {reply}"
         error = record(engine, lambda s: store.mark_failed(s, item.delivery_id or 0, reply=detail))
         send_log.warning("digest to %s failed: %s", item.email, detail)
-        outcome = DigestOutcome(item.email, "failed", count, subject, detail)
+        outcome = DigestOutcome(item.email, "failed", count, subject, detail, hint=result.hint)
     else:
         delay = backoff_delay(
             attempts,
@@ -393,18 +360,9 @@ def _temporary(
             at.strftime("%Y-%m-%d %H:%M:%S %Z"),
             reply,
         )
-        outcome = DigestOutcome(item.email, "retry", count, subject, reply)
+        outcome = DigestOutcome(item.email, "retry", count, subject, reply, hint=result.hint)
     if error is not None:
         # Left "sending": the next run sends it again (nothing reached the recipient).
         send_log.error("digest to %s: the failure could not be recorded: %s", item.email, error)
         stop_recording(report, error, f"cannot record the failure of the digest to {item.email}")
     return outcome
-
-
-def _write(engine: Engine, item: PreparedDigest, change: Callable[[Session], None]) -> bool:
-    """Apply one outbox change in its own transaction; a failure to record is logged, not
-    raised, so the run goes on for the others. Returns whether it was recorded."""
-    error = record(engine, change)
-    if error is not None:
-        send_log.error("digest to %s could not be recorded: %s", item.email, error)
-    return error is None

@@ -10,7 +10,6 @@ crash). ``pause_message`` is the one line that says why a run paused, what to do
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -24,9 +23,9 @@ from digestd.config import Settings
 from digestd.db import database_error, session_scope, sqlite_file
 from digestd.errors import DigestError
 from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport
-from digestd.storage import SpaceShortage, space_shortage, storage_hint
+from digestd.refusals import RECIPIENT
+from digestd.storage import SpaceShortage, space_shortage
 
-_ERRNO = re.compile(r"\[Errno (\d+)\]")
 # What happens to each digest; `digestd send` shows it as a table (and these lines with -v).
 send_log = logging.getLogger("digestd.send")
 # When the server accepted a digest but "sent" cannot be recorded, the run holds (no other
@@ -73,16 +72,18 @@ class FailureStreak:
         self.streak = 0
 
     def count(self, outcome: DigestOutcome) -> None:
-        """Count one digest's outcome; pause the run when the streak reaches the threshold."""
+        """Count one digest's outcome; pause the run when the streak reaches the threshold.
+
+        An address refused as the recipient's fault neither counts nor breaks the streak: the
+        server answered, and a run of dead addresses must not stop everyone's mail."""
+        if outcome.fault == RECIPIENT:
+            return
         self.streak = 0 if outcome.status == "sent" else self.streak + 1
         if self.streak >= self.threshold:
-            # An OS error in the reply (the outbox folder's disk) says what to do about it.
-            errno = _ERRNO.search(outcome.detail)
-            hint = storage_hint(int(errno.group(1))) if errno else ""
             pause(
                 self.report,
                 f"{self.streak} failures in a row, the last: {outcome.detail}",
-                hint=hint,
+                hint=outcome.hint,
             )
 
     def until_paused(self, items: Iterable[PreparedDigest]) -> Iterator[PreparedDigest]:

@@ -1,5 +1,6 @@
-"""The sender the config asks for, and the warnings about its setup that the daemon, `digestd
-send` and `digestd web` give once at start.
+"""The sender the config asks for, the digests' messages as the run's sender identity builds
+them, and the warnings about the setup that the daemon, `digestd send` and `digestd web` give
+once at start.
 
 Both warnings are about mail that goes out over SMTP, where receiving systems judge it:
 - the name given in EHLO: a server that calls itself ``localhost`` is distrusted or refused
@@ -10,11 +11,16 @@ Both warnings are about mail that goes out over SMTP, where receiving systems ju
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
 from digestd.config import Settings
-from digestd.deliver import FileSender, Sender, SmtpSender
+from digestd.deliver import FileSender, OutgoingMessage, Sender, SmtpSender, build_message
+from digestd.dkim_sign import DkimSigner, load_signer
+from digestd.jobs.plan_job import PreparedDigest
+from digestd.render import render_digest
+from digestd.tokens import unsubscribe_mailto, verp_address
 
 
 def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
@@ -75,3 +81,43 @@ def start_warnings(settings: Settings) -> list[str]:
 def _is_localhost(name: str) -> bool:
     name = name.strip().rstrip(".").lower()
     return name == "localhost" or name.startswith("localhost.")
+
+
+Builder = Callable[[PreparedDigest], tuple[OutgoingMessage, str]]
+
+
+def message_builder(settings: Settings) -> Builder:
+    """Renders and builds one digest's message (and subject) with the run's sender identity
+    and signer."""
+    smtp, delivery = settings.smtp, settings.delivery
+    signer: DkimSigner | None = load_signer(
+        selector=settings.dkim.selector,
+        domain=settings.dkim.domain or smtp.from_address.rpartition("@")[2],
+        private_key_file=settings.dkim.private_key_file,
+    )
+    secret = settings.link_secret()
+    mailto = delivery.unsubscribe_mailto or smtp.from_address
+
+    def build(item: PreparedDigest) -> tuple[OutgoingMessage, str]:
+        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
+        message = build_message(
+            rendered,
+            from_address=smtp.from_address,
+            from_name=smtp.from_name,
+            to_address=item.email,
+            to_name=item.name,
+            list_id=settings.list_id,
+            unsubscribe_url=item.digest.unsubscribe_url,
+            unsubscribe_mailto=unsubscribe_mailto(mailto, secret, item.subscriber_id, item.email),
+            envelope_from=(
+                verp_address(delivery.bounce_address, item.subscriber_id, secret)
+                if delivery.bounce_address
+                else ""
+            ),
+            date=item.planned_at,
+            message_id=item.message_id,
+            signer=signer,
+        )
+        return message, rendered.subject
+
+    return build

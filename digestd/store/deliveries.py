@@ -194,6 +194,20 @@ def mark_failed(session: Session, delivery_id: int, *, reply: str, fault: str = 
     )
 
 
+def mark_bounced(session: Session, delivery_id: int, *, reply: str, fault: str) -> bool:
+    """A digest the server took, then reported undeliverable for good (a bounce report): it
+    failed after all, ``fault`` says whose fault. Only a digest recorded as sent changes;
+    whether it did."""
+    if fault not in FAULTS or not fault:
+        raise ValueError(f"unknown delivery fault {fault!r}")
+    result = session.execute(
+        update(_DELIVERY)
+        .where(_DELIVERY.c.id == delivery_id, _DELIVERY.c.status == "sent")
+        .values(status="failed", reply=reply[:1000], fault=fault)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def mark_empty(session: Session, delivery_id: int, *, reply: str) -> None:
     """Mark an open digest over with nothing to send (its papers no longer match)."""
     session.execute(

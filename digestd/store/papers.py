@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, SQLModel, col, select
 
@@ -26,55 +27,86 @@ def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple
 
     A paper is known when a stored paper has its uid (its arXiv id, else its folded title) or
     its folded title. Within the dump, papers sharing a uid are stored once, in the first one's
-    place with the last one's text; of papers sharing a folded title, the first is stored."""
+    place with the last one's text; of papers sharing a folded title, the first is stored.
+
+    Each new paper gets an instant of its own (``updated_at``, unique in the database), a
+    microsecond apart, after every stored one: feed entries must never share an atom:updated.
+    Where two ingests run at once (PostgreSQL; SQLite queues writers), the one that meets the
+    other's papers or instants looks again and stores what is still new."""
     parsed = dump_file.parsed
     latest: dict[str, tuple[str, ParsedPaper]] = {}
     for paper in parsed.papers:
         uid, key = paper_identity(paper)
         latest[uid] = (key, paper)
-    known_uids = _stored(session, col(Paper.uid), list(latest))
-    known_keys = _stored(session, col(Paper.title_key), [key for key, _ in latest.values()])
-    fresh: list[tuple[str, str, ParsedPaper]] = []
-    for uid, (key, paper) in latest.items():
-        if uid in known_uids or key in known_keys:
-            continue
-        known_uids.add(uid)
-        known_keys.add(key)
-        fresh.append((uid, key, paper))
     dump = Dump(
         sha256=dump_file.sha256,
         file_name=dump_file.path.name,
         dump_date=parsed.dump_date,
         ingested_at=now,
         paper_count=len(parsed.papers),
-        new_count=len(fresh),
+        new_count=0,
     )
     session.add(dump)
     session.flush()
-    if fresh:
-        # Each paper gets an instant of its own, a microsecond apart, after every stored one:
-        # feed entries must never share an atom:updated.
-        newest = session.exec(select(func.max(Paper.updated_at))).one()
-        first = max(now, aware(newest) + _TICK) if newest is not None else now
-        # One executemany in the session's transaction, not an ORM object per paper.
-        session.connection().execute(
-            insert(SQLModel.metadata.tables[Paper.__tablename__]),
-            [
-                {
-                    "uid": uid,
-                    "title_key": key,
-                    "arxiv_id": paper.arxiv_id,
-                    "title": paper.title,
-                    "abstract": paper.abstract,
-                    "dump_id": dump.id,
-                    "dump_date": parsed.dump_date,
-                    "first_seen": now,
-                    "updated_at": first + number * _TICK,
-                }
-                for number, (uid, key, paper) in enumerate(fresh)
-            ],
-        )
+    assert dump.id is not None
+    for attempt in range(_INSERT_TRIES):
+        fresh = _new_papers(session, latest)
+        try:
+            with session.begin_nested():
+                _insert_papers(session, fresh, dump_id=dump.id, dump_date=parsed.dump_date, now=now)
+            break
+        except IntegrityError:
+            if attempt == _INSERT_TRIES - 1:
+                raise
+    dump.new_count = len(fresh)
+    session.add(dump)
     return len(fresh), len(parsed.papers) - len(fresh)
+
+
+_INSERT_TRIES = 5
+_Fresh = list[tuple[str, str, ParsedPaper]]
+
+
+def _new_papers(session: Session, latest: dict[str, tuple[str, ParsedPaper]]) -> _Fresh:
+    """(uid, title key, paper) of the papers in ``latest`` that no stored paper is."""
+    known_uids = _stored(session, col(Paper.uid), list(latest))
+    known_keys = _stored(session, col(Paper.title_key), [key for key, _ in latest.values()])
+    fresh: _Fresh = []
+    for uid, (key, paper) in latest.items():
+        if uid in known_uids or key in known_keys:
+            continue
+        known_uids.add(uid)
+        known_keys.add(key)
+        fresh.append((uid, key, paper))
+    return fresh
+
+
+def _insert_papers(
+    session: Session, fresh: _Fresh, *, dump_id: int, dump_date: date, now: datetime
+) -> None:
+    """Insert ``fresh`` papers, each at the next free instant after every stored one."""
+    if not fresh:
+        return
+    newest = session.exec(select(func.max(Paper.updated_at))).one()
+    first = max(now, aware(newest) + _TICK) if newest is not None else now
+    # One executemany in the session's transaction, not an ORM object per paper.
+    session.connection().execute(
+        insert(SQLModel.metadata.tables[Paper.__tablename__]),
+        [
+            {
+                "uid": uid,
+                "title_key": key,
+                "arxiv_id": paper.arxiv_id,
+                "title": paper.title,
+                "abstract": paper.abstract,
+                "dump_id": dump_id,
+                "dump_date": dump_date,
+                "first_seen": now,
+                "updated_at": first + number * _TICK,
+            }
+            for number, (uid, key, paper) in enumerate(fresh)
+        ],
+    )
 
 
 LOOKUP_CHUNK = 500  # values per IN (...): well under every backend's bound-parameter limit

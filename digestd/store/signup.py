@@ -148,18 +148,15 @@ def confirm(
 ) -> Confirmation | None:
     """Confirm the sign-up request ``nonce`` names, made less than ``valid_for`` ago: apply
     its preferences, confirm the subscriber (lifting their own unsubscribe) and delete the
-    request. None, changing nothing, when there is no such open request or the subscriber is
-    suppressed for bounces or a complaint.
-
-    A link without a nonce was mailed before sign-ups were requests: it confirms the stored
-    preferences of a subscriber who never confirmed, never unsubscribed and has no request."""
+    request. None, changing nothing, when there is no such open request (a link that names
+    none confirms nothing) or the subscriber is suppressed for bounces or a complaint."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return None
     if subscriber.suppressed_at is not None and not unsubscribed_themselves(subscriber):
         return None  # bounced or complained: an operator's decision
     if nonce is None:
-        return _confirm_without_request(session, subscriber, now=now)
+        return None
     request = session.exec(
         select(SignUpRequest).where(
             SignUpRequest.nonce == nonce, SignUpRequest.subscriber_id == subscriber_id
@@ -207,15 +204,18 @@ def withdraw_sign_ups(session: Session, subscriber_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def unsubscribe(session: Session, subscriber_id: int, *, how: str, now: datetime) -> None:
-    """Stop mailing a subscriber at their own request (``how`` says by which link), and
-    withdraw their open sign-ups: no confirmation link mailed before now works."""
+def unsubscribe(session: Session, subscriber_id: int, *, how: str, now: datetime) -> bool:
+    """Stop mailing a subscriber at their own request (``how`` says by which link or mail),
+    and withdraw their open sign-ups: no confirmation link mailed before now works. Whether
+    this stopped their mail (False when it was stopped already, or there is no such one)."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
-        return
+        return False
     withdraw_sign_ups(session, subscriber_id)
-    if subscriber.suppressed_at is None:
-        suppress(session, subscriber, reason=f"{UNSUBSCRIBED} ({how})", now=now)
+    if subscriber.suppressed_at is not None:
+        return False
+    suppress(session, subscriber, reason=f"{UNSUBSCRIBED} ({how})", now=now)
+    return True
 
 
 def purge_unconfirmed(session: Session, *, before: datetime) -> list[str]:
@@ -293,42 +293,6 @@ def _add_request(
         )
     )
     return nonce
-
-
-def _confirm_without_request(
-    session: Session, subscriber: Subscriber, *, now: datetime
-) -> Confirmation | None:
-    assert subscriber.id is not None
-    if subscriber.confirmed_at is not None or subscriber.suppressed_at is not None:
-        return None
-    has_request = session.exec(
-        select(SignUpRequest.id).where(SignUpRequest.subscriber_id == subscriber.id)
-    ).first()
-    if has_request is not None:
-        return None  # made since sign-ups are requests: only their own links confirm
-    topics = session.exec(
-        select(Topic.slug)
-        .join(Follow, col(Follow.topic_id) == Topic.id)
-        .where(Follow.subscriber_id == subscriber.id)
-        .order_by(col(Topic.slug))
-    ).all()
-    profiles = session.exec(
-        select(Profile.query)
-        .where(Profile.subscriber_id == subscriber.id)
-        .order_by(col(Profile.id))
-    ).all()
-    _start_digests(session, subscriber, now=now)
-    return Confirmation(
-        subscriber,
-        Preferences(
-            queries=list(profiles),
-            topic_slugs=list(topics),
-            frequency=subscriber.frequency,
-            timezone=subscriber.timezone,
-            send_hour=subscriber.send_hour,
-            weekday=subscriber.weekday,
-        ),
-    )
 
 
 def _start_digests(session: Session, subscriber: Subscriber, *, now: datetime) -> None:

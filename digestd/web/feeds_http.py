@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
+from digestd.db import driver_line
 from digestd.errors import DigestError, NotFoundError
 from digestd.feeds import build_opml, written_by_digestd
 from digestd.feeds_private import SentEntry, build_private_atom
@@ -35,7 +36,7 @@ from digestd.jobs import run_feeds, utc_now
 from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
 from digestd.tokens import read_token
-from digestd.web.health import one_line_reason, reading
+from digestd.web.health import reading
 from digestd.web.security import policy_with_inline_styles
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ def http_date(when: datetime) -> str:
 
 
 def conditional_response(request: Request, rep: Representation, *, now: datetime) -> Response:
-    """``rep`` as a 200 response, or 304 when the request's validators match it; no body on
-    HEAD. If-None-Match, when sent, decides alone."""
+    """``rep`` as a 200 response, or 304 when the request's validators match it (HEAD is
+    answered as GET by the application's HeadAsGet). If-None-Match, when sent, decides
+    alone."""
     headers = {"ETag": rep.etag, "Cache-Control": rep.cache_control}
     if_none_match = request.headers.get("if-none-match")
     if_modified_since = request.headers.get("if-modified-since")
@@ -110,9 +112,6 @@ def conditional_response(request: Request, rep: Representation, *, now: datetime
         return Response(status_code=304, headers=headers)
     if rep.last_modified is not None:
         headers["Last-Modified"] = http_date(rep.last_modified)
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(len(rep.body))
-        return Response(b"", media_type=rep.media_type, headers=headers)
     return Response(rep.body, media_type=rep.media_type, headers=headers)
 
 
@@ -175,28 +174,22 @@ SlugParam = Annotated[str, Path(description="The topic's slug: lower-case letter
 TokenParam = Annotated[str, Path(description="The signed feed token from a digest")]
 
 
-def _add_get_and_head(
+def _add_get(
     router: APIRouter,
     path: str,
     endpoint: Callable[..., Response],
     *,
     responses: _Responses,
     summary: str,
-    name_suffix: str = "",
 ) -> None:
-    # One route per method: a route with both would give both one OpenAPI operation id.
-    for method in ("GET", "HEAD"):
-        name = f"{endpoint.__name__}{name_suffix}_{method.lower()}"
-        router.add_api_route(
-            path,
-            endpoint,
-            methods=[method],
-            name=name,
-            operation_id=name,
-            response_class=Response,
-            responses=responses,
-            summary=summary,
-        )
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["GET"],
+        response_class=Response,
+        responses=responses,
+        summary=summary,
+    )
 
 
 def feeds_router(
@@ -215,7 +208,7 @@ def feeds_router(
                 try:
                     run_feeds(settings, engine)
                 except (DigestError, OSError, SQLAlchemyError) as exc:
-                    log.error("cannot build the feeds for %s: %s", path.name, exc)
+                    log.error("cannot build the feeds for %s: %s", path.name, driver_line(exc))
                     raise _unavailable() from None
         return _read_feed_file(path, media_type)
 
@@ -238,7 +231,7 @@ def feeds_router(
                     for t in store.topics(session)
                 ]
         except (DigestError, SQLAlchemyError) as exc:
-            log.error("cannot list the topics: %s", one_line_reason(exc))
+            log.error("cannot list the topics: %s", driver_line(exc))
             raise _unavailable() from None
         body = build_opml(topics, base_url=base_url, site_name=settings.digest.site_name)
         rep = Representation(body, OPML_TYPE, PUBLIC_CACHE)
@@ -265,7 +258,7 @@ def feeds_router(
                     raise _not_found()
                 entries = sent_entries(session, subscriber_id, limit=PRIVATE_FEED_LIMIT)
         except (DigestError, OSError, SQLAlchemyError) as exc:
-            log.error("cannot read a private feed: %s", one_line_reason(exc))
+            log.error("cannot read a private feed: %s", driver_line(exc))
             raise _unavailable() from None
         body = build_private_atom(
             entries,
@@ -291,7 +284,7 @@ def feeds_router(
             raise _not_found() from None
         except (DigestError, SQLAlchemyError) as exc:
             # The files outlive a database outage: serve what the feeds job wrote, unchecked.
-            log.warning("serving feed %s unchecked: %s", slug, one_line_reason(exc))
+            log.warning("serving feed %s unchecked: %s", slug, driver_line(exc))
             rep = _read_feed_file(path)
             if rep is None or not written_by_digestd(path):
                 raise _unavailable() from None
@@ -302,29 +295,28 @@ def feeds_router(
         return conditional_response(request, rep, now=clock())
 
     for index_path in ("/feeds/", "/feeds/index.html"):
-        _add_get_and_head(
+        _add_get(
             router,
             index_path,
             feeds_index,
             responses=_INDEX_RESPONSES,
             summary="The page listing every topic feed",
-            name_suffix="_file" if index_path.endswith(".html") else "",
         )
-    _add_get_and_head(
+    _add_get(
         router,
         "/feeds/index.opml",
         opml_index,
         responses=_OPML_RESPONSES,
         summary="The OPML list of every topic feed",
     )
-    _add_get_and_head(
+    _add_get(
         router,
         "/feeds/me/{token}.atom",
         private_feed,
         responses=_ATOM_RESPONSES,
         summary="A subscriber's private feed of the papers their digests carried",
     )
-    _add_get_and_head(
+    _add_get(
         router,
         "/feeds/{slug}.atom",
         topic_feed,

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from digestd import store
-from digestd.db import read_scope
+from digestd.db import driver_line, read_scope
 from digestd.errors import DigestError
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,6 @@ def database_status(engine: Engine) -> tuple[datetime | None, datetime | None]:
     )
 
 
-def one_line_reason(exc: BaseException) -> str:
-    """A short, single-line account of why the database could not be used."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    reason = text[0].strip() if text else type(cause).__name__
-    return reason[:_REASON_LENGTH]
-
-
 def health_router(engine: Engine) -> APIRouter:
     """The router serving /healthz."""
     router = APIRouter(tags=["health"])
@@ -92,7 +84,7 @@ def health_router(engine: Engine) -> APIRouter:
         # A raw connection raises the driver's own errors, whatever they are: any failure
         # to read is the answer this endpoint exists to give.
         except Exception as exc:
-            reason = one_line_reason(exc)
+            reason = driver_line(exc)[:_REASON_LENGTH]
             log.error("health check: database unreachable: %s", reason)
             content: dict[str, Any] = {"status": "error", "database": reason}
             return JSONResponse(content, status_code=503, headers=headers)

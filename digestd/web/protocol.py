@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digestd.db import driver_line
 from digestd.web.templating import PageRenderer
 
 log = logging.getLogger("digestd.web")
@@ -63,7 +64,8 @@ def install_error_pages(app: FastAPI, renderer: PageRenderer, *, base_url: str) 
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        if exc.status_code == 404:
+        if exc.status_code == 404 and "route" not in request.scope:
+            # No route took the path (a page's own 404, a feed that is not there, is final).
             location = slash_redirect(request.scope, app.router.routes, site=site)
             if location is not None:
                 return RedirectResponse(location, status_code=307)
@@ -81,7 +83,8 @@ def install_error_pages(app: FastAPI, renderer: PageRenderer, *, base_url: str) 
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         # The database is down or locked for too long: a page that says so, not a traceback.
-        log.error("%s %s: database unavailable: %s", request.method, _route_of(request.scope), exc)
+        route = _route_of(request.scope)
+        log.error("%s %s: database unavailable: %s", request.method, route, driver_line(exc))
         response = error_page(renderer, 503)
         response.headers["Retry-After"] = "60"
         return response

@@ -110,12 +110,14 @@ def upgrade() -> None:
         batch_op.alter_column(
             "updated_at", existing_type=sa.DateTime(timezone=True), nullable=False
         )
+        batch_op.create_index(batch_op.f("ix_paper_updated_at"), ["updated_at"], unique=True)
 
 
 def downgrade() -> None:
     """Drop the sign-up requests (pending sign-ups keep their first preferences),
     delivery.fault and paper.updated_at. Title keys stay folded: they only find more duplicates."""
     with op.batch_alter_table("paper", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_paper_updated_at"))
         batch_op.drop_column("updated_at")
     with op.batch_alter_table("delivery", schema=None) as batch_op:
         batch_op.drop_column("fault")
