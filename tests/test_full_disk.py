@@ -42,6 +42,7 @@ from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.errors import StorageError
 from digestd.jobs import send_record
+from digestd.jobs.senders import message_builder
 from digestd.models import Delivery, Subscriber
 from tests.conftest import CliResult
 
@@ -207,6 +208,15 @@ def stock(settings: Settings, sample_path: Path) -> list[str]:
     return addresses
 
 
+def digest_size(settings: Settings) -> int:
+    """How many bytes the first subscriber's digest takes as an .eml file."""
+    engine = make_engine(settings.database_url)
+    first = jobs.prepare_digests(settings, engine, now=jobs.utc_now(), ignore_schedule=True)[0]
+    message, _subject = message_builder(settings)(first)
+    engine.dispose()
+    return len(message.data)
+
+
 def outbox_rows(settings: Settings) -> dict[str, Delivery]:
     engine = make_engine(settings.database_url)
     with session_scope(engine) as session:
@@ -253,8 +263,8 @@ def test_a_full_outbox_disk_pauses_the_run_then_everyone_gets_one_digest(
         delivery={"error_threshold": THRESHOLD, "retry_minutes": 0.0001, "min_free_mb": 0.0},
     )
     people = stock(settings, sample_path)
-    # Room for two digests (about 120 kB each) and no more.
-    small_disk.fill(leave=300_000)
+    # Room for two digests and a half, measured on the digest the run makes, no more.
+    small_disk.fill(leave=int(2.5 * digest_size(settings)))
     injected = {"TEST_OUTBOX_ROOM": "2"} if disk != "tmpfs" else None
 
     first = digestd(config_file, "send", "--now", injected=injected)

@@ -20,9 +20,6 @@ from tests.conftest import CliResult
 
 BUSY_TIMEOUT_SECONDS = 10  # how long digestd waits for SQLite's write lock (README)
 HOLD_SECONDS = 40  # well past the busy timeout, and past everything the test runs meanwhile
-# "At once" for a reader: far under the busy timeout a lock would make it wait, with room for
-# starting Python on a loaded machine.
-READER_SECONDS = BUSY_TIMEOUT_SECONDS * 0.8
 
 HOLDER = """
 import sys, time
@@ -45,7 +42,6 @@ class Ran:
     out: str
     err: str
     seconds: float
-    finished: float  # time.monotonic() when it ended
 
 
 @pytest.fixture
@@ -61,8 +57,7 @@ def digestd(config_file: Path) -> Callable[..., Ran]:
             env=env,
             timeout=120,
         )
-        ended = time.monotonic()
-        return Ran(args, done.returncode, done.stdout, done.stderr, ended - started, ended)
+        return Ran(args, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
     return run
 
@@ -121,7 +116,8 @@ def test_readers_answer_while_another_process_holds_a_long_write(
         assert ran.code == 0, f"{ran.args}: {ran.err}"
         assert READERS[ran.args] in ran.out, f"{ran.args}: {ran.out}"
         assert ran.err.strip() == "", f"{ran.args}: {ran.err}"
-        assert ran.seconds < READER_SECONDS, f"{ran.args} took {ran.seconds:.1f} s"
+    # A reader that asked for the write lock would have failed (exit 5) after the busy
+    # timeout: the lock was held all along.
     assert held_write.poll() is None, "the write lock was released during the test"
     people = json.loads(readers[0].out)
     assert [p["email"] for p in people] == ["ada@example.org"]
@@ -149,14 +145,14 @@ def test_the_daemon_starts_while_another_process_holds_a_long_write(
         text=True,
         env=env,
     )
-    started = time.monotonic()
     try:
         assert daemon.stderr is not None
         line = daemon.stderr.readline()
         while line and "digestd running" not in line:
             line = daemon.stderr.readline()
+        # Had the start-up check asked for the write lock, the daemon would have stopped with
+        # an error after the busy timeout instead.
         assert "digestd running" in line
-        assert time.monotonic() - started < READER_SECONDS
         assert held_write.poll() is None
     finally:
         # Not SIGTERM: that waits for the first ingest job, itself waiting for the lock.

@@ -162,7 +162,8 @@ def add_papers(site: WebSite, day: date, papers: list[tuple[str, str]]) -> None:
                     dump_id=dump.id,
                     dump_date=day,
                     first_seen=site.clock(),
-                    updated_at=site.clock() + timedelta(microseconds=number),
+                    # an instant of its own, as store_dump gives each paper
+                    updated_at=site.clock() + timedelta(microseconds=1000 * dump.id + number),
                 )
             )
 

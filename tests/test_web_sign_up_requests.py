@@ -49,7 +49,7 @@ def mails_to(site: WebSite, address: str, count: int) -> list[EmailMessage]:
     while time.monotonic() < deadline:
         mails = [parse(m.data) for m in site.smtp.messages if address in m.rcpt_tos]
         if len(mails) >= count:
-            time.sleep(0.2)  # a mail too many would be on its way right after the answer
+            time.sleep(0.5)  # a mail too many would be on its way right after the answer
             mails = [parse(m.data) for m in site.smtp.messages if address in m.rcpt_tos]
             assert len(mails) == count, [m["Subject"] for m in mails]
             return mails
