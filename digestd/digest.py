@@ -26,6 +26,12 @@ class CandidatePaper:
     url: str
     dump_date: date
     stored_at: datetime
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # primary first
+    published: date | None = None
+    source: str = ""  # the source that first stored it
+    upvotes: int | None = None
+    version: int | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 DigestError                 anything digestd reports as a one-line error
 ├── ConfigError             a config file, key or value is wrong
 ├── DumpError               a dump file cannot be parsed (it is quarantined)
+│   └── SourceFailure       a service answered with its error feed or an unexpected shape
 ├── QueryError              a keyword query cannot be parsed (carries the position)
 ├── NotFoundError           a subscriber, topic or paper named on the command line does not exist
 ├── InputError              any other bad value given by the operator (address, timezone, hour)
@@ -30,6 +31,12 @@ class ConfigError(DigestError):
 
 class DumpError(DigestError):
     """A dump file cannot be parsed."""
+
+
+class SourceFailure(DumpError):
+    """A service's response that carries no papers and is not an empty day: arXiv's error
+    feed, a "Feed error for query" channel, JSON of an unexpected shape. Nothing is stored;
+    the source counts as failed with this reason."""
 
 
 class QueryError(DigestError):

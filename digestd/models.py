@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -20,10 +20,15 @@ class Dump(SQLModel, table=True):
     ingested_at: datetime
     paper_count: int
     new_count: int
+    source: str = Field(default="", max_length=64)  # the [[sources]] name; "" for a dump file
+    format: str = Field(default="text", max_length=16)  # the parser that read it
 
 
 class Paper(SQLModel, table=True):
-    """A paper, stored once however many dumps carry it."""
+    """A paper, stored once however many dumps and sources carry it.
+
+    Its ``uid`` is ``arxiv:<version-less id>``, else ``doi:<doi>``, else ``t:<title key>``;
+    a paper first stored by its title takes its arXiv id when a source names it."""
 
     __tablename__ = "paper"
 
@@ -31,8 +36,23 @@ class Paper(SQLModel, table=True):
     uid: str = Field(unique=True, max_length=80)
     title_key: str = Field(index=True, max_length=64)
     arxiv_id: str | None = Field(default=None, max_length=32)
+    version: int | None = None  # the newest arXiv version seen
+    doi: str | None = Field(default=None, max_length=255, index=True)
     title: str
     abstract: str
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    categories: list[str] = Field(  # primary first
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    published: date | None = None
+    journal_ref: str = ""
+    comment: str = ""
+    abs_url: str = ""
+    pdf_url: str = ""
+    hf_url: str = ""
+    upvotes: int | None = None
+    source: str = Field(default="", max_length=64)  # the source that first stored it
+    revised_at: datetime | None = Field(default=None, index=True)  # a newer version stored
     dump_id: int = Field(foreign_key="dump.id")
     dump_date: date = Field(index=True)  # the paper's own date: its dump's date line
     first_seen: datetime = Field(index=True)
@@ -62,6 +82,8 @@ class Subscriber(SQLModel, table=True):
     # None while a web sign-up waits for its confirmation: such a subscriber gets no digest.
     confirmed_at: datetime | None = None
     confirmation_sent_at: datetime | None = None
+    # Also send papers again when a new version of one already sent appears.
+    revised_papers: bool = False
 
 
 class SignUpRequest(SQLModel, table=True):
@@ -84,6 +106,7 @@ class SignUpRequest(SQLModel, table=True):
     send_hour: int = 7
     timezone: str = Field(default="UTC", max_length=64)
     weekday: str = Field(default="mon", max_length=8)
+    revised_papers: bool = False
     created_at: datetime
 
 
@@ -200,3 +223,39 @@ class SentPaper(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("paper.id", ondelete="CASCADE"), primary_key=True)
     )
     delivery_id: int = Field(foreign_key="delivery.id")
+    version: int | None = None  # the paper's version when it went out
+
+
+class PaperVersion(SQLModel, table=True):
+    """One arXiv version of a paper, when digestd first saw it and from which source."""
+
+    __tablename__ = "paper_version"
+    __table_args__ = (UniqueConstraint("paper_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    paper_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("paper.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    version: int
+    seen_at: datetime
+    source: str = Field(default="", max_length=64)
+
+
+class SourceState(SQLModel, table=True):
+    """What digestd knows of one configured source between polls: its validators (ETag,
+    Last-Modified) and its health."""
+
+    __tablename__ = "source_state"
+
+    name: str = Field(primary_key=True, max_length=64)
+    url: str = ""  # the URL (or path) the validators belong to; a new one forgets them
+    etag: str = ""
+    last_modified: str = ""
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_paper_count: int | None = None  # papers in the last successful fetch (0: empty day)
+    last_new_count: int | None = None
+    last_error: str = ""  # why the last attempt failed; "" after a success
+    failing_since: datetime | None = None  # first failure since the last success

@@ -25,20 +25,41 @@ _WORD = re.compile(r"[^\W_]+")
 
 @dataclass(frozen=True)
 class ParsedPaper:
-    """One paper as a dump states it."""
+    """One paper as a source states it; every field but title and abstract is optional.
+
+    ``arxiv_id`` is version-less (``2404.01234`` or ``astro-ph/0601001``); ``version`` is the
+    version the source shows (``v2`` -> 2). ``categories`` come primary first. ``announce_type``
+    is arXiv RSS's ``new``, ``cross``, ``replace`` or ``replace-cross`` (else empty)."""
 
     title: str
     abstract: str
     arxiv_id: str | None = None
+    version: int | None = None
+    doi: str | None = None
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    published: date | None = None  # first version's date
+    updated: date | None = None  # this version's date
+    journal_ref: str = ""
+    comment: str = ""
+    abs_url: str = ""  # the paper's own page (arXiv abs)
+    pdf_url: str = ""
+    hf_url: str = ""  # its Hugging Face papers page
+    upvotes: int | None = None
+    announce_type: str = ""
 
 
 @dataclass(frozen=True)
 class ParsedDump:
-    """The papers of one dump, its date, and what the parser tolerated."""
+    """The papers of one dump or response, its date, and what the parser tolerated.
+
+    ``format`` names the parser that read it: "text", "arxiv-api", "arxiv-rss", "hf-json" or
+    "jsonl". An empty ``papers`` is an empty day (a success with nothing new)."""
 
     dump_date: date
     papers: tuple[ParsedPaper, ...]
     warnings: tuple[str, ...] = ()
+    format: str = "text"
 
 
 def find_arxiv_id(title: str, abstract: str) -> str | None:
@@ -65,16 +86,30 @@ def title_key(title: str) -> str:
 def paper_identity(paper: ParsedPaper) -> tuple[str, str]:
     """The paper's uid (see ``paper_uid``) and its title key, the title folded only once."""
     key = title_key(paper.title)
-    return (f"arxiv:{paper.arxiv_id}" if paper.arxiv_id else f"t:{key}"), key
+    return _uid(paper, key), key
 
 
 def paper_uid(paper: ParsedPaper) -> str:
-    """The paper's identity: its arXiv id when the text has one, else a hash of its title."""
-    return f"arxiv:{paper.arxiv_id}" if paper.arxiv_id else f"t:{title_key(paper.title)}"
+    """The paper's identity: ``arxiv:<id>`` (version-less) when known, else ``doi:<doi>``
+    (lower-case), else ``t:<hash of its folded title>``."""
+    return _uid(paper, None)
 
 
-def paper_url(*, arxiv_id: str | None, title: str) -> str:
-    """A link for the paper: its arXiv page, or an arXiv title search when no id is known."""
+def _uid(paper: ParsedPaper, key: str | None) -> str:
+    if paper.arxiv_id:
+        return f"arxiv:{paper.arxiv_id}"
+    if paper.doi:
+        return f"doi:{paper.doi.lower()}"
+    return f"t:{key if key is not None else title_key(paper.title)}"
+
+
+def paper_url(*, arxiv_id: str | None, title: str, abs_url: str = "", hf_url: str = "") -> str:
+    """A link for the paper: its own page (abs), its arXiv page, its Hugging Face page, or an
+    arXiv title search when nothing better is known."""
+    if abs_url:
+        return abs_url
     if arxiv_id:
         return f"https://arxiv.org/abs/{arxiv_id}"
+    if hf_url:
+        return hf_url
     return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(title)}"

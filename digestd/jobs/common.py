@@ -45,9 +45,17 @@ def candidate(paper: Paper) -> CandidatePaper:
         uid=paper.uid,
         title=paper.title,
         abstract=paper.abstract,
-        url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
+        url=paper_url(
+            arxiv_id=paper.arxiv_id, title=paper.title, abs_url=paper.abs_url, hf_url=paper.hf_url
+        ),
         dump_date=paper.dump_date,
         stored_at=paper.first_seen,
+        authors=tuple(paper.authors),
+        categories=tuple(paper.categories),
+        published=paper.published,
+        source=paper.source,
+        upvotes=paper.upvotes,
+        version=paper.version,
     )
 
 

@@ -9,11 +9,19 @@ import digestd.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch migration recreates a table (copy, drop, rename): with foreign keys on,
+        # dropping the old table would cascade into every table that references it. The
+        # pragma only takes effect outside a transaction, hence the raw driver connection.
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=SQLModel.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
     )
     with context.begin_transaction():
         context.run_migrations()
     connection.commit()
+    if sqlite:
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")

@@ -99,6 +99,8 @@ def _insert_papers(
                 "arxiv_id": paper.arxiv_id,
                 "title": paper.title,
                 "abstract": paper.abstract,
+                "authors": list(paper.authors),
+                "categories": list(paper.categories),
                 "dump_id": dump_id,
                 "dump_date": dump_date,
                 "first_seen": now,
