@@ -28,6 +28,7 @@ from digestd.ingest.papers import (
 )
 
 __all__ = [
+    "FORMATS",
     "DumpFile",
     "ParsedDump",
     "ParsedPaper",
@@ -69,8 +70,15 @@ def decode_dump(data: bytes) -> str:
         raise DumpError(f"not UTF-8 text: undecodable byte at offset {exc.start}") from None
 
 
-def parse_dump_bytes(data: bytes, *, reference: date) -> ParsedDump:
-    """The papers in a dump's bytes, whatever format they are in (DumpError if none fits)."""
+FORMATS = ("text", "arxiv-api", "arxiv-rss", "hf-json", "jsonl")
+
+
+def parse_dump_bytes(data: bytes, *, reference: date, format: str | None = None) -> ParsedDump:
+    """The papers in a dump's or response's bytes, in ``format`` (one of FORMATS) or, when
+    None, the format detected from the content. DumpError if they cannot be read;
+    SourceFailure when they are a service's error answer."""
+    if format not in (None, "text"):
+        raise DumpError(f"format {format!r} is not supported yet")
     return parse_daily_text(decode_dump(data), reference=reference)
 
 

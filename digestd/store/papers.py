@@ -22,7 +22,9 @@ def dump_by_sha256(session: Session, sha256: str) -> Dump | None:
     return session.exec(select(Dump).where(Dump.sha256 == sha256)).first()
 
 
-def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple[int, int]:
+def store_dump(
+    session: Session, dump_file: DumpFile, *, now: datetime, source: str = ""
+) -> tuple[int, int]:
     """Store a parsed dump and its papers not seen before; returns (new, already known) counts.
 
     A paper is known when a stored paper has its uid (its arXiv id, else its folded title) or
@@ -45,6 +47,8 @@ def store_dump(session: Session, dump_file: DumpFile, *, now: datetime) -> tuple
         ingested_at=now,
         paper_count=len(parsed.papers),
         new_count=0,
+        source=source,
+        format=parsed.format,
     )
     session.add(dump)
     session.flush()
