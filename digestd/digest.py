@@ -32,6 +32,7 @@ class CandidatePaper:
     source: str = ""  # the source that first stored it
     upvotes: int | None = None
     version: int | None = None
+    revised_at: datetime | None = None  # when a newer version replaced the stored text
 
 
 @dataclass(frozen=True)
@@ -128,13 +129,15 @@ def plan_digest(
     already_sent: set[int] | frozenset[int],
     max_papers: int,
     stored_since: datetime | None = None,
+    revised: frozenset[int] = frozenset(),
 ) -> PlannedDigest | None:
     """The digest for one subscriber from each source's matches, or None if nothing new matched.
 
     A paper matched by several queries or topics scores the sum of their scores and lists every
     reason; papers are ranked by score, then in the order they were stored. Papers past
     ``max_papers`` are listed by title only; they belong to this digest and are not sent
-    later. Papers stored before ``stored_since`` are left out.
+    later. Papers stored before ``stored_since`` are left out, except ``revised`` ones (sent
+    before; a newer version came since, and the subscriber wants revised papers).
     """
     totals: dict[int, float] = {}
     matched_by: dict[int, list[int]] = {}  # paper -> the sources that matched it
@@ -147,7 +150,11 @@ def plan_digest(
                 matched_by[paper_id].append(number)
                 continue
             paper = papers.get(paper_id)
-            if paper is None or (stored_since is not None and paper.stored_at < stored_since):
+            if paper is None or (
+                stored_since is not None
+                and paper.stored_at < stored_since
+                and paper_id not in revised
+            ):
                 continue
             totals[paper_id] = score
             matched_by[paper_id] = [number]

@@ -101,6 +101,13 @@ def topic_remove(
 TimezoneOption = Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris")]
 SendHourOption = Annotated[int | None, typer.Option(help="hour 0-23 in their timezone")]
 WeekdayOption = Annotated[str | None, typer.Option(help="weekday of a weekly digest: mon..sun")]
+RevisedOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--revised/--no-revised",
+        help="also send a paper again when a new arXiv version of it appears (default: no)",
+    ),
+]
 
 
 @subscriber_app.command("add")
@@ -117,6 +124,7 @@ def subscriber_add(
     timezone: TimezoneOption = None,
     send_hour: SendHourOption = None,
     weekday: WeekdayOption = None,
+    revised: RevisedOption = None,
 ) -> None:
     """Add a subscriber with keyword queries and followed topics."""
     config = settings()
@@ -131,6 +139,7 @@ def subscriber_add(
             timezone=timezone or config.schedule.default_timezone,
             send_hour=config.schedule.default_send_hour if send_hour is None else send_hour,
             weekday=weekday or config.schedule.weekly_day,
+            revised_papers=bool(revised),
             now=jobs.utc_now(),
         )
     out.print(f"subscriber {subscriber.email} added")
@@ -156,8 +165,9 @@ def subscriber_edit(
     timezone: TimezoneOption = None,
     send_hour: SendHourOption = None,
     weekday: WeekdayOption = None,
+    revised: RevisedOption = None,
 ) -> None:
-    """Change a subscriber's queries, topics or schedule."""
+    """Change a subscriber's queries, topics, schedule or revised-papers choice."""
     with database() as session:
         subscriber = store.update_subscriber(
             session,
@@ -171,6 +181,7 @@ def subscriber_edit(
             timezone=timezone,
             send_hour=send_hour,
             weekday=weekday,
+            revised_papers=revised,
         )
     out.print(f"subscriber {subscriber.email} updated")
 
@@ -202,6 +213,7 @@ def subscriber_list(
             "timezone": s.timezone,
             "send_hour": s.send_hour,
             "weekday": s.weekday,
+            "revised_papers": s.revised_papers,
             "queries": queries.get(s.id or 0, []),
             "topics": [t.slug for t in followed.get(s.id or 0, [])],
         }
@@ -247,6 +259,7 @@ def subscriber_show(email: str) -> None:
         ("status", status),
         ("frequency", s.frequency + (f" on {s.weekday}" if s.frequency == "weekly" else "")),
         ("send hour", f"{s.send_hour:02d}:00 {s.timezone}"),
+        ("revised papers", "sent again when a new version appears" if s.revised_papers else "no"),
         ("queries", "\n".join(queries)),
         ("topics", ", ".join(t.slug for t in followed)),
         ("since", s.created_at.isoformat(timespec="seconds")),

@@ -56,6 +56,7 @@ def candidate(paper: Paper) -> CandidatePaper:
         source=paper.source,
         upvotes=paper.upvotes,
         version=paper.version,
+        revised_at=paper.revised_at,
     )
 
 

@@ -192,7 +192,7 @@ def _ingest_one(
         if store.dump_by_sha256(session, dump_file.sha256):
             outcome = FileOutcome(path, "already ingested", known=len(dump_file.parsed.papers))
         else:
-            new, known = store.store_dump(session, dump_file, now=utc_now())
+            new, known, _revised = store.store_dump(session, dump_file, now=utc_now())
             outcome = FileOutcome(
                 path, "ingested", new=new, known=known, detail="; ".join(dump_file.parsed.warnings)
             )

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
 from digestd.db import read_scope
 from digestd.digest import (
+    CandidatePaper,
     PlannedDigest,
     QuerySource,
     digest_key,
@@ -111,6 +113,32 @@ def _windows(
     return windows
 
 
+def _revisions(
+    session: Session,
+    due: list[Subscriber],
+    papers: dict[int, CandidatePaper],
+    windows: dict[int, datetime],
+) -> dict[int, frozenset[int]]:
+    """For each due subscriber who wants revised papers, the papers sent to them before that a
+    newer version revised since their window: these go out again, once per version."""
+    wanted = [s.id for s in due if s.revised_papers and s.id is not None]
+    revised = [p for p in papers.values() if p.revised_at is not None and p.version]
+    if not wanted or not revised:
+        return {}
+    sent = store.sent_versions(session, wanted, [p.id for p in revised])
+    result: dict[int, frozenset[int]] = {}
+    for subscriber_id in wanted:
+        since = windows[subscriber_id]
+        result[subscriber_id] = frozenset(
+            p.id
+            for p in revised
+            if (subscriber_id, p.id) in sent
+            and store.aware(p.revised_at) >= since  # type: ignore[arg-type]
+            and (sent[subscriber_id, p.id] or 0) < (p.version or 0)
+        )
+    return result
+
+
 def prepare_digests(
     settings: Settings,
     engine: Engine,
@@ -198,8 +226,14 @@ def plan_due_digests(
         stored = store.papers_since(session, min(windows.values()))
         resumed_ids = {pid for row in resumed.values() for pid in store.paper_id_list(row)}
         stored += store.papers_by_ids(session, resumed_ids - {p.id for p in stored})
+        if any(s.revised_papers for s in due):
+            # Papers stored earlier that a newer version revised in the window.
+            known = {p.id for p in stored}
+            since = min(windows[s.id] for s in due if s.revised_papers and s.id is not None)
+            stored += [p for p in store.papers_revised_since(session, since) if p.id not in known]
         papers = {p.id: candidate(p) for p in stored if p.id is not None}
         sent = store.sent_paper_ids(session, from_paper_id=min(papers, default=0))
+        revisions = _revisions(session, due, papers, windows)
     sources: dict[object, QuerySource] = {}
     texts: dict[object, str] = {}
     for subscriber in due:
@@ -230,12 +264,14 @@ def plan_due_digests(
                 max_papers=settings.digest.max_papers,
             )
         else:
+            revised = revisions.get(subscriber.id, frozenset())
             planned = plan_digest(
                 sources=sources_matches,
                 papers=papers,
-                already_sent=sent.get(subscriber.id, set()),
+                already_sent=sent.get(subscriber.id, set()) - revised,
                 max_papers=settings.digest.max_papers,
                 stored_since=windows[subscriber.id],
+                revised=revised,
             )
         key = row.digest_key if row else _new_key(now, subscriber, last_keys, ignore_schedule)
         if planned is None:

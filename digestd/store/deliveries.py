@@ -52,6 +52,21 @@ def sent_paper_ids(session: Session, *, from_paper_id: int = 0) -> dict[int, set
     return result
 
 
+def sent_versions(
+    session: Session, subscriber_ids: Sequence[int], paper_ids: Sequence[int]
+) -> dict[tuple[int, int], int | None]:
+    """For each (subscriber, paper) of these that went out, the paper's version then."""
+    result: dict[tuple[int, int], int | None] = {}
+    for start in range(0, len(paper_ids), 500):
+        query = select(SentPaper.subscriber_id, SentPaper.paper_id, SentPaper.version).where(
+            col(SentPaper.subscriber_id).in_(subscriber_ids),
+            col(SentPaper.paper_id).in_(paper_ids[start : start + 500]),
+        )
+        for subscriber_id, paper_id, version in session.exec(query).all():
+            result[subscriber_id, paper_id] = version
+    return result
+
+
 def last_digest_keys(session: Session) -> dict[int, str]:
     """For each subscriber, the key (local date) of their newest finished digest: sent, empty
     or failed for good. Open digests are not finished: they are resumed, not planned again."""
@@ -165,11 +180,16 @@ def mark_sent(
     if paper_ids:
         connection = session.connection()
         marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        # A paper can already be marked when a failed digest is re-queued after a later one.
+        # Each paper with its version now. A paper can already be marked when a failed digest
+        # is re-queued after a later one (kept), or when a revised paper went out again (its
+        # newer version is recorded).
         connection.exec_driver_sql(
-            "INSERT INTO sent_paper (subscriber_id, paper_id, delivery_id)"
-            f" VALUES ({marker}, {marker}, {marker}) ON CONFLICT DO NOTHING",
-            [(subscriber_id, paper_id, delivery_id) for paper_id in paper_ids],
+            "INSERT INTO sent_paper (subscriber_id, paper_id, delivery_id, version)"
+            f" SELECT {marker}, id, {marker}, version FROM paper WHERE id = {marker}"
+            " ON CONFLICT (subscriber_id, paper_id) DO UPDATE"
+            " SET version = excluded.version, delivery_id = excluded.delivery_id"
+            " WHERE excluded.version > COALESCE(sent_paper.version, 0)",
+            [(subscriber_id, delivery_id, paper_id) for paper_id in paper_ids],
         )
 
 

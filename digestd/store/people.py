@@ -82,6 +82,7 @@ def add_subscriber(
     timezone: str = "UTC",
     send_hour: int = 7,
     weekday: str = "mon",
+    revised_papers: bool = False,
     now: datetime,
     confirmed: bool = True,
 ) -> Subscriber:
@@ -104,6 +105,7 @@ def add_subscriber(
         frequency=frequency,
         send_hour=send_hour,
         weekday=weekday,
+        revised_papers=revised_papers,
         active=True,
         created_at=now,
         confirmed_at=now if confirmed else None,
@@ -149,6 +151,7 @@ def update_subscriber(
     timezone: str | None = None,
     send_hour: int | None = None,
     weekday: str | None = None,
+    revised_papers: bool | None = None,
 ) -> Subscriber:
     """Change a subscriber's settings, queries and topics; refuses to leave them with neither."""
     subscriber = subscriber_by_email(session, email)
@@ -163,6 +166,8 @@ def update_subscriber(
     subscriber.send_hour = subscriber.send_hour if send_hour is None else send_hour
     subscriber.timezone = timezone or subscriber.timezone
     subscriber.weekday = weekday or subscriber.weekday
+    if revised_papers is not None:
+        subscriber.revised_papers = revised_papers
     if name is not None:
         subscriber.name = name.strip()
     current = set(queries_by_subscriber(session).get(subscriber.id, []))
