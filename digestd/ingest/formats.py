@@ -32,8 +32,10 @@ PARSERS: dict[str, Callable[..., ParsedDump]] = {
 }
 SNIFF_BYTES = 4096
 # What may come before the root element: the XML declaration, comments, processing instructions,
-# a DOCTYPE without an internal subset (one with a subset is left for the parser to refuse).
-_XML_PROLOG = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*>)", re.DOTALL)
+# a DOCTYPE (its internal subset, where entities are declared, is for the parser to refuse).
+_XML_PROLOG = re.compile(
+    rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(?:\[.*?\]\s*)?>)", re.DOTALL
+)
 _ROOT = re.compile(rb"\s*<(?:[A-Za-z_][\w.-]*:)?(?P<name>[A-Za-z_][\w.-]*)")
 _XML_ROOTS = {b"feed": "arxiv-api", b"rss": "arxiv-rss"}
 
