@@ -27,7 +27,7 @@ from digestd.ingest.arxiv_api import parse_arxiv_api
 from digestd.ingest.arxiv_rss import parse_arxiv_rss
 from digestd.ingest.hf_daily import parse_hf_daily
 from digestd.ingest.jsonl import parse_jsonl
-from digestd.ingest.papers import find_arxiv_id, split_arxiv_id, split_authors
+from digestd.ingest.papers import ARXIV_ID, find_arxiv_id, split_arxiv_id, split_authors
 
 SOURCES = Path(__file__).parent / "fixtures" / "sources"
 REFERENCE = date(2026, 6, 30)
@@ -483,6 +483,26 @@ def test_split_arxiv_id(reference: str, expected: tuple[str, int | None] | None)
 )
 def test_find_arxiv_id_knows_old_style_ids(text: str, expected: str | None) -> None:
     assert find_arxiv_id("A title", text) == expected
+
+
+old_style_text = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["arXiv:", "arxiv : ", "arxiv.org/abs/", "ARXİV:", "x/", ""]),
+            st.sampled_from(["hep-th", "math.GT", "math-ph", "cond-mat.mes-hall", "foo", "cs"]),
+            st.sampled_from(["/9901001", "/990100", "/99010012", "9901001", "/٩٩٠١٠٠١"]),
+            st.sampled_from(["", "v2"]),
+        ).map("".join),
+        st.sampled_from([" ", "See ", ".", "/", ":", "2403.01234", "ſ", "K"]),
+    ),
+    max_size=5,
+).map("".join)
+
+
+@given(old_style_text, st.one_of(old_style_text, st.text(max_size=30)))
+def test_find_arxiv_id_matches_the_plain_pattern_for_old_style_ids(title: str, text: str) -> None:
+    found = ARXIV_ID.search(title) or ARXIV_ID.search(text)
+    assert find_arxiv_id(title, text) == (found["id"] if found else None)
 
 
 @pytest.mark.parametrize(
