@@ -30,7 +30,8 @@ from digestd.cli.common import (
 )
 from digestd.db import make_engine, migrate
 from digestd.demo import run_demo
-from digestd.errors import DigestError
+from digestd.errors import DigestError, InputError
+from digestd.ingest import FORMATS
 from digestd.jobs.send_record import pause_message, send_log
 
 # `digestd ingest` waits this long past [schedule] inbox_settle_seconds for inbox files still
@@ -59,11 +60,21 @@ def ingest(
         str | None,
         typer.Option("--date", help="YYYY-MM-DD that dates without a year are read against"),
     ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="read every file as: text, arxiv-api, arxiv-rss, hf-json or jsonl"
+            " (default: detected from each file's content)",
+        ),
+    ] = None,
 ) -> None:
     """Ingest dump files or folders; print new / already known / quarantined counts.
 
     Without a path, the inbox's files are taken once unchanged for [schedule]
     inbox_settle_seconds, as the daemon takes them: it waits for files still being written."""
+    if format is not None and format not in FORMATS:
+        raise InputError(f"--format {format!r} must be one of {', '.join(FORMATS)}")
     config = settings()
     engine = ready_engine(config)
     reference = _parse_date(on_date) if on_date else None
@@ -78,13 +89,17 @@ def ingest(
             settle_wait_seconds=settle + INBOX_WAIT_SECONDS,
             waiting=advance.show,
             progress=advance,
+            format=format,
         )
-    result = table("file", "status", "new", "already known", "detail")
+    result = table("file", "status", "new", "already known", "revised", "detail")
     for f in report.files:
-        result.add_row(f.path.name, f.status, str(f.new), str(f.known), f.detail)
+        result.add_row(f.path.name, f.status, str(f.new), str(f.known), str(f.revised), f.detail)
     if report.files:
         out.print(result)
-    summary = f"{report.new} new, {report.known} already known, {report.quarantined} quarantined"
+    summary = f"{report.new} new, {report.known} already known"
+    if report.revised:
+        summary += f" ({report.revised} revised by a new version)"
+    summary += f", {report.quarantined} quarantined"
     out.print(summary + (f", {report.errors} could not be ingested" if report.errors else ""))
     if report.unsettled:
         names = ", ".join(p.name for p in report.unsettled)

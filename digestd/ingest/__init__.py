@@ -71,9 +71,10 @@ def parse_dump_bytes(data: bytes, *, reference: date, format: str | None = None)
     )
 
 
-def read_dump_file(path: Path, *, reference: date) -> DumpFile:
-    """Read, hash and parse one dump file; DumpError says why it cannot be ingested, and
-    FileNotFoundError that it is gone (nothing to quarantine)."""
+def read_dump_file(path: Path, *, reference: date, format: str | None = None) -> DumpFile:
+    """Read, hash and parse one dump file (in ``format``, else the one its content shows);
+    DumpError says why it cannot be ingested, and FileNotFoundError that it is gone (nothing
+    to quarantine)."""
     try:
         size = path.stat().st_size
         if size > MAX_DUMP_BYTES:
@@ -83,9 +84,8 @@ def read_dump_file(path: Path, *, reference: date) -> DumpFile:
         raise
     except OSError as exc:
         raise DumpError(f"cannot read: {exc.strerror}") from None
-    return DumpFile(
-        path, hashlib.sha256(data).hexdigest(), parse_dump_bytes(data, reference=reference)
-    )
+    parsed = parse_dump_bytes(data, reference=reference, format=format)
+    return DumpFile(path, hashlib.sha256(data).hexdigest(), parsed)
 
 
 def dump_files(paths: list[Path]) -> list[Path]:

@@ -38,6 +38,7 @@ class FileOutcome:
     new: int = 0
     known: int = 0
     detail: str = ""
+    revised: int = 0  # of the known papers, those a newer version revised
 
 
 @dataclass
@@ -59,6 +60,11 @@ class IngestReport:
     def known(self) -> int:
         """Papers that were already stored."""
         return sum(f.known for f in self.files)
+
+    @property
+    def revised(self) -> int:
+        """Known papers a newer version revised."""
+        return sum(f.revised for f in self.files)
 
     @property
     def errors(self) -> int:
@@ -111,6 +117,7 @@ def run_ingest(
     settle_wait_seconds: float = 0.0,
     waiting: Callable[[str], None] | None = None,
     progress: Progress | None = None,
+    format: str | None = None,
 ) -> IngestReport:
     """Ingest dump files (default: the inbox). Each file is stored whole in one transaction or
     quarantined with its reason; files from the inbox are moved to the processed folder, files
@@ -119,7 +126,8 @@ def run_ingest(
     Inbox files changed less than ``settle_seconds`` ago are not taken: a dump being copied in
     must not be ingested half-written. With ``settle_wait_seconds`` the run waits that long at
     most for them (see ``settled_files``); those still changing are left for a later run. Files
-    named by the caller are taken at once."""
+    named by the caller are taken at once. Each file's format is detected from its content
+    unless ``format`` names it (see digestd.ingest.FORMATS)."""
     from_inbox = paths is None
     inbox = settings.folder("inbox")
     report = IngestReport()
@@ -138,7 +146,7 @@ def run_ingest(
         if progress:
             progress(path.name, len(files))
         try:
-            outcome = _ingest_one(settings, engine, path, today, from_inbox)
+            outcome = _ingest_one(settings, engine, path, today, from_inbox, format)
         except SQLAlchemyError as exc:
             error = database_error(exc, url=engine.url)
             report.files.append(FileOutcome(path, "error", detail=str(error)))
@@ -165,10 +173,15 @@ def run_ingest(
 
 
 def _ingest_one(
-    settings: Settings, engine: Engine, path: Path, today: date, from_inbox: bool
+    settings: Settings,
+    engine: Engine,
+    path: Path,
+    today: date,
+    from_inbox: bool,
+    format: str | None,
 ) -> FileOutcome:
     try:
-        dump_file = read_dump_file(path, reference=today)
+        dump_file = read_dump_file(path, reference=today, format=format)
     except FileNotFoundError:
         return _vanished(path, "before it could be read")
     except DumpError as exc:
@@ -192,9 +205,14 @@ def _ingest_one(
         if store.dump_by_sha256(session, dump_file.sha256):
             outcome = FileOutcome(path, "already ingested", known=len(dump_file.parsed.papers))
         else:
-            new, known, _revised = store.store_dump(session, dump_file, now=utc_now())
+            new, known, revised = store.store_dump(session, dump_file, now=utc_now())
             outcome = FileOutcome(
-                path, "ingested", new=new, known=known, detail="; ".join(dump_file.parsed.warnings)
+                path,
+                "ingested",
+                new=new,
+                known=known,
+                revised=revised,
+                detail="; ".join(dump_file.parsed.warnings),
             )
     if from_inbox:
         try:
