@@ -139,10 +139,16 @@ def test_topics_and_subscribers(ready: Cli, sample_path: Path) -> None:
             "timezone": "Europe/Paris",
             "send_hour": 8,
             "weekday": "mon",
+            "revised_papers": False,
             "queries": ["oracle"],
             "topics": ["text-to-sql"],
         }
     ]
+    assert ready("subscriber", "edit", "ada@example.org", "--revised").code == 0
+    assert json.loads(ready("subscriber", "list", "--json").out)[0]["revised_papers"] is True
+    assert "sent again when a new version" in ready("subscriber", "show", "ada@example.org").out
+    assert ready("subscriber", "edit", "ada@example.org", "--no-revised").code == 0
+    assert json.loads(ready("subscriber", "list", "--json").out)[0]["revised_papers"] is False
     assert "followers" in ready("topic", "list").out
     assert ready("subscriber", "pause", "ada@example.org").code == 0
     assert "paused" in ready("subscriber", "show", "ada@example.org").out

@@ -132,7 +132,7 @@ def test_parser_never_fails_other_than_with_dump_error(data: bytes) -> None:
         parsed = parse_dump_bytes(data, reference=REFERENCE)
     except DumpError:
         return
-    assert parsed.papers
+    assert parsed.papers or parsed.format != "text"  # an empty day is a service's answer only
     assert all(p.title for p in parsed.papers)
 
 

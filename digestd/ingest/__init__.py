@@ -1,9 +1,10 @@
 """Ingest: dump files in, ParsedDump values out; unreadable files are quarantined with a reason.
 
-Each dump format has its own pure parser module (text -> ParsedDump); this module is the file edge:
-it lists dump files and says when one has settled, reads and decodes bytes, picks the parser, and
-moves bad files aside. A file can vanish at any moment (another process moves or deletes it):
-reading it raises FileNotFoundError, and nothing is left behind for it.
+Each dump format has its own pure parser module (text -> ParsedDump) and ``formats`` detects the
+format and picks the parser; this module is the file edge: it lists dump files and says when one
+has settled, reads and parses their bytes, and moves bad files aside. A file can vanish at any
+moment (another process moves or deletes it): reading it raises FileNotFoundError, and nothing
+is left behind for it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from digestd.atomic import write_atomic
 from digestd.errors import DumpError
-from digestd.ingest.daily_text import parse_daily_text
+from digestd.ingest.formats import FORMATS, decode_dump, detect_format, parse_as
 from digestd.ingest.papers import (
     ParsedDump,
     ParsedPaper,
@@ -32,11 +33,14 @@ __all__ = [
     "DumpFile",
     "ParsedDump",
     "ParsedPaper",
+    "decode_dump",
+    "detect_format",
     "dump_files",
     "move_into",
     "paper_identity",
     "paper_uid",
     "paper_url",
+    "parse_as",
     "parse_dump_bytes",
     "quarantine_file",
     "read_dump_file",
@@ -58,28 +62,13 @@ class DumpFile:
     parsed: ParsedDump
 
 
-def decode_dump(data: bytes) -> str:
-    """The text of a dump's bytes, refusing empty, binary and non-UTF-8 content."""
-    if not data.strip():
-        raise DumpError("file is empty")
-    if b"\x00" in data[:8192]:
-        raise DumpError("file is binary (contains NUL bytes), not a text dump")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DumpError(f"not UTF-8 text: undecodable byte at offset {exc.start}") from None
-
-
-FORMATS = ("text", "arxiv-api", "arxiv-rss", "hf-json", "jsonl")
-
-
 def parse_dump_bytes(data: bytes, *, reference: date, format: str | None = None) -> ParsedDump:
     """The papers in a dump's or response's bytes, in ``format`` (one of FORMATS) or, when
     None, the format detected from the content. DumpError if they cannot be read;
     SourceFailure when they are a service's error answer."""
-    if format not in (None, "text"):
-        raise DumpError(f"format {format!r} is not supported yet")
-    return parse_daily_text(decode_dump(data), reference=reference)
+    return parse_as(
+        data, format=detect_format(data) if format is None else format, reference=reference
+    )
 
 
 def read_dump_file(path: Path, *, reference: date) -> DumpFile:
