@@ -275,3 +275,46 @@ def test_failing_since_stays_at_the_first_failure(site_for: SiteFor, server: Sou
     state = state_of(site, "down")
     assert store.aware(state.failing_since) == first
     assert store.aware(state.last_attempt_at) == first + timedelta(hours=2)
+
+
+FORMATS = Path(__file__).resolve().parent / "fixtures" / "sources"
+
+
+def test_real_formats_an_empty_day_and_an_error_feed(
+    site_for: SiteFor, server: SourceServer
+) -> None:
+    rss = server.route("/rss", Reply(body=(FORMATS / "arxiv-rss.xml").read_bytes()))
+    hf = server.route(
+        "/hf",
+        Reply(
+            body=(FORMATS / "hf-empty.json").read_bytes(),
+            headers={"Content-Type": "application/json"},
+        ),
+    )
+    error = server.route(
+        "/error",
+        Reply(
+            body=(FORMATS / "arxiv-rss-error.xml").read_bytes(),
+            headers={"Content-Type": "application/rss+xml"},
+        ),
+    )
+    site = site_for(
+        [
+            {"name": "rss", "url": rss, "format": "arxiv-rss"},
+            {"name": "hf", "url": hf},  # auto: detected
+            {"name": "error", "url": error, "format": "arxiv-rss"},
+        ]
+    )
+    report = run_fetch(site.settings, site.engine, clock=lambda: datetime(2024, 3, 14, tzinfo=UTC))
+    rss_outcome, hf_outcome, error_outcome = report.sources
+    assert rss_outcome.status == "stored" and rss_outcome.new > 0
+    assert (hf_outcome.status, hf_outcome.papers, hf_outcome.failed) == ("empty day", 0, False)
+    assert error_outcome.status == "quarantined" and "Bad archive" in error_outcome.detail
+    assert site.dumps() == 1  # the empty day and the error feed store nothing
+    with read_scope(site.engine) as session:
+        assert session.exec(select(Dump)).one().format == "arxiv-rss"
+    empty = state_of(site, "hf")
+    assert empty.last_paper_count == 0 and empty.failing_since is None and empty.last_error == ""
+    kept = site.settings.folder("quarantine") / "error-20240314T000000Z.xml"
+    assert kept.read_bytes() == (FORMATS / "arxiv-rss-error.xml").read_bytes()
+    assert "Bad archive" in kept.with_name(kept.name + ".reason").read_text()

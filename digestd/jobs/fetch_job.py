@@ -122,6 +122,10 @@ def run_fetch(
                     break
                 log.error("cannot record source %s: %s", spec.name, error)
                 continue
+            except Exception as exc:  # a bug met by one source's answer must not stop the others
+                log.exception("source %s failed unexpectedly", spec.name)
+                detail = f"unexpected {type(exc).__name__}: {exc}"
+                outcome = SourceOutcome(spec.name, "failed", detail=detail)
             report.sources.append(outcome)
     return report
 
