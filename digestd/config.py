@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
+from digestd.sources.spec import SourceSpec, source_specs
 
 ENV_PREFIX = "DIGESTD_"
 _URL_UNSAFE = re.compile(r"[\s<>\"'\\\x00-\x1f\x7f]")
@@ -32,6 +33,7 @@ _HELO_NAME = re.compile(
     r"[A-Za-z0-9])?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]"
 )
 CONFIG_ENV = "DIGESTD_CONFIG"
+_CONTACT = re.compile(r"[^\s<>()\"',;\\]+@[^\s<>()\"',;\\]+")
 
 
 def _key(default: Any, help_text: str, choices: tuple[str, ...] = ()) -> Any:
@@ -195,6 +197,33 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class FetchingSettings:
+    """[fetching]: how the [[sources]] entries are polled over HTTP (their list is [[sources]])."""
+
+    stale_hours: float = _key(
+        36.0, "a source failing this long makes /healthz answer 503 and `digestd sources` say so"
+    )
+    contact: str = _key(
+        "", "email address in the User-Agent (+mailto:); empty means smtp.from_address"
+    )
+    timeout_seconds: float = _key(30.0, "longest wait to connect, and between two bytes read")
+    deadline_seconds: float = _key(
+        120.0, "longest one request may take in all (a server trickling bytes is cut off)"
+    )
+    max_bytes: int = _key(20_000_000, "a response over this many bytes is refused")
+    retries: int = _key(
+        3, "tries after the first on a timeout, connection error, 429 or 5xx answer"
+    )
+    retry_seconds: float = _key(5.0, "wait before the first retry; each next wait doubles")
+    spacing_seconds: float = _key(
+        3.0, "least time between the end of one request to a host and the start of the next"
+    )
+    max_retry_after_seconds: float = _key(
+        300.0, "a Retry-After asking for a longer wait ends the poll (the next one tries again)"
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting, one section per TOML table."""
 
@@ -208,6 +237,8 @@ class Settings:
     digest: DigestSettings = field(default_factory=DigestSettings)
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    fetching: FetchingSettings = field(default_factory=FetchingSettings)
+    sources: tuple[SourceSpec, ...] = ()  # the [[sources]] entries, in file order
 
     # Resolved views of the path keys, so no caller repeats the defaulting rule.
     @property
@@ -224,6 +255,11 @@ class Settings:
     def database_url(self) -> str:
         """The configured database URL, or the SQLite file in the data folder."""
         return self.database.url or f"sqlite:///{self.data_dir / 'digestd.db'}"
+
+    @property
+    def fetch_contact(self) -> str:
+        """The address named in the User-Agent of every request to a source."""
+        return self.fetching.contact or self.smtp.from_address
 
     @property
     def templates_dir(self) -> Path | None:
@@ -257,6 +293,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "digest": DigestSettings,
     "feeds": FeedsSettings,
     "schedule": ScheduleSettings,
+    "fetching": FetchingSettings,
 }
 
 
@@ -325,25 +362,40 @@ def _validate(settings: Settings, source: str) -> None:
         ("web", "confirm_hours"),
         ("web", "confirm_resend_minutes"),
         ("web", "subscribe_per_hour"),
+        ("fetching", "stale_hours"),
+        ("fetching", "timeout_seconds"),
+        ("fetching", "deadline_seconds"),
+        ("fetching", "max_bytes"),
+        ("fetching", "retry_seconds"),
+        ("fetching", "max_retry_after_seconds"),
     )
     for section, key in positive:
         value = getattr(getattr(settings, section), key)
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be a positive number")
-    for key in ("rate_per_second", "min_free_mb"):
-        value = getattr(settings.delivery, key)
+    for section, key in (
+        ("delivery", "rate_per_second"),
+        ("delivery", "min_free_mb"),
+        ("fetching", "retries"),
+        ("fetching", "spacing_seconds"),
+    ):
+        value = getattr(getattr(settings, section), key)
         if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{source}: [delivery] {key} = {value!r} must be 0 or more")
+            raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be 0 or more")
     for section, port in (("smtp", settings.smtp.port), ("web", settings.web.port)):
         if port > 65535:
             raise ConfigError(f"{source}: [{section}] port = {port} is not a TCP port")
-    if settings.smtp.port > 65535:
-        raise ConfigError(f"{source}: [smtp] port = {settings.smtp.port} is not a TCP port")
     helo = settings.smtp.helo_name
     if helo and (len(helo) > 255 or not _HELO_NAME.fullmatch(helo)):
         raise ConfigError(
             f"{source}: [smtp] helo_name = {helo!r} is not a host name like mail.example.org "
             "or an address literal like [192.0.2.1]"
+        )
+    contact = settings.fetch_contact
+    if settings.sources and not _CONTACT.fullmatch(contact):
+        raise ConfigError(
+            f"{source}: [fetching] contact = {contact!r} is not an email address like "
+            "you@example.org (it is sent in the User-Agent of every request to a source)"
         )
     url = urlsplit(settings.feeds.base_url)
     if url.scheme not in ("http", "https") or not url.netloc or _URL_UNSAFE.search(url.geturl()):
@@ -361,6 +413,7 @@ def load_settings(
     if path is None and env.get(CONFIG_ENV):
         path = Path(env[CONFIG_ENV])
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_CLASSES}
+    sources: tuple[SourceSpec, ...] = ()
     source = "defaults"
     if path is not None:
         source = str(path)
@@ -373,6 +426,9 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         for section, table in data.items():
+            if section == "sources":  # [[sources]]: an array of tables, one per source
+                sources = source_specs(table, str(path))
+                continue
             if section not in _SECTION_CLASSES:
                 raise ConfigError(f"{path}: unknown section [{section}]")
             if not isinstance(table, dict):
@@ -395,6 +451,6 @@ def load_settings(
         target = type(known[key].default)
         values[section][key] = _coerce(raw, target, f"environment: {name}")
     sections = {name: cls(**values[name]) for name, cls in _SECTION_CLASSES.items()}
-    settings = Settings(**sections)
+    settings = Settings(**sections, sources=sources)
     _validate(settings, source)
     return settings

@@ -1,5 +1,5 @@
-"""The daemon: an APScheduler scheduler running the ingest, send and feeds jobs, stopped cleanly
-by SIGTERM or Ctrl-C after the job in flight."""
+"""The daemon: an APScheduler scheduler running the ingest, fetch, send and feeds jobs, stopped
+cleanly by SIGTERM or Ctrl-C after the job in flight."""
 
 from __future__ import annotations
 
@@ -22,13 +22,17 @@ from digestd.db import database_error, session_scope
 from digestd.errors import DigestError, StorageError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, start_warnings
 from digestd.jobs.bounce_job import run_bounces
+from digestd.jobs.fetch_job import run_fetch
 from digestd.jobs.send_record import pause_message
+from digestd.sources import HostGate
 from digestd.storage import storage_error
 from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
 # APScheduler logs every job start and end at INFO: noise every few minutes in an idle daemon.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
+# The sources are first polled this long after the start (the inbox is looked into at once).
+FIRST_FETCH_SECONDS = 5.0
 
 
 def _log_failure(job: str, exc: Exception, engine: Engine) -> None:
@@ -67,6 +71,30 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
             log.info("feeds: %d files written", len(written))
     except Exception as exc:
         _log_failure("ingest job", exc, engine)
+
+
+def fetch_and_publish(settings: Settings, engine: Engine, name: str, *, gate: HostGate) -> None:
+    """Poll source ``name`` through the daemon's host gate; rebuild the feeds if papers
+    arrived. Failures are logged (and recorded in the source's state), not raised."""
+    try:
+        report = run_fetch(settings, engine, [name], gate=gate)
+        if report.stopped:
+            log.error("fetch %s stopped: %s; the daemon goes on", name, report.stopped)
+        if report.new:
+            written = run_feeds(settings, engine)
+            log.info("feeds: %d files written", len(written))
+    except Exception as exc:
+        _log_failure(f"fetch job {name}", exc, engine)
+
+
+def _fetcher(name: str, gate: HostGate) -> Callable[[Settings, Engine], None]:
+    """The scheduled call that polls source ``name``."""
+
+    def fetch(settings: Settings, engine: Engine) -> None:
+        fetch_and_publish(settings, engine, name, gate=gate)
+
+    fetch.__name__ = f"fetch_{name}"
+    return fetch
 
 
 def send_due(settings: Settings, engine: Engine) -> None:
@@ -133,7 +161,8 @@ def _unless_stopping(
 def build_scheduler(
     settings: Settings, engine: Engine, *, stop: threading.Event
 ) -> BackgroundScheduler:
-    """A scheduler with the ingest and send jobs; one worker, so jobs never overlap."""
+    """A scheduler with the ingest, send and (one per source) fetch jobs; one worker, so jobs
+    never overlap. The fetch jobs share one host gate: requests to a host stay spaced."""
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
@@ -157,6 +186,17 @@ def build_scheduler(
         id="send",
         name="send due digests",
     )
+    gate = HostGate(settings.fetching.spacing_seconds)
+    for spec in settings.sources:
+        scheduler.add_job(
+            _unless_stopping(_fetcher(spec.name, gate), stop),
+            "interval",
+            minutes=spec.interval_minutes,
+            args=(settings, engine),
+            id=f"fetch-{spec.name}",
+            name=f"fetch source {spec.name}",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_FETCH_SECONDS),
+        )
     if settings.web.enabled:
         scheduler.add_job(
             _unless_stopping(purge_sign_ups, stop),
@@ -212,10 +252,11 @@ def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | No
     scheduler.start()
     stop_web = _start_web(settings, engine) if settings.web.enabled else None
     log.info(
-        "digestd running: inbox %s every %g min, due digests every %g min",
+        "digestd running: inbox %s every %g min, due digests every %g min, %d sources",
         settings.folder("inbox"),
         settings.schedule.ingest_interval_minutes,
         settings.schedule.send_check_minutes,
+        len(settings.sources),
     )
     stop.wait()
     if stop_web is not None:

@@ -1,8 +1,8 @@
 """The admin CLI: parses arguments, calls the stages, turns DigestError into a one-line error.
 
 The commands live in pipeline.py (ingest, send, feeds, ...), matching.py (match and its
-backtest) and people.py (topics, subscribers); common.py holds what they share, including the
-exit codes (README, "Exit codes").
+backtest), people.py (topics, subscribers) and sources.py (fetch, sources); common.py holds
+what they share, including the exit codes (README, "Exit codes").
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from typing import NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from digestd.cli import matching, outbox, people, pipeline  # noqa: F401  (registers the commands)
+from digestd.cli import (  # noqa: F401  (registers the commands)
+    matching,
+    outbox,
+    people,
+    pipeline,
+    sources,
+)
 from digestd.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_UNEXPECTED,

@@ -2,7 +2,7 @@
 
 papers.py holds dumps and papers, people.py subscribers and topics (validating operator input),
 deliveries.py the outbox (what is to be sent, and what went out to whom), bounces.py bounces
-and suppression. Callers use ``store.<function>``.
+and suppression, sources.py the state of the configured sources. Callers use ``store.<function>``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ from digestd.store.people import (
     topics_of,
     update_subscriber,
 )
+from digestd.store.sources import (
+    record_fetch_failure,
+    record_fetch_success,
+    source_state,
+    source_states,
+)
 
 __all__ = [
     "FREQUENCIES",
@@ -120,6 +126,8 @@ __all__ = [
     "queries_of",
     "record_bounce",
     "record_empty",
+    "record_fetch_failure",
+    "record_fetch_success",
     "remove_subscriber",
     "remove_topic",
     "requeue",
@@ -128,6 +136,8 @@ __all__ = [
     "sent_papers",
     "sent_versions",
     "set_active",
+    "source_state",
+    "source_states",
     "store_dump",
     "subscriber_by_email",
     "subscribers",
