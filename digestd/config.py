@@ -9,31 +9,21 @@ relative to the current directory; empty path keys default to a folder inside ``
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
 import secrets
 import tomllib
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from digestd.atomic import write_atomic
+from digestd.config_checks import validate_settings
 from digestd.errors import ConfigError
 from digestd.sources.spec import SourceSpec, source_specs
 
 ENV_PREFIX = "DIGESTD_"
-_URL_UNSAFE = re.compile(r"[\s<>\"'\\\x00-\x1f\x7f]")
-# An EHLO name (RFC 5321 4.1.1.1): a domain name, or an address literal such as [192.0.2.1].
-_HELO_NAME = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-    r"[A-Za-z0-9])?|\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]"
-)
 CONFIG_ENV = "DIGESTD_CONFIG"
-_CONTACT = re.compile(r"[^\s<>()\"',;\\]+@[^\s<>()\"',;\\]+")
 
 
 def _key(default: Any, help_text: str, choices: tuple[str, ...] = ()) -> Any:
@@ -324,87 +314,6 @@ def _coerce(value: Any, target: type, where: str) -> Any:
     return value
 
 
-def _validate(settings: Settings, source: str) -> None:
-    for section, key, _default, _help, choices in settings_table():
-        value = getattr(getattr(settings, section), key)
-        if choices and value not in choices:
-            raise ConfigError(
-                f"{source}: [{section}] {key} = {value!r} is not one of {', '.join(choices)}"
-            )
-    hour = settings.schedule.default_send_hour
-    if not 0 <= hour <= 23:
-        raise ConfigError(f"{source}: [schedule] default_send_hour = {hour} is not an hour 0-23")
-    try:
-        zoneinfo.ZoneInfo(settings.schedule.default_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
-        raise ConfigError(
-            f"{source}: [schedule] default_timezone = {settings.schedule.default_timezone!r} "
-            "is not an IANA timezone"
-        ) from None
-    positive = (
-        ("digest", "max_papers"),
-        ("digest", "lookback_days"),
-        ("feeds", "max_entries"),
-        ("feeds", "lookback_days"),
-        ("smtp", "port"),
-        ("smtp", "timeout"),
-        ("smtp", "connections"),
-        ("schedule", "ingest_interval_minutes"),
-        ("schedule", "send_check_minutes"),
-        ("schedule", "inbox_settle_seconds"),
-        ("delivery", "retry_minutes"),
-        ("delivery", "retry_max_minutes"),
-        ("delivery", "give_up_hours"),
-        ("delivery", "error_threshold"),
-        ("delivery", "hard_bounces"),
-        ("bounces", "check_minutes"),
-        ("web", "port"),
-        ("web", "confirm_hours"),
-        ("web", "confirm_resend_minutes"),
-        ("web", "subscribe_per_hour"),
-        ("fetching", "stale_hours"),
-        ("fetching", "timeout_seconds"),
-        ("fetching", "deadline_seconds"),
-        ("fetching", "max_bytes"),
-        ("fetching", "retry_seconds"),
-        ("fetching", "max_retry_after_seconds"),
-    )
-    for section, key in positive:
-        value = getattr(getattr(settings, section), key)
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be a positive number")
-    for section, key in (
-        ("delivery", "rate_per_second"),
-        ("delivery", "min_free_mb"),
-        ("fetching", "retries"),
-        ("fetching", "spacing_seconds"),
-    ):
-        value = getattr(getattr(settings, section), key)
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be 0 or more")
-    for section, port in (("smtp", settings.smtp.port), ("web", settings.web.port)):
-        if port > 65535:
-            raise ConfigError(f"{source}: [{section}] port = {port} is not a TCP port")
-    helo = settings.smtp.helo_name
-    if helo and (len(helo) > 255 or not _HELO_NAME.fullmatch(helo)):
-        raise ConfigError(
-            f"{source}: [smtp] helo_name = {helo!r} is not a host name like mail.example.org "
-            "or an address literal like [192.0.2.1]"
-        )
-    contact = settings.fetch_contact
-    if settings.sources and not _CONTACT.fullmatch(contact):
-        raise ConfigError(
-            f"{source}: [fetching] contact = {contact!r} is not an email address like "
-            "you@example.org (it is sent in the User-Agent of every request to a source)"
-        )
-    url = urlsplit(settings.feeds.base_url)
-    if url.scheme not in ("http", "https") or not url.netloc or _URL_UNSAFE.search(url.geturl()):
-        raise ConfigError(
-            f"{source}: [feeds] base_url = {settings.feeds.base_url!r} must be an http(s) URL "
-            "without spaces, quotes or angle brackets"
-        )
-
-
 def load_settings(
     path: Path | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -452,5 +361,6 @@ def load_settings(
         values[section][key] = _coerce(raw, target, f"environment: {name}")
     sections = {name: cls(**values[name]) for name, cls in _SECTION_CLASSES.items()}
     settings = Settings(**sections, sources=sources)
-    _validate(settings, source)
+    choices = [(section, key, allowed) for section, key, _, _, allowed in settings_table()]
+    validate_settings(settings, source, choices_of=choices)
     return settings

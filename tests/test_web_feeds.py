@@ -6,6 +6,7 @@ with the file backend; the router mounted in a bare FastAPI app and called throu
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +33,9 @@ from digestd.db import make_engine, migrate, session_scope
 from digestd.feeds import entry_id, xml_safe
 from digestd.ingest import paper_url
 from digestd.models import Delivery, Dump, Paper, SentPaper
+from digestd.sources.spec import SourceSpec
 from digestd.tokens import link_url, make_token
+from digestd.web import create_app
 from digestd.web.feeds_http import (
     PRIVATE_FEED_LIMIT,
     feeds_router,
@@ -567,6 +570,30 @@ async def test_healthz_reports_the_last_ingest_and_send(
     body = (await client.get("/healthz")).json()
     assert body["last_send"] == store.aware(last_send).isoformat()
     assert datetime.fromisoformat(body["last_send"]) >= datetime.fromisoformat(body["last_ingest"])
+
+
+async def test_the_site_answers_503_naming_a_source_failing_too_long(config_file: Path) -> None:
+    settings = dataclasses.replace(
+        load_settings(config_file, environ={}),
+        sources=(SourceSpec(name="arxiv-cl", url="https://rss.arxiv.org/rss/cs.CL"),),
+    )
+    engine = make_engine(settings.database_url, create=True)
+    migrate(engine)
+    with session_scope(engine) as session:
+        store.record_fetch_failure(
+            session,
+            "arxiv-cl",
+            url="https://rss.arxiv.org/rss/cs.CL",
+            now=datetime.now(UTC) - timedelta(hours=settings.fetching.stale_hours + 1),
+            reason="HTTP 503 Service Unavailable after 4 tries",
+        )
+    async with client_for(create_app(settings, engine)) as http:
+        response = await http.get("/healthz")
+    engine.dispose()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["stale_sources"] == ["arxiv-cl"] and "arxiv-cl" in body["problem"]
+    assert body["sources"]["arxiv-cl"]["last_error"].startswith("HTTP 503")
 
 
 async def test_healthz_on_an_empty_database(config_file: Path) -> None:

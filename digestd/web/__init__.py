@@ -52,7 +52,7 @@ def create_app(
     )
     app.include_router(WebPages(settings, engine, clock=clock).router())
     app.include_router(feeds_router(settings, engine, clock=clock))
-    app.include_router(health_router(engine))
+    app.include_router(health_router(engine, settings))
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
     install_error_pages(app, PageRenderer(settings), base_url=settings.feeds.base_url)
     app.add_middleware(SecurityHeaders)
