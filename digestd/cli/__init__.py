@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from digestd.cli import matching, outbox, people, pipeline  # noqa: F401  (registers the commands)
+from digestd.cli import matching, outbox, papers, people, pipeline  # noqa: F401  (registers the commands)
 from digestd.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_UNEXPECTED,

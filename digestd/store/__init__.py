@@ -40,6 +40,7 @@ from digestd.store.deliveries import (
     sent_paper_ids,
     sent_papers,
 )
+from digestd.store.paper_list import listed_papers
 from digestd.store.papers import (
     all_papers,
     dump_by_sha256,
@@ -98,6 +99,7 @@ __all__ = [
     "last_digest_keys",
     "lift_suppression",
     "list_deliveries",
+    "listed_papers",
     "mark_bounced",
     "mark_empty",
     "mark_failed",

@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 
 from digestd import jobs, store
 from digestd.db import read_scope
-from digestd.ingest import paper_url
+from digestd.formatting import NO_BYLINE, Byline, paper_byline
+from digestd.jobs.feeds_job import paper_page
 from digestd.models import Paper, Topic
 from digestd.web.forms import clean_text, query_lines, query_text_error
 
@@ -42,10 +43,11 @@ class QueryCheck(BaseModel):
 
 @dataclass(frozen=True)
 class PaperLink:
-    """A paper as a title and a link."""
+    """A paper as a title, a link to its own page and its byline (formatting.Byline)."""
 
     title: str
     url: str
+    byline: Byline = NO_BYLINE
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,14 @@ def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
     views = []
     for topic in topics:
         newest = [by_id[paper_id] for paper_id in reversed(matched[topic.slug])]
-        links = tuple(
-            PaperLink(p.title, paper_url(arxiv_id=p.arxiv_id, title=p.title))
-            for p in newest[:NEWEST_PER_TOPIC]
-        )
+        links = tuple(paper_link(p) for p in newest[:NEWEST_PER_TOPIC])
         views.append(TopicView(topic.slug, topic.title, topic.query, links, topic.description))
     return views
+
+
+def paper_link(paper: Paper) -> PaperLink:
+    """A stored paper as the pages list it: its title, its own page and its byline."""
+    return PaperLink(paper.title, paper_page(paper), paper_byline(paper))
 
 
 def check_queries_text(engine: Engine, text: str) -> QueryCheck:
