@@ -25,7 +25,8 @@ NEWEST_PER_TOPIC = 5
 # jobs.match_queries keeps its recent indexes in a shared dictionary that is not safe to change
 # from two threads at once; the pages run in a thread pool.
 _MATCHING = threading.Lock()
-# The recent papers by database, with the (newest id, newest dump date) they were read at.
+# The recent papers by database, with the (newest id, newest dump date, latest change) they
+# were read at.
 _RECENT: OrderedDict[str, tuple[tuple[object, ...], list[Paper]]] = OrderedDict()
 _RECENT_LOCK = threading.Lock()
 
@@ -63,9 +64,12 @@ class TopicView:
 
 def recent_papers(session: Session) -> list[Paper]:
     """The papers of the last ``RECENT_DAYS`` days of dumps. They are read again only when
-    papers were stored since (the newest id or dump date changed): a busy page costs one small
-    query, not thousands of rows."""
-    newest = session.exec(select(func.max(Paper.id), func.max(Paper.dump_date))).one()
+    papers were stored or changed since (the newest id, dump date or ``updated_at`` moved: a
+    source may bring a new version, authors or upvotes): a busy page costs one small query,
+    not thousands of rows."""
+    newest = session.exec(
+        select(func.max(Paper.id), func.max(Paper.dump_date), func.max(Paper.updated_at))
+    ).one()
     key = str(session.get_bind().engine.url)
     with _RECENT_LOCK:
         cached = _RECENT.get(key)
