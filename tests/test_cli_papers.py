@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from digestd import store
 from digestd.cli import app
+from digestd.cli.common import out
 from digestd.config import load_settings
 from digestd.db import make_engine, read_scope, session_scope
 from digestd.models import Dump, Paper
@@ -83,18 +84,18 @@ def config(cli: Cli, config_file: Path) -> Path:
 
 
 def run(config: Path, *args: str) -> str:
-    # A wide terminal, so that table cells are not folded across lines.
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        app, ["--config", str(config), "papers", *args]
-    )
+    result = CliRunner().invoke(app, ["--config", str(config), "papers", *args])
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
-def test_the_table_lists_papers_newest_first_with_their_metadata(config: Path) -> None:
+def test_the_table_lists_papers_newest_first_with_their_metadata(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(out, "width", 200)  # one table row per line
     text = run(config)
     assert text.splitlines()[0].strip() == "3 papers"
-    # newest first by the paper's own date: the dump's (14th), HF's published (13th), arXiv's (12th)
+    # newest first by the paper's own date: the dump's (14th), then published (13th, 12th)
     assert text.index("A dumped paper") < text.index("A trending") < text.index("Language")
     for shown in ("2025-03-14", "2025-03-13", "2025-03-12", "2403.01234v2", "2403.05555", "—"):
         assert shown in text
