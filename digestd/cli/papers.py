@@ -49,6 +49,12 @@ def papers_command(
         return
     noun = "paper" if len(papers) == 1 else "papers"
     result = table("date", "id", "title", "authors", "categories", title=f"{len(papers)} {noun}")
+    # The date and id whole; the rest share what is left of the terminal's width, the title most.
+    for column, ratio in zip(result.columns, (0, 0, 3, 2, 1), strict=True):
+        if ratio:
+            column.ratio = ratio
+        else:
+            column.no_wrap = True
     for paper in papers:
         byline = paper_byline(paper)
         result.add_row(
