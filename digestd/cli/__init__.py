@@ -1,8 +1,8 @@
 """The admin CLI: parses arguments, calls the stages, turns DigestError into a one-line error.
 
 The commands live in pipeline.py (ingest, send, feeds, ...), matching.py (match and its
-backtest) and people.py (topics, subscribers); common.py holds what they share, including the
-exit codes (README, "Exit codes").
+backtest), papers.py (papers) and people.py (topics, subscribers); common.py holds what they
+share, including the exit codes (README, "Exit codes").
 """
 
 from __future__ import annotations
