@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
+from digestd.formatting import paper_byline
 from digestd.match import Hit, PaperMatch, highlight
 from digestd.render import DigestEntry
 
@@ -183,6 +184,7 @@ def plan_digest(
                 abstract_segments=tuple(
                     highlight(paper.abstract, [h for h in hits if h.field == "abstract"])
                 ),
+                byline=paper_byline(paper),
             )
         )
     return PlannedDigest(

@@ -9,12 +9,18 @@ text construct (titles, subtitle, summaries) is declared ``type="html"`` and car
 escaped as HTML, so a title such as ``</b> & co`` is shown as written instead of being taken
 for markup; an entry is published on the paper's own date and updated at the paper's own
 instant, which no two papers share.
+
+An entry names the paper's authors (``<author>``, the first ``FEED_AUTHORS`` and then one
+"et al."; entries without authors fall back on the feed's own author, which keeps them valid),
+its categories (``<category>`` in arXiv's scheme, primary first, before the matched terms,
+which carry no scheme), and links the paper's own page. Its summary starts with the byline.
 """
 
 from __future__ import annotations
 
 import datetime
 import html
+import html.entities
 import re
 import uuid
 import xml.etree.ElementTree as ET
@@ -49,6 +55,14 @@ _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffc\U000
 # text, so no title or abstract can forge it.
 _OWN_FEED_MARKER = f">{GENERATOR}</generator>".encode()
 _MARKER_SEARCH_BYTES = 65536
+# An ampersand that starts a character reference: "&#38;", "&amp", "&eacute;".
+_REFERENCE_START = re.compile(
+    "&(?=#|(?:" + "|".join(sorted(html.entities.name2codepoint, key=len, reverse=True)) + ")\\b)"
+)
+# A large collaboration lists hundreds of authors: an entry names this many, then "et al.".
+FEED_AUTHORS = 10
+# The scheme arXiv's own Atom API gives its categories.
+ARXIV_CATEGORY_SCHEME = "http://arxiv.org/schemas/atom"
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,9 @@ class FeedEntry:
     published: datetime.datetime
     updated: datetime.datetime
     matched_terms: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # primary first
+    byline: str = ""  # one line (formatting.Byline.line), shown above the abstract
 
 
 @dataclass(frozen=True)
@@ -151,9 +168,12 @@ def build_atom(
 def atom_bytes(fg: FeedGenerator) -> bytes:
     """The feed's Atom document with every text construct declared HTML and its text escaped
     as HTML (feedgen writes them as plain text, which validators and readers suspect of holding
-    markup whenever a title has ``</b>`` or ``&amp;`` in it)."""
+    markup whenever a title has ``</b>`` or ``&amp;`` in it). A construct already declared HTML
+    was built as HTML here (``entry_summary``) and is kept as it is."""
     root = etree.fromstring(fg.atom_str(), etree.XMLParser(remove_blank_text=True))
     for element in root.iter(*_TEXT_CONSTRUCTS):
+        if element.get("type") == "html":
+            continue
         element.set("type", "html")
         element.text = html.escape(element.text or "", quote=False)
     data: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
@@ -165,17 +185,46 @@ def add_entry(fg: FeedGenerator, entry: FeedEntry, *, fallback_link: str) -> Non
     fe = fg.add_entry(order="append")
     fe.id(entry_id(entry.uid))
     fe.title(xml_safe(entry.title).strip() or "(untitled)")
-    abstract = xml_safe(entry.abstract).strip()
-    if abstract:
-        fe.summary(abstract)
+    for name in entry_authors(entry.authors):
+        fe.author(name=name)
+    summary = entry_summary(entry)
+    if summary:
+        fe.summary(summary, type="html")
     # Atom requires an alternate link on an entry without content.
     fe.link(href=xml_safe(entry.url).strip() or fallback_link, rel="alternate")
     fe.published(as_utc(entry.published))
     fe.updated(as_utc(entry.updated))
+    categories = [xml_safe(term).strip() for term in entry.categories]
+    for term in dict.fromkeys(term for term in categories if term):
+        fe.category(term=term, scheme=ARXIV_CATEGORY_SCHEME)
     for term in entry.matched_terms:
         clean = xml_safe(term).strip()
         if clean:
             fe.category(term=clean)
+
+
+def entry_authors(authors: Sequence[str]) -> list[str]:
+    """The author names an entry carries: the first ``FEED_AUTHORS``, then "et al." if more."""
+    names = [name for name in (author_name(a) for a in authors) if name]
+    return names[:FEED_AUTHORS] + (["et al."] if len(names) > FEED_AUTHORS else [])
+
+
+def author_name(name: str) -> str:
+    """``name`` as an Atom ``<name>``, which is plain text with no type to declare it so: some
+    readers still show it as HTML, so angle brackets become ‹ and › and an ampersand that would
+    start a character reference becomes ＆ (no real name needs either; validators warn)."""
+    text = xml_safe(" ".join(name.split())).replace("<", "‹").replace(">", "›")
+    return _REFERENCE_START.sub("＆", text)
+
+
+def entry_summary(entry: FeedEntry) -> str:
+    """An entry's summary as HTML: the byline and the abstract in paragraphs of their own, or,
+    without a byline, the abstract alone as escaped text (as every summary was before)."""
+    abstract = html.escape(xml_safe(entry.abstract).strip(), quote=False)
+    byline = html.escape(xml_safe(entry.byline).strip(), quote=False)
+    if not byline:
+        return abstract
+    return f"<p>{byline}</p>" + (f"<p>{abstract}</p>" if abstract else "")
 
 
 def write_feeds(

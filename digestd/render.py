@@ -22,11 +22,30 @@ import markupsafe
 
 from digestd.formatting import (
     HIT_OPEN,
+    MONTHS,
+    NO_BYLINE,
+    Byline,
     clean_text,
     highlighted_field,
     list_item,
     wrap_text,
 )
+from digestd.template_css import inline_template_css, load_template
+
+__all__ = [
+    "ABSTRACT_LIMIT",
+    "Digest",
+    "DigestEntry",
+    "DigestRenderer",
+    "RenderedDigest",
+    "default_templates_dir",
+    "digest_subject",
+    "inline_template_css",
+    "render_digest",
+    "render_page",
+    "template_environment",
+    "wrap_text",
+]
 
 # digestd/templates is a link to the top-level templates/ folder, so a checkout and an installed
 # wheel find the same files.
@@ -36,17 +55,12 @@ PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 # the link leads to the full text, and short messages stay under webmail clipping limits.
 ABSTRACT_LIMIT = 600
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NAMES = (
     "January February March April May June July August September October November December"
 )
 _MONTHS_LONG = tuple(_MONTH_NAMES.split())
 _NO_MARKUP = markupsafe.Markup("")
 _MARK_TAG = re.compile(r"<mark\b[^>]*>")
-# Jinja tags stand in for plain-text placeholders while the stylesheet is inlined into a template.
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-_PLACEHOLDER_MARK = "@@jinja"
-_PLACEHOLDER = re.compile(r"@@jinja(\d+)@@")
 # Rendered entries repeat across the digests of one run, since one day's papers go to many
 # subscribers (an entry differs by its highlights and reasons); this covers a busy day.
 _CACHE_SIZE = 16_384
@@ -65,6 +79,7 @@ class DigestEntry:
     matched_terms: tuple[str, ...]
     title_segments: tuple[tuple[str, bool], ...]
     abstract_segments: tuple[tuple[str, bool], ...]
+    byline: Byline = NO_BYLINE  # authors, date, categories or source, upvotes
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,8 @@ class _EntryView:
     abstract_html: markupsafe.Markup
     abstract: str
     matched_line: str
+    authors: str  # the byline's first line
+    details: str  # and its second: date, categories or source, upvotes
     html: markupsafe.Markup = _NO_MARKUP
     text: str = ""
 
@@ -124,6 +141,8 @@ class _EntryView:
             self.abstract_html,
             self.abstract,
             self.matched_line,
+            self.authors,
+            self.details,
             html,
             text,
         )
@@ -159,7 +178,7 @@ def digest_subject(digest: Digest) -> str:
     """The subject line, e.g. "7 new papers for you — Mar 14"; counts papers shown and beyond."""
     count = len(digest.entries) + max(digest.more_count, 0)
     date = digest.digest_date
-    when = f"{_MONTHS[date.month - 1]} {date.day}"
+    when = f"{MONTHS[date.month - 1]} {date.day}"
     if count == 0:
         return f"No new papers for you — {when}"
     noun = "paper" if count == 1 else "papers"
@@ -199,18 +218,18 @@ class DigestRenderer:
             # The stylesheet is applied from outside the document, so no <style> element is
             # needed and nothing in a template can pull in remote stylesheets.
             inliner = css_inline.CSSInliner(extra_css=self.css, load_remote_stylesheets=False)
-            self._html = _load_template(env, "digest.html", inliner.inline)
+            self._html = load_template(env, "digest.html", inliner.inline)
             fragment = functools.partial(inliner.inline_fragment, css="")
-            self._entry_html = _load_template(env, "digest_entry.html", fragment)
+            self._entry_html = load_template(env, "digest_entry.html", fragment)
             # Highlights are made per entry from text, so their tag carries its styles itself.
             found = _MARK_TAG.search(fragment(f"{HIT_OPEN}x</mark>"))
             self.hit_open = found.group() if found else HIT_OPEN
         else:
-            self._html = _load_template(env, "digest.html")
-            self._entry_html = _load_template(env, "digest_entry.html")
+            self._html = load_template(env, "digest.html")
+            self._entry_html = load_template(env, "digest_entry.html")
         self._globals = dict(env.globals)
-        self._text = _load_template(env, "digest.txt")
-        self._entry_text = _load_template(env, "digest_entry.txt")
+        self._text = load_template(env, "digest.txt")
+        self._entry_text = load_template(env, "digest_entry.txt")
         self._entry: Callable[[DigestEntry], _EntryView] = (
             lru_cache(maxsize=_CACHE_SIZE)(self._render_entry)
             if cache_entries
@@ -287,54 +306,6 @@ def _find(whole: str, fragment: str, start: int) -> int:
     return at
 
 
-def inline_template_css(source: str, inline: Callable[[str], str], *, name: str) -> str:
-    """The template ``source`` passed through the CSS inliner ``inline``, Jinja tags intact.
-
-    Jinja tags are swapped for plain placeholders while the HTML is parsed and serialized, and
-    swapped back after; a tag the parser dropped, copied or moved out of order is an error.
-    Selectors are matched against the template itself, so a rule that depends on repeated or
-    conditional content (``:nth-child``, ``+``) sees the template's one copy of it.
-    """
-    if _PLACEHOLDER_MARK in source:
-        raise jinja2.TemplateError(f"{name}: contains {_PLACEHOLDER_MARK!r}, used for inlining")
-    tags: list[str] = []
-
-    def protect(match: re.Match[str]) -> str:
-        tags.append(match.group())
-        return f"{_PLACEHOLDER_MARK}{len(tags) - 1}@@"
-
-    inlined = inline(_JINJA_TAG.sub(protect, source))
-    restored: list[int] = []
-
-    def restore(match: re.Match[str]) -> str:
-        restored.append(int(match.group(1)))
-        return tags[restored[-1]]
-
-    result = _PLACEHOLDER.sub(restore, inlined)
-    if restored != list(range(len(tags))):
-        raise jinja2.TemplateError(
-            f"{name}: inlining CSS moved or dropped Jinja tags (keep them out of places the HTML "
-            "parser rearranges, such as text directly inside <table> or <tr>)"
-        )
-    return result + "\n" if source.endswith("\n") and not result.endswith("\n") else result
-
-
-def _load_template(
-    env: jinja2.Environment, name: str, inline: Callable[[str], str] | None = None
-) -> jinja2.Template:
-    """Template ``name`` of ``env``, with the stylesheet inlined into its source by ``inline``.
-
-    Its globals are a plain copy of the environment's: Jinja's own loader gives every template
-    a ChainMap, which each render then walks to build its context.
-    """
-    assert env.loader is not None
-    source, filename, _uptodate = env.loader.get_source(env, name)
-    if inline is not None:
-        source = inline_template_css(source, inline, name=filename or name)
-    code = env.compile(source, name, filename)
-    return env.template_class.from_code(env, code, dict(env.globals))
-
-
 @lru_cache(maxsize=8)
 def _renderer(templates_dir: Path | None) -> DigestRenderer:
     return DigestRenderer(templates_dir)
@@ -393,4 +364,6 @@ def _entry_view(entry: DigestEntry, hit_open: str) -> _EntryView:
         abstract_html=abstract_html,
         abstract=abstract,
         matched_line=f"{terms} — {reasons}" if terms and reasons else terms or reasons,
+        authors=entry.byline.authors,
+        details=entry.byline.details,
     )

@@ -868,6 +868,30 @@ def test_the_front_page_lists_topics_feeds_and_newest_papers(web_site: WebSite) 
     assert "<option selected>UTC</option>" in text
 
 
+def test_the_front_page_shows_each_papers_own_page_and_byline(web_site: WebSite) -> None:
+    site = web_site
+    add_topic(site, "llm", "language model", "Language models")
+    add_papers(site, date(2026, 3, 13), [("A dumped language model", "x")])
+    with session_scope(site.engine) as session:
+        paper = session.exec(select(Paper)).one()
+        paper.arxiv_id, paper.version = "2603.01234", 2
+        paper.abs_url = "https://arxiv.org/abs/2603.01234v2"
+        paper.authors = ["Ada Lovelace", "Émilie du Châtelet", "<b>Bold</b>", "Alan Turing"]
+        paper.categories = ["cs.CL", "cs.LG"]
+        paper.published = date(2026, 3, 12)
+        paper.upvotes = 0
+    add_papers(site, date(2026, 3, 14), [("A bare language model", "y")])
+    text = httpx.get(site.base_url + "/").text
+    items = re.findall(r'<li class="more-item">(.*?)</li>', text)
+    assert items == [
+        '<a class="more-link" href="https://arxiv.org/search/?searchtype=title&amp;query=A+bare+'
+        'language+model">A bare language model</a><span class="byline">Mar 14, 2026</span>',
+        '<a class="more-link" href="https://arxiv.org/abs/2603.01234v2">A dumped language model</a>'
+        '<span class="byline">Ada Lovelace, Émilie du Châtelet, &lt;b&gt;Bold&lt;/b&gt; et al. — '
+        "Mar 12, 2026 · cs.CL · cs.LG · 0 upvotes</span>",
+    ]
+
+
 def test_client_addresses_for_the_rate_limit() -> None:
     from starlette.requests import Request
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digestd.cli import (  # noqa: F401  (registers the commands)
     matching,
     outbox,
+    papers,
     people,
     pipeline,
     sources,

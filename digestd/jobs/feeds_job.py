@@ -11,22 +11,43 @@ from digestd import store
 from digestd.config import Settings
 from digestd.db import read_scope
 from digestd.feeds import FeedEntry, TopicFeed, paper_dates, write_feeds, written_by_digestd
+from digestd.formatting import paper_byline, paper_date
 from digestd.ingest import paper_url
 from digestd.jobs.common import match_queries
 from digestd.models import Paper
 
 
+def paper_page(paper: Paper) -> str:
+    """The link to a stored paper's own page (see ``ingest.paper_url``); a page link its source
+    gave that is not http(s) is passed over, since pages and feed readers make it clickable."""
+    return paper_url(
+        arxiv_id=paper.arxiv_id,
+        title=paper.title,
+        abs_url=paper.abs_url if _is_http(paper.abs_url) else "",
+        hf_url=paper.hf_url if _is_http(paper.hf_url) else "",
+    )
+
+
+def _is_http(url: str) -> bool:
+    return url.lower().startswith(("https://", "http://"))
+
+
 def feed_entry(paper: Paper, matched_terms: tuple[str, ...] = ()) -> FeedEntry:
-    """A stored paper as a feed entry: published on its own date, updated at its own instant."""
-    published, updated = paper_dates(paper.dump_date, paper.updated_at)
+    """A stored paper as a feed entry: published on its own date (the byline's: published,
+    else its dump's), updated at its own instant, linking its own page, with its authors,
+    categories and byline."""
+    published, updated = paper_dates(paper_date(paper), paper.updated_at)
     return FeedEntry(
         uid=paper.uid,
         title=paper.title,
         abstract=paper.abstract,
-        url=paper_url(arxiv_id=paper.arxiv_id, title=paper.title),
+        url=paper_page(paper),
         published=published,
         updated=updated,
         matched_terms=matched_terms,
+        authors=tuple(paper.authors),
+        categories=tuple(paper.categories),
+        byline=paper_byline(paper).line,
     )
 
 

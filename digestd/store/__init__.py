@@ -41,6 +41,7 @@ from digestd.store.deliveries import (
     sent_papers,
     sent_versions,
 )
+from digestd.store.paper_list import listed_papers
 from digestd.store.papers import (
     StoredCounts,
     all_papers,
@@ -108,6 +109,7 @@ __all__ = [
     "last_digest_keys",
     "lift_suppression",
     "list_deliveries",
+    "listed_papers",
     "mark_bounced",
     "mark_empty",
     "mark_failed",

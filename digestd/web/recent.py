@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 
 from digestd import jobs, store
 from digestd.db import read_scope
-from digestd.ingest import paper_url
+from digestd.formatting import NO_BYLINE, Byline, paper_byline
+from digestd.jobs.feeds_job import paper_page
 from digestd.models import Paper, Topic
 from digestd.web.forms import clean_text, query_lines, query_text_error
 
@@ -24,7 +25,8 @@ NEWEST_PER_TOPIC = 5
 # jobs.match_queries keeps its recent indexes in a shared dictionary that is not safe to change
 # from two threads at once; the pages run in a thread pool.
 _MATCHING = threading.Lock()
-# The recent papers by database, with the (newest id, newest dump date) they were read at.
+# The recent papers by database, with the (newest id, newest dump date, latest change) they
+# were read at.
 _RECENT: OrderedDict[str, tuple[tuple[object, ...], list[Paper]]] = OrderedDict()
 _RECENT_LOCK = threading.Lock()
 
@@ -42,10 +44,11 @@ class QueryCheck(BaseModel):
 
 @dataclass(frozen=True)
 class PaperLink:
-    """A paper as a title and a link."""
+    """A paper as a title, a link to its own page and its byline (formatting.Byline)."""
 
     title: str
     url: str
+    byline: Byline = NO_BYLINE
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,12 @@ class TopicView:
 
 def recent_papers(session: Session) -> list[Paper]:
     """The papers of the last ``RECENT_DAYS`` days of dumps. They are read again only when
-    papers were stored since (the newest id or dump date changed): a busy page costs one small
-    query, not thousands of rows."""
-    newest = session.exec(select(func.max(Paper.id), func.max(Paper.dump_date))).one()
+    papers were stored or changed since (the newest id, dump date or ``updated_at`` moved: a
+    source may bring a new version, authors or upvotes): a busy page costs one small query,
+    not thousands of rows."""
+    newest = session.exec(
+        select(func.max(Paper.id), func.max(Paper.dump_date), func.max(Paper.updated_at))
+    ).one()
     key = str(session.get_bind().engine.url)
     with _RECENT_LOCK:
         cached = _RECENT.get(key)
@@ -88,12 +94,14 @@ def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
     views = []
     for topic in topics:
         newest = [by_id[paper_id] for paper_id in reversed(matched[topic.slug])]
-        links = tuple(
-            PaperLink(p.title, paper_url(arxiv_id=p.arxiv_id, title=p.title))
-            for p in newest[:NEWEST_PER_TOPIC]
-        )
+        links = tuple(paper_link(p) for p in newest[:NEWEST_PER_TOPIC])
         views.append(TopicView(topic.slug, topic.title, topic.query, links, topic.description))
     return views
+
+
+def paper_link(paper: Paper) -> PaperLink:
+    """A stored paper as the pages list it: its title, its own page and its byline."""
+    return PaperLink(paper.title, paper_page(paper), paper_byline(paper))
 
 
 def check_queries_text(engine: Engine, text: str) -> QueryCheck:
