@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
-from digestd.formatting import paper_byline
+from digestd.formatting import Byline, paper_byline
 from digestd.match import Hit, PaperMatch, highlight
 from digestd.render import DigestEntry
 
@@ -123,6 +124,14 @@ def _merge_hits(hits: Sequence[Hit]) -> list[Hit]:
     return [Hit(term=term, field=field_, count=count) for (term, field_), count in merged.items()]
 
 
+def _byline(paper: CandidatePaper, *, revised: bool) -> Byline:
+    """The paper's byline; a paper sent again for its new version says so first."""
+    byline = paper_byline(paper)
+    if revised:
+        return dataclasses.replace(byline, revision=f"new version (v{paper.version})")
+    return byline
+
+
 def plan_digest(
     *,
     sources: Sequence[tuple[QuerySource, SourceMatches]],
@@ -184,7 +193,7 @@ def plan_digest(
                 abstract_segments=tuple(
                     highlight(paper.abstract, [h for h in hits if h.field == "abstract"])
                 ),
-                byline=paper_byline(paper),
+                byline=_byline(paper, revised=paper_id in revised),
             )
         )
     return PlannedDigest(

@@ -180,18 +180,21 @@ class Byline:
     ``authors``: "Ada Lovelace, Alan Turing, Grace Hopper et al."; ``when``: the paper's own
     date ("Mar 14, 2025"), its publication date, else its dump's; ``where``: its categories,
     primary first ("cs.CL · cs.LG"), else the name of the source that stored it; ``upvotes``:
-    "12 upvotes" where the source counts them (0 included).
+    "12 upvotes" where the source counts them (0 included); ``revision``: "new version (v2)"
+    when a digest carries a paper again because a newer version of it appeared.
     """
 
     authors: str = ""
     when: str = ""
     where: str = ""
     upvotes: str = ""
+    revision: str = ""
 
     @property
     def details(self) -> str:
-        """The date, categories (or source) and upvotes on one line, "·" between them."""
-        return " · ".join(part for part in (self.when, self.where, self.upvotes) if part)
+        """The revision, date, categories (or source) and upvotes on one line, "·" between."""
+        parts = (self.revision, self.when, self.where, self.upvotes)
+        return " · ".join(part for part in parts if part)
 
     @property
     def line(self) -> str:

@@ -261,6 +261,8 @@ def test_a_v2_is_not_sent_again_unless_the_subscriber_wants_revised_papers(
     [resent] = [m for m in server.messages[2:]]
     assert resent.rcpt_tos == ("revised@example.org",)
     assert TITLE + ", Revisited" in _body(resent.data)
+    assert "new version (v2)" in _body(resent.data)
+    assert all("new version" not in _body(m.data) for m in server.messages[:2])
     with session_scope(engine) as session:
         sent = session.exec(select(SentPaper.version).order_by(col(SentPaper.subscriber_id)))
         assert list(sent) == [1, 2]

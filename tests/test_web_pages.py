@@ -757,11 +757,13 @@ def test_saving_preferences_changes_the_database(web_site: WebSite) -> None:
         "timezone": "Europe/Paris",
         "weekday": "fri",
         "paused": "yes",
+        "revised_papers": "yes",
     }
     with client(site) as http:
         saved = http.post(url, data={**form, "csrf": csrf_of(http, url)})
         assert saved.status_code == 200
         assert "Preferences saved" in saved.text
+        assert '<input type="checkbox" name="revised_papers" value="yes" checked>' in saved.text
         assert ">diffusion\nreasoning</textarea>" in saved.text
         with session_scope(site.engine) as session:
             bob = store.subscriber_by_email(session, "bob@example.org")
@@ -774,10 +776,13 @@ def test_saving_preferences_changes_the_database(web_site: WebSite) -> None:
                 "fri",
                 False,
             )
+            assert bob.revised_papers is True
         del form["paused"]
+        del form["revised_papers"]
         assert http.post(url, data={**form, "csrf": csrf_of(http, url)}).status_code == 200
     resumed = subscriber(site, "bob@example.org")
     assert resumed is not None and resumed.active is True
+    assert resumed.revised_papers is False
 
 
 def test_a_bad_preference_is_a_400_that_keeps_the_typed_values(web_site: WebSite) -> None:

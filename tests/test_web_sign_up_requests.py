@@ -230,6 +230,11 @@ def stored(site: WebSite, email: str) -> tuple[object, ...]:
         return (queries, topics, found.frequency, found.send_hour, found.timezone, found.weekday)
 
 
+def wants_revised(site: WebSite, email: str) -> bool:
+    with session_scope(site.engine) as session:
+        return store.subscriber_by_email(session, email).revised_papers
+
+
 def test_each_link_applies_the_preferences_of_its_own_sign_up(web_site: WebSite) -> None:
     site = web_site
     add_topic(site, "llm", "language model", "Language <models>")
@@ -243,6 +248,7 @@ def test_each_link_applies_the_preferences_of_its_own_sign_up(web_site: WebSite)
         "send_hour": "18",
         "timezone": "Europe/Paris",
         "weekday": "fri",
+        "revised_papers": "yes",
     }
     with client(site) as http:
         subscribe(http, ADA, **first)
@@ -266,7 +272,9 @@ def test_each_link_applies_the_preferences_of_its_own_sign_up(web_site: WebSite)
             "Topics": "none",
             "Frequency": "Daily",
             "Send at": "07:00, UTC time",
+            "New versions": "Only new papers",
         }
+        assert not wants_revised(site, ADA)
         assert ADA in done.text and "/manage/" not in done.text
         assert stored(site, ADA) == (["oracle"], [], "daily", 7, "UTC", "mon")
 
@@ -277,7 +285,9 @@ def test_each_link_applies_the_preferences_of_its_own_sign_up(web_site: WebSite)
             "Topics": "Language &lt;models&gt;",
             "Frequency": "Weekly, on Friday",
             "Send at": "18:00, Europe/Paris time",
+            "New versions": "A paper comes again when a new version of it appears",
         }
+        assert wants_revised(site, ADA)
         assert stored(site, ADA) == (
             ["sql", "agents"],
             ["llm"],

@@ -48,6 +48,7 @@ class Preferences:
     send_hour: int = 7
     weekday: str = "mon"
     paused: bool = False
+    revised_papers: bool = False  # a paper sent before comes again when a new version appears
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def sign_up(
             timezone=preferences.timezone,
             send_hour=preferences.send_hour,
             weekday=preferences.weekday,
+            revised_papers=preferences.revised_papers,
             now=now,
             confirmed=False,
         )
@@ -177,6 +179,7 @@ def confirm(
         timezone=wanted.timezone,
         send_hour=wanted.send_hour,
         weekday=wanted.weekday,
+        revised_papers=wanted.revised_papers,
     )
     _replace_preferences(session, subscriber, applied)
     _start_digests(session, subscriber, now=now)
@@ -192,6 +195,7 @@ def request_preferences(request: SignUpRequest) -> Preferences:
         timezone=request.timezone,
         send_hour=request.send_hour,
         weekday=request.weekday,
+        revised_papers=request.revised_papers,
     )
 
 
@@ -266,6 +270,7 @@ def _replace_preferences(
     subscriber.timezone = preferences.timezone
     subscriber.send_hour = preferences.send_hour
     subscriber.weekday = preferences.weekday
+    subscriber.revised_papers = preferences.revised_papers
     subscriber.active = not preferences.paused
     session.add(subscriber)
 
@@ -289,6 +294,7 @@ def _add_request(
             send_hour=preferences.send_hour,
             timezone=preferences.timezone,
             weekday=preferences.weekday,
+            revised_papers=preferences.revised_papers,
             created_at=now,
         )
     )

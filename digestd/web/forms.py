@@ -51,6 +51,7 @@ class PreferencesForm:
     timezone: str = "UTC"
     weekday: str = "mon"
     paused: bool = False
+    revised_papers: bool = False
 
     @property
     def topic_set(self) -> frozenset[str]:
@@ -78,6 +79,7 @@ def read_form(
     timezone: str = "",
     weekday: str = "",
     paused: str = "",
+    revised_papers: str = "",
 ) -> PreferencesForm:
     """The form as typed, made safe to keep and show (values are cut at generous lengths)."""
     return PreferencesForm(
@@ -89,6 +91,7 @@ def read_form(
         timezone=clean_text(timezone[:MAX_FIELD]),
         weekday=clean_text(weekday[:MAX_FIELD]),
         paused=bool(paused),
+        revised_papers=bool(revised_papers),
     )
 
 
@@ -110,6 +113,7 @@ def subscriber_form(
         timezone=subscriber.timezone,
         weekday=subscriber.weekday,
         paused=not subscriber.active,
+        revised_papers=subscriber.revised_papers,
     )
 
 
@@ -176,6 +180,7 @@ def check_form(
         send_hour=int(hour),
         weekday=form.weekday,
         paused=form.paused,
+        revised_papers=form.revised_papers,
     )
     return FormCheck(preferences, address)
 

@@ -138,6 +138,7 @@ class WebPages:
         send_hour: OptionalText = None,
         timezone: OptionalText = None,
         weekday: OptionalText = None,
+        revised_papers: Text = "",
         csrf: Text = "",
     ) -> Response:
         """Sign up: a pending subscriber and a confirmation mail (sent after the answer), or the
@@ -162,6 +163,7 @@ class WebPages:
             send_hour=str(schedule.default_send_hour) if send_hour is None else send_hour,
             timezone=schedule.default_timezone if timezone is None else timezone,
             weekday=schedule.weekly_day if weekday is None else weekday,
+            revised_papers=revised_papers,
         )
         errors, mail = await run_in_threadpool(
             record_sign_up,
@@ -234,6 +236,7 @@ class WebPages:
         timezone: Text = "",
         weekday: Text = "",
         paused: Text = "",
+        revised_papers: Text = "",
         csrf: Text = "",
     ) -> Response:
         """Save the preferences, or show the form again with what is wrong."""
@@ -255,6 +258,7 @@ class WebPages:
                 timezone=timezone,
                 weekday=weekday,
                 paused=paused,
+                revised_papers=revised_papers,
             )
             form = dataclasses.replace(typed, email=subscriber.email)
             errors = save_preferences(session, subscriber, form)

@@ -103,6 +103,7 @@ class PageRenderer:
             weekday=WEEKDAY_NAMES.get(preferences.weekday, preferences.weekday),
             send_hour=f"{preferences.send_hour:02d}:00",
             timezone=preferences.timezone,
+            revised_papers=preferences.revised_papers,
         )
 
     def stale_confirmation(self) -> Response:
