@@ -87,11 +87,13 @@ def sources() -> None:
         "url / path",
         "format",
         "every",
-        "last success",
-        "last attempt",
+        "last success (UTC)",
+        "last attempt (UTC)",
         "papers",
         "last error",
     )
+    for number in (0, 2, 3, 4, 5):  # names, formats and times stay on one line
+        result.columns[number].no_wrap = True
     for spec in config.sources:
         state = states.get(spec.name) or SourceState(name=spec.name)  # never polled
         error = state.last_error
@@ -99,7 +101,7 @@ def sources() -> None:
             error = f"STALE (failing since {_when(state.failing_since)}): {error}"
         result.add_row(
             spec.name,
-            spec.location,
+            _shortened(spec.location),
             spec.format,
             f"{spec.interval_minutes:g} min",
             _when(state.last_success_at),
@@ -111,4 +113,13 @@ def sources() -> None:
 
 
 def _when(at: datetime | None) -> str:
-    return store.aware(at).strftime("%Y-%m-%d %H:%M UTC") if at else "never"
+    return store.aware(at).strftime("%Y-%m-%d %H:%M") if at else "never"
+
+
+def _shortened(location: str, limit: int = 40) -> str:
+    """A URL without its scheme (or a path), its middle elided past ``limit`` characters."""
+    shown = location.split("://", 1)[-1]
+    if len(shown) <= limit:
+        return shown
+    keep = (limit - 1) // 2
+    return f"{shown[:keep]}…{shown[-keep:]}"
