@@ -176,7 +176,8 @@ def test_error_message_points_at_the_problem_for_a_reader() -> None:
     with pytest.raises(QueryError) as caught:
         compile_query("llm xyz:foo")
     assert str(caught.value) == (
-        "unknown field 'xyz:' (use title: or abstract:) at position 5 of query 'llm xyz:foo'"
+        "unknown field 'xyz:' (use title:, abstract:, author: or cat:) at position 5"
+        " of query 'llm xyz:foo'"
     )
 
 
