@@ -1,15 +1,17 @@
 """The matching engine: a batch of papers indexed once, every compiled profile run against it.
 
 The papers of a run (a day, a send window) are analyzed once into an inverted index per field:
-stem -> bitset of papers (and, built when first needed, normalized word -> bitset). Title and
-abstract are indexed at once; author names and categories (see :mod:`digestd.match.fields`)
-only when a query first asks for them, so runs whose queries never do pay nothing for them. A term's
+stem -> bitset of papers (and, built when first needed, normalized word -> bitset). A term's
 papers are then one dictionary lookup (a word), the intersection of its words' bitsets checked
 against word positions (a phrase; when many papers hold every word, an index of consecutive
 word pairs narrows them first), or a union over a sorted vocabulary range (a prefix), each
 computed once per run. Profiles are evaluated shape by shape with integer bit operations (see
 :mod:`digestd.match.compile`); scores and hits are worked out later, only for the pairs someone
 asks about (see :mod:`digestd.match.results`).
+
+Title and abstract are indexed at once; author names and categories (see
+:mod:`digestd.match.fields`) only when a query first asks for them, so a run whose queries
+never do pays nothing for them.
 
 Large batches are cut into chunks of ``CHUNK_SIZE`` papers so bitsets stay small.
 """
