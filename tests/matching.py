@@ -8,6 +8,7 @@ from typing import TypeVar
 from digestd.match import (
     CompiledQuery,
     PaperMatch,
+    PaperText,
     compile_profiles,
     index_papers,
     match_profiles,
@@ -22,7 +23,7 @@ def _text(query: str | CompiledQuery) -> str:
 
 
 def engine_match_all(
-    queries: Mapping[K, str | CompiledQuery], papers: Mapping[P, tuple[str, str]]
+    queries: Mapping[K, str | CompiledQuery], papers: Mapping[P, PaperText | tuple[str, str]]
 ) -> dict[K, dict[P, PaperMatch]]:
     """Every query against every paper through the engine, materialized like the reference:
     queries and papers without a match are left out, papers in ``papers`` order."""
@@ -33,6 +34,14 @@ def engine_match_all(
     return {key: matches for key, matches in found.items() if matches}
 
 
-def engine_match(query: str | CompiledQuery, title: str, abstract: str = "") -> PaperMatch | None:
+def engine_match(
+    query: str | CompiledQuery,
+    title: str,
+    abstract: str = "",
+    *,
+    authors: tuple[str, ...] = (),
+    categories: tuple[str, ...] = (),
+) -> PaperMatch | None:
     """How the engine matches one query against one paper, or None."""
-    return engine_match_all({"q": query}, {"p": (title, abstract)}).get("q", {}).get("p")
+    paper = PaperText(title, abstract, authors, categories)
+    return engine_match_all({"q": query}, {"p": paper}).get("q", {}).get("p")

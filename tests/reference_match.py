@@ -2,17 +2,19 @@
 
 It is the matching code digestd shipped before the indexed engine (digestd.match.engine), kept
 here as the oracle the engine must agree with, result for result, in tests/test_engine.py.
+Author names and categories are matched here the plain way, name by name and category by
+category, from the rules in digestd.match.query, sharing no code with the engine's indexes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from digestd.match.hits import Hit, PaperMatch, score_hits
 from digestd.match.query import And, CompiledQuery, Node, Not, Or, Phrase, Prefix, Term, Word
-from digestd.match.text import FIELDS, Field, Token, tokenize
+from digestd.match.text import FIELDS, TEXT_FIELDS, Token, tokenize
 
 _FIELD_RANK: Mapping[str, int] = {name: rank for rank, name in enumerate(FIELDS)}
 
@@ -40,14 +42,13 @@ class AnalyzedField:
 
 @dataclass(frozen=True)
 class AnalyzedPaper:
-    """A paper's title and abstract, each analyzed once so any number of queries can run on it."""
+    """A paper's title and abstract, each analyzed once so any number of queries can run on
+    it; each author's name as its normalized words, each category lower-cased."""
 
     title: AnalyzedField
     abstract: AnalyzedField
-
-    def field(self, name: Field) -> AnalyzedField:
-        """The analyzed field called ``name``."""
-        return self.title if name == "title" else self.abstract
+    authors: tuple[tuple[str, ...], ...] = ()
+    categories: tuple[str, ...] = ()
 
 
 def analyze_field(text: str) -> AnalyzedField:
@@ -69,9 +70,17 @@ def analyze_field(text: str) -> AnalyzedField:
     )
 
 
-def analyze_paper(title: str, abstract: str) -> AnalyzedPaper:
-    """A paper analyzed once for matching: both fields tokenized, normalized and stemmed."""
-    return AnalyzedPaper(title=analyze_field(title), abstract=analyze_field(abstract))
+def analyze_paper(
+    title: str, abstract: str, authors: Sequence[str] = (), categories: Sequence[str] = ()
+) -> AnalyzedPaper:
+    """A paper analyzed once for matching: title and abstract tokenized, normalized and
+    stemmed; names tokenized and normalized, one by one; categories lower-cased."""
+    return AnalyzedPaper(
+        title=analyze_field(title),
+        abstract=analyze_field(abstract),
+        authors=tuple(tuple(token.norm for token in tokenize(name)) for name in authors),
+        categories=tuple(category.strip().lower() for category in categories),
+    )
 
 
 def _phrase_starts(stems: tuple[str, ...], field: AnalyzedField) -> list[int]:
@@ -93,12 +102,42 @@ def _count(term: Term, field: AnalyzedField) -> int:
     return sum(count for norm, count in field.norm_counts.items() if norm.startswith(term.prefix))
 
 
+def _name_count(term: Term, words: tuple[str, ...]) -> int:
+    """How many times ``term`` occurs in one author's name (its normalized words)."""
+    if isinstance(term, Word):
+        return words.count(term.norm)
+    if isinstance(term, Phrase):
+        width = len(term.norms)
+        return sum(words[i : i + width] == term.norms for i in range(len(words) - width + 1))
+    return sum(word.startswith(term.prefix) for word in words)
+
+
+def _is_in_category(term: Term, category: str) -> bool:
+    """Whether ``term`` (a category name or prefix) finds ``category``."""
+    if isinstance(term, Prefix):
+        return category.startswith(term.prefix)
+    assert isinstance(term, Word)
+    name = term.norm
+    return category == name or ("." not in name and category.startswith(name + "."))
+
+
+def _field_count(term: Term, paper: AnalyzedPaper, name: str) -> int:
+    """How many times ``term`` occurs in field ``name`` of ``paper``."""
+    if name == "title":
+        return _count(term, paper.title)
+    if name == "abstract":
+        return _count(term, paper.abstract)
+    if name == "author":
+        return sum(_name_count(term, words) for words in paper.authors)
+    return sum(_is_in_category(term, category) for category in paper.categories)
+
+
 def _evaluate(node: Node, paper: AnalyzedPaper) -> tuple[bool, list[Hit]]:
     """Whether ``node`` matches ``paper``, and the hits of the positive terms that made it so."""
     hits: list[Hit] = []
     if isinstance(node, Word | Phrase | Prefix):
-        for name in (node.field,) if node.field else FIELDS:
-            count = _count(node, paper.field(name))
+        for name in (node.field,) if node.field else TEXT_FIELDS:
+            count = _field_count(node, paper, name)
             if count:
                 hits.append(Hit(node.display, name, count))
         return bool(hits), hits

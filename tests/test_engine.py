@@ -7,7 +7,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from digestd.errors import QueryError
-from digestd.match import compile_profiles, compile_query, index_papers, match_profiles
+from digestd.match import (
+    PaperText,
+    compile_profiles,
+    compile_query,
+    index_papers,
+    match_profiles,
+)
 from digestd.match import engine as engine_module
 from digestd.match.compile import Catalog
 from tests.matching import engine_match_all
@@ -16,15 +22,59 @@ from tests.reference_match import analyze_paper, match_papers
 WORDS = ["graph", "graphs", "neural", "network", "model", "models", "modeling", "text", "sql"]
 NOISE = ["Graph,", "naïve", "Naive", "text-to-SQL", "-", "of", "the", ".", "Ångström", "x2"]
 QUERY_WORDS = [*WORDS, "naive", "angstrom", "x2", "of"]
+# Names share words with each other and with the text, so author: and plain words disagree.
+AUTHORS = [
+    "Yann LeCun",
+    "Y. LeCun",
+    "Yoshua Bengio",
+    "Jean-Pierre Müller",
+    "Anna Løken",
+    "Tom Rivers",
+    "Le Song",
+    "Quoc V. Le",
+    "Graph Model",
+    "Text Neural",
+]
+NAME_WORDS = ["lecun", "yann", "y", "bengio", "yoshua", "muller", "loken", "river", "rivers"]
+NAME_WORDS += ["le", "jean", "pierre", "graph", "text", "neural"]
+CATEGORIES = ["cs.CL", "cs.LG", "CS.ai", "hep-th", "astro-ph", "astro-ph.GA", "math.GT"]
+CATEGORIES += ["math-ph", "physics.comp-ph", "cs"]
+CATEGORY_TERMS = ["cs.CL", "cs.cl", "cs", "cs.*", "cs*", "astro-ph", "astro*", "astro-ph.*"]
+CATEGORY_TERMS += ["hep-th", "hep-*", "math", "math-ph", "math.GT", "physics", "graph"]
+
+
+def author_terms() -> st.SearchStrategy[str]:
+    name_word = st.sampled_from(NAME_WORDS)
+    return st.one_of(
+        name_word,
+        st.lists(name_word, min_size=2, max_size=3).map(lambda ws: '"' + " ".join(ws) + '"'),
+        st.sampled_from(["le*", "y*", "b*", "jean-pierre", "Müller", "LØKEN", "lec*"]),
+    )
+
+
+def within(field: str, query: str) -> str:
+    """``query`` limited to ``field``, unless it names another field (which would be refused):
+    then, half the time, refused all the same, so errors are still tried, else left as is."""
+    others = [f"{name}:" for name in ("title", "abstract", "author", "cat") if name != field]
+    if any(other in query for other in others) and len(query) % 2:
+        return query
+    return f"{field}:({query})"
 
 
 def queries() -> st.SearchStrategy[str]:
     word = st.sampled_from(QUERY_WORDS)
+    category = st.sampled_from(CATEGORY_TERMS)
     atoms = st.one_of(
         word,
         st.lists(word, min_size=2, max_size=3).map(lambda ws: '"' + " ".join(ws) + '"'),
         st.sampled_from(["mod*", "graph*", "n*", "text-to-sql", "Graphs"]),
         st.tuples(st.sampled_from(["title:", "abstract:"]), word).map("".join),
+        author_terms().map(lambda term: f"author:{term}"),
+        category.map(lambda term: f"cat:{term}"),
+        st.lists(author_terms(), min_size=2, max_size=3).map(
+            lambda ts: "author:(" + " OR ".join(ts) + ")"
+        ),
+        st.lists(category, min_size=2, max_size=3).map(lambda ts: "cat:(" + " ".join(ts) + ")"),
     )
 
     def combine(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -34,7 +84,8 @@ def queries() -> st.SearchStrategy[str]:
             pair.map(lambda p: f"({p[0]} {p[1]})"),
             pair.map(lambda p: f"({p[0]} -{p[1]})"),
             st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} (NOT {t[1]} OR {t[2]}))"),
-            inner.map(lambda q: f"title:({q})"),
+            inner.map(lambda q: within("title", q)),
+            inner.map(lambda q: within("author", q)),
         )
 
     return st.recursive(atoms, combine, max_leaves=7)
@@ -46,7 +97,17 @@ def text(min_size: int, max_size: int) -> st.SearchStrategy[str]:
     )
 
 
-PAPERS = st.lists(st.tuples(text(0, 6), text(0, 25)), min_size=1, max_size=12)
+PAPERS = st.lists(
+    st.builds(
+        PaperText,
+        text(0, 6),
+        text(0, 25),
+        st.lists(st.sampled_from(AUTHORS), max_size=4).map(tuple),
+        st.lists(st.sampled_from(CATEGORIES), max_size=3).map(tuple),
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 def compilable(texts: list[str]) -> list[str]:
@@ -60,7 +121,9 @@ def compilable(texts: list[str]) -> list[str]:
     return good
 
 
-def reference(queries: dict[int, str], papers: dict[int, tuple[str, str]]) -> dict:  # type: ignore[type-arg]
+def reference(
+    queries: dict[int, str], papers: dict[int, PaperText] | dict[int, tuple[str, str]]
+) -> dict:  # type: ignore[type-arg]
     compiled = {key: compile_query(query) for key, query in queries.items()}
     return match_papers(compiled, {key: analyze_paper(*paper) for key, paper in papers.items()})
 

@@ -90,6 +90,55 @@ def test_field_prefix_applies_to_every_term_of_a_group() -> None:
     )
 
 
+def test_author_terms_match_by_normalized_words_not_stems() -> None:
+    assert root("author:Rivers") == Word("rivers", "rivers", "author")
+    assert root("author:Müller") == Word("muller", "muller", "author")
+    assert root('author:"Yann LeCun"') == Phrase(("yann", "lecun"), ("yann", "lecun"), "author")
+    assert root("author:jean-pierre") == root('author:"jean pierre"')
+    assert root("author:lec*") == Prefix("lec", "author")
+    assert root("Author:(lecun OR bengio)") == Or(
+        (Word("lecun", "lecun", "author"), Word("bengio", "bengio", "author"))
+    )
+
+
+def test_category_terms_keep_dots_and_hyphens_and_ignore_case() -> None:
+    assert root("cat:cs.CL") == Word("cs.cl", "cs.cl", "cat")
+    assert root("CAT:Hep-TH") == Word("hep-th", "hep-th", "cat")
+    assert root('cat:"astro-ph.GA"') == Word("astro-ph.ga", "astro-ph.ga", "cat")
+    assert root("cat:cs.*") == Prefix("cs.", "cat")
+    assert root("cat:hep-*") == Prefix("hep-", "cat")
+    assert root("cat:physics.comp-ph") == Word("physics.comp-ph", "physics.comp-ph", "cat")
+    assert root("cat:(cs.CL OR -cs.LG cs.*)") == Or(
+        (
+            Word("cs.cl", "cs.cl", "cat"),
+            And((Not(Word("cs.lg", "cs.lg", "cat")), Prefix("cs.", "cat"))),
+        )
+    )
+
+
+def test_categories_are_read_whole_only_under_cat() -> None:
+    # Outside cat: a dotted word is the phrase of its parts, as before.
+    assert root("cat:cs.CL cs.CL") == And(
+        (Word("cs.cl", "cs.cl", "cat"), Phrase(("cs", "cl"), ("cs", "cl")))
+    )
+    assert root("cat:(cs.CL) (cs.CL)") == root("cat:cs.CL cs.CL")
+
+
+def test_author_and_category_terms_show_their_field() -> None:
+    query = compile_query('author:lecun author:"yann lecun" author:le* cat:cs.CL cat:cs.* llm')
+    assert [term.display for term in query.terms] == [
+        "author:lecun",
+        'author:"yann lecun"',
+        "author:le*",
+        "cat:cs.cl",
+        "cat:cs.*",
+        "llm",
+    ]
+    # Every display is itself a query for the same term.
+    for term in query.terms:
+        assert compile_query(term.display).terms == (term,)
+
+
 def test_compiled_query_keeps_text_and_is_hashable() -> None:
     query = compile_query("a  OR b")
     assert query.text == "a  OR b"
@@ -138,6 +187,26 @@ def test_compiled_query_lists_positive_terms_once_in_order() -> None:
         ("a *", 2, "needs letters or digits"),
         ("a b*c", 3, "'*' is only allowed at the end"),
         ("a foo-bar*", 2, "single word"),
+        ("title:(author:a)", 7, "'author:' inside 'title:'"),
+        ("author:(title:a)", 8, "'title:' inside 'author:'"),
+        ("cat:(cs.CL author:a)", 11, "'author:' inside 'cat:'"),
+        ("author:(a cat:cs)", 10, "'cat:' inside 'author:'"),
+        ("cat:(cs.CL OR (title:a))", 15, "'title:' inside 'cat:'"),
+        ("author:cat:cs", 7, "one field prefix"),
+        ("a cat:", 2, "'cat:' must be directly followed"),
+        ("a author: b", 2, "'author:' must be directly followed"),
+        ("a cat:-cs", 6, "put '-' before 'cat:'"),
+        ("a cat:cs..CL", 6, "a category is letters and digits joined by '.' or '-'"),
+        ("a cat:cs.", 6, "a category is letters"),
+        ("a cat:-", 6, "put '-' before 'cat:'"),
+        ("a cat:cs_CL", 6, "a category is letters"),
+        ("a cat:é", 6, "a category is letters"),
+        ("a cat:c*s", 7, "'*' is only allowed at the end of a category"),
+        ('a cat:"cs CL"', 7, "a category is letters"),
+        ("a cat:(cs.CL", 6, "'(' is never closed"),
+        ("a author:-x", 9, "put '-' before 'author:'"),
+        ("a author:*", 9, "needs letters or digits"),
+        ("a auteur:x", 2, "unknown field 'auteur:' (use title:, abstract:, author: or cat:)"),
     ],
 )
 def test_syntax_errors_name_the_position(text: str, position: int, reason: str) -> None:
@@ -159,6 +228,9 @@ def test_syntax_errors_name_the_position(text: str, position: int, reason: str) 
         ("title:(-a)", 7),
         ("--a", 0),
         ("(a -b) OR NOT c", 10),
+        ("NOT author:smith", 0),
+        ("-cat:cs.*", 0),
+        ("cat:(-cs.CL)", 5),
     ],
 )
 def test_queries_without_positive_term_are_refused(text: str, position: int) -> None:
@@ -176,13 +248,15 @@ def test_error_message_points_at_the_problem_for_a_reader() -> None:
     with pytest.raises(QueryError) as caught:
         compile_query("llm xyz:foo")
     assert str(caught.value) == (
-        "unknown field 'xyz:' (use title: or abstract:) at position 5 of query 'llm xyz:foo'"
+        "unknown field 'xyz:' (use title:, abstract:, author: or cat:) at position 5"
+        " of query 'llm xyz:foo'"
     )
 
 
 QUERY_ALPHABET = st.sampled_from(
-    [*'ab()"-*: \t', "AND", "OR", "NOT", "title:", "abstract:", "xy:", "é", "_", "ß"]
+    [*'ab()"-*: \t.', "AND", "OR", "NOT", "title:", "abstract:", "xy:", "é", "_", "ß"]
 )
+QUERY_ALPHABET |= st.sampled_from(["author:", "cat:", "cs.CL", "hep-th"])
 
 
 @given(st.text())

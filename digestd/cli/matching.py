@@ -11,7 +11,7 @@ import typer
 
 from digestd import jobs, store
 from digestd.cli.common import app, out, reading, table
-from digestd.match import compile_query
+from digestd.match import Hit, compile_query, hit_labels
 from digestd.models import Paper
 
 _BAR_WIDTH = 30
@@ -55,7 +55,7 @@ def _print_matches(query: str, papers: list[Paper], limit: int) -> None:
     )
     for paper_id, match in ranked[:limit]:
         paper = by_id[paper_id]
-        hits = ", ".join(f"{h.term} ({h.field} ×{h.count})" for h in match.hits)
+        hits = ", ".join(_describe(hit, paper) for hit in match.hits)
         result.add_row(f"{match.score:.2f}", paper.dump_date.isoformat(), paper.title, hits)
     if found:
         out.print(result)
@@ -63,6 +63,14 @@ def _print_matches(query: str, papers: list[Paper], limit: int) -> None:
         out.print(f"no stored paper matches ({len(papers)} papers searched)")
     if len(found) > limit:
         out.print(f"… and {len(found) - limit} more (use --limit)")
+
+
+def _describe(hit: Hit, paper: Paper) -> str:
+    """A hit as the table shows it: ``llm (title ×2)``, ``author: Yann LeCun``, ``cat:cs.CL``."""
+    if hit.field in ("title", "abstract"):
+        return f"{hit.term} ({hit.field} ×{hit.count})"
+    labels = hit_labels([hit], authors=paper.authors, categories=paper.categories)
+    return ", ".join(labels) or hit.term
 
 
 def _print_backtest(query: str, papers: list[Paper], days: int) -> None:

@@ -21,6 +21,7 @@ from digestd.ingest import paper_url
 from digestd.match import (
     MatchResult,
     PaperIndex,
+    PaperText,
     compile_profiles,
     index_papers,
     match_profiles,
@@ -69,21 +70,24 @@ def match_queries(
     profiles = compile_profiles(queries)
     for key, exc in profiles.errors.items():
         log.error("skipping query %r: %s", queries[key], exc)
-    texts = {p.id: (p.title, p.abstract) for p in papers if p.id is not None}
+    texts = {
+        p.id: PaperText(p.title, p.abstract, tuple(p.authors), tuple(p.categories))
+        for p in papers
+        if p.id is not None
+    }
     return match_profiles(profiles, _indexed(texts))
 
 
-# The papers indexed by the latest runs, by their ids and texts: the daemon's send job runs
-# every few minutes over mostly the same papers, and the feeds job over its own set.
-_RECENT_INDEXES: OrderedDict[tuple[tuple[int, tuple[str, str]], ...], PaperIndex[int]] = (
-    OrderedDict()
-)
+# The papers indexed by the latest runs, by their ids and texts (authors and categories
+# included): the daemon's send job runs every few minutes over mostly the same papers, and the
+# feeds job over its own set.
+_RECENT_INDEXES: OrderedDict[tuple[tuple[int, PaperText], ...], PaperIndex[int]] = OrderedDict()
 # The send job, the feeds job and the web application's query check each keep theirs.
 _RECENT_INDEXES_KEPT = 3
 _RECENT_INDEXES_LOCK = threading.Lock()
 
 
-def _indexed(texts: dict[int, tuple[str, str]]) -> PaperIndex[int]:
+def _indexed(texts: dict[int, PaperText]) -> PaperIndex[int]:
     """``texts`` indexed, or the index of an earlier run over exactly the same papers.
 
     The web application's thread and the daemon's jobs share this cache, hence the lock."""

@@ -4,12 +4,15 @@ Compile the queries once (:func:`compile_profiles`; :func:`compile_query` checks
 raises :class:`digestd.errors.QueryError`), index the run's papers once (:func:`index_papers`),
 then :func:`match_profiles` says which papers each query matches, with a score and the hits
 (term, field, count) that explain each choice; :func:`highlight` marks those hits in a title or
-abstract. The query language is described in :mod:`digestd.match.query`, the tokenization
-rules in :mod:`digestd.match.text`, the engine in :mod:`digestd.match.engine`.
+abstract, :func:`hit_labels` names the authors and categories they found. A paper is read as a
+:class:`PaperText` (title, abstract, authors, categories). The query language is described in
+:mod:`digestd.match.query`, the tokenization rules in :mod:`digestd.match.text`, author names
+and categories in :mod:`digestd.match.fields`, the engine in :mod:`digestd.match.engine`.
 """
 
 from digestd.match.compile import CompiledProfile, ProfileSet, compile_profiles
 from digestd.match.engine import PaperIndex, index_papers, match_profiles
+from digestd.match.fields import PaperText, hit_labels
 from digestd.match.hits import Hit, PaperMatch, highlight, score_hits
 from digestd.match.query import CompiledQuery, compile_query
 from digestd.match.results import MatchResult
@@ -21,10 +24,12 @@ __all__ = [
     "MatchResult",
     "PaperIndex",
     "PaperMatch",
+    "PaperText",
     "ProfileSet",
     "compile_profiles",
     "compile_query",
     "highlight",
+    "hit_labels",
     "index_papers",
     "match_profiles",
     "score_hits",

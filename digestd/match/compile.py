@@ -18,18 +18,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
 from digestd.errors import QueryError
-from digestd.match.query import (
-    MAX_QUERY_LENGTH,
-    And,
-    Node,
-    Not,
-    Or,
-    Phrase,
-    Prefix,
-    Term,
-    Word,
-    parse_query,
-)
+from digestd.match.nodes import And, Node, Not, Or, Phrase, Prefix, Term, Word
+from digestd.match.query import MAX_QUERY_LENGTH, parse_query
 from digestd.match.text import stem
 
 K = TypeVar("K", bound=Hashable)

@@ -9,6 +9,10 @@ computed once per run. Profiles are evaluated shape by shape with integer bit op
 :mod:`digestd.match.compile`); scores and hits are worked out later, only for the pairs someone
 asks about (see :mod:`digestd.match.results`).
 
+Title and abstract are indexed at once; author names and categories (see
+:mod:`digestd.match.fields`) only when a query first asks for them, so a run whose queries
+never do pays nothing for them.
+
 Large batches are cut into chunks of ``CHUNK_SIZE`` papers so bitsets stay small.
 """
 
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from digestd.match.compile import Catalog, ProfileSet
-from digestd.match.query import Phrase, Term, Word
+from digestd.match.fields import PaperText, author_words, category_words
+from digestd.match.nodes import Phrase, Term, Word
 from digestd.match.results import MatchResult
 from digestd.match.text import Field, analyze_words
 
@@ -53,7 +58,13 @@ class _FieldIndex:
     _pairs_indexed: tuple[int, int] = (0, 0)
 
     def add(self, number: int, text: str) -> None:
+        """Index ``text`` as paper ``number`` (the next one)."""
         norms, stems = analyze_words(text)
+        self.add_words(number, norms, stems)
+
+    def add_words(self, number: int, norms: list[str], stems: list[str]) -> None:
+        """Index paper ``number`` (the next one): its words for prefixes, and the keys that
+        words and phrases are looked up by, in order."""
         self.norms.append(norms)
         self.stems.append(stems)
         bit = 1 << number
@@ -172,11 +183,12 @@ class _TermBits(dict[int, int]):
 
     def __missing__(self, term_id: int) -> int:
         term = self.catalog.terms[term_id]
-        fields = self.chunk.fields
+        chunk = self.chunk
         pairs = self.catalog.phrase_pairs
         if term.field is not None:
-            bits = fields[term.field].bits(term, pairs)
+            bits = chunk.field_index(term.field).bits(term, pairs)
         else:
+            fields = chunk.fields
             bits = fields["title"].bits(term, pairs) | fields["abstract"].bits(term, pairs)
         self[term_id] = bits
         return bits
@@ -188,10 +200,28 @@ class _Chunk:
     fields: dict[Field, _FieldIndex] = field(
         default_factory=lambda: {"title": _FieldIndex(), "abstract": _FieldIndex()}
     )
+    authors: list[tuple[str, ...]] = field(default_factory=list)
+    categories: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def all_papers(self) -> int:
         return (1 << len(self.keys)) - 1
+
+    def field_index(self, name: Field) -> _FieldIndex:
+        """The index of field ``name``; author names and categories are indexed on first use."""
+        index = self.fields.get(name)
+        if index is None:
+            index = _FieldIndex()
+            if name == "author":
+                for number, authors in enumerate(self.authors):
+                    words = author_words(authors)
+                    index.add_words(number, words, words)  # names match unstemmed
+            else:
+                for number, categories in enumerate(self.categories):
+                    index.add_words(number, *category_words(categories))
+            # Stored only once complete: the index cache is shared between threads.
+            self.fields[name] = index
+        return index
 
 
 @dataclass
@@ -204,18 +234,22 @@ class PaperIndex(Generic[P]):
         return sum(len(chunk.keys) for chunk in self.chunks)
 
 
-def index_papers(papers: Mapping[P, tuple[str, str]]) -> PaperIndex[P]:
-    """``papers`` (key -> (title, abstract)) tokenized, normalized, stemmed and indexed once."""
+def index_papers(papers: Mapping[P, PaperText | tuple[str, str]]) -> PaperIndex[P]:
+    """``papers`` (key -> PaperText) tokenized, normalized, stemmed and indexed once; a plain
+    ``(title, abstract)`` pair reads as a paper without authors or categories."""
     index: PaperIndex[P] = PaperIndex()
     chunk = _Chunk()
-    for key, (title, abstract) in papers.items():
+    for key, text in papers.items():
         if len(chunk.keys) == CHUNK_SIZE:
             index.chunks.append(chunk)
             chunk = _Chunk()
+        paper = text if isinstance(text, PaperText) else PaperText(*text)
         number = len(chunk.keys)
         chunk.keys.append(key)
-        chunk.fields["title"].add(number, title)
-        chunk.fields["abstract"].add(number, abstract)
+        chunk.fields["title"].add(number, paper.title)
+        chunk.fields["abstract"].add(number, paper.abstract)
+        chunk.authors.append(paper.authors)
+        chunk.categories.append(paper.categories)
     if chunk.keys:
         index.chunks.append(chunk)
     return index

@@ -1,4 +1,4 @@
-"""The keyword query language: query text -> validated AST of frozen dataclasses.
+"""The keyword query language: query text -> validated AST (see :mod:`digestd.match.nodes`).
 
 Grammar (``AND``, ``OR``, ``NOT`` are operators only in upper case)::
 
@@ -7,16 +7,31 @@ Grammar (``AND``, ``OR``, ``NOT`` are operators only in upper case)::
     and     := unary (["AND"] unary)*         adjacent clauses are ANDed
     unary   := ("NOT" | "-") unary | primary  "-" only directly before a clause: -llm, -(a b)
     primary := [field ":"] (word | word"*" | '"' phrase '"' | "(" or ")")
-    field   := "title" | "abstract"           before a group it applies to every term inside
+    field   := "title" | "abstract" | "author" | "cat"
+                                              before a group it applies to every term inside
 
 Words and phrases are tokenized like paper text (see :mod:`digestd.match.text`) and match by
 stem. A bare word with inner punctuation, such as ``text-to-sql`` or ``gpt-4``, is the phrase
 of its parts (``"text to sql"``): a choice, because that is what a user typing it means.
 Quotes do not turn stemming off. ``word*`` matches normalized, unstemmed tokens starting with
-``word``; ``*`` anywhere else in a bare word is an error. Field names are case-insensitive;
-a term takes one field prefix, and ``abstract:`` inside ``title:(...)`` is an error (it could
-never match). A ``-`` standing alone (``a - b``) is an error rather than a guess. A query must
-have a positive term: one that could match a paper other than through negation.
+``word``; ``*`` anywhere else in a bare word is an error. A term without a field matches the
+title and the abstract. Field names are case-insensitive; a term takes one field prefix, and
+``abstract:`` inside ``title:(...)`` (or any other field inside another) is an error (it
+could never match). A ``-`` standing alone (``a - b``) is an error rather than a guess. A
+query must have a positive term: one that could match a paper other than through negation.
+
+``author:`` matches the words of one author's name, folded like text (``author:muller``
+finds Müller, ``author:loken`` finds Løken) but never stemmed (``author:river`` does not find
+Rivers). Names are tokenized like text, so ``Jean-Pierre`` is the two words ``jean pierre``
+(``author:jean-pierre`` and ``author:"jean pierre"`` find both spellings) and an initial is a
+one-letter word (``author:"y lecun"`` finds "Y. LeCun", not "Yann LeCun"). A phrase lies within
+one author's name: ``author:"lecun yoshua"`` never joins the end of one name to the next.
+
+``cat:`` matches arXiv categories, case-insensitively, read whole (dots and hyphens are part
+of the name): ``cat:cs.CL`` is that category; a name without a dot is an archive and also
+matches its subject classes (``cat:cs`` finds cs.AI and cs.LG, ``cat:astro-ph`` finds
+astro-ph and astro-ph.GA, but ``cat:math`` does not find math-ph, another archive); a trailing
+``*`` is a prefix of the whole name (``cat:cs.*``, ``cat:hep-*``).
 
 Limits keep parsing and evaluation (both recursive) far from Python's recursion limit: a
 query is at most ``MAX_QUERY_LENGTH`` characters, and parentheses and negations (``NOT``,
@@ -27,84 +42,42 @@ query is at most ``MAX_QUERY_LENGTH`` characters, and parentheses and negations 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import NoReturn
 
 from digestd.errors import QueryError
-from digestd.match.text import FIELDS, Field, tokenize
+from digestd.match.lexer import Lexeme, Lexer
+from digestd.match.nodes import (
+    And,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    Word,
+    in_field,
+    phrase_or_word,
+)
+from digestd.match.text import Field
 
-
-@dataclass(frozen=True)
-class Word:
-    """A single word, matched by stem."""
-
-    norm: str
-    stem: str
-    field: Field | None = None
-    start: int = dataclasses.field(default=0, compare=False)
-
-    @property
-    def display(self) -> str:
-        """The term as shown to a reader."""
-        return self.norm
-
-
-@dataclass(frozen=True)
-class Phrase:
-    """Two or more words matched consecutively, in order, within one field."""
-
-    norms: tuple[str, ...]
-    stems: tuple[str, ...]
-    field: Field | None = None
-    start: int = dataclasses.field(default=0, compare=False)
-
-    @property
-    def display(self) -> str:
-        """The term as shown to a reader."""
-        return '"' + " ".join(self.norms) + '"'
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """Every normalized (unstemmed) token starting with ``prefix``."""
-
-    prefix: str
-    field: Field | None = None
-    start: int = dataclasses.field(default=0, compare=False)
-
-    @property
-    def display(self) -> str:
-        """The term as shown to a reader."""
-        return self.prefix + "*"
-
-
-@dataclass(frozen=True)
-class Not:
-    """Matches when ``child`` does not."""
-
-    child: Node
-    start: int = dataclasses.field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class And:
-    """Matches when every child matches."""
-
-    children: tuple[Node, ...]
-    start: int = dataclasses.field(default=0, compare=False)
-
-
-@dataclass(frozen=True)
-class Or:
-    """Matches when any child matches."""
-
-    children: tuple[Node, ...]
-    start: int = dataclasses.field(default=0, compare=False)
-
-
-Term = Word | Phrase | Prefix
-Node = Word | Phrase | Prefix | Not | And | Or
+__all__ = [
+    "MAX_NESTING",
+    "MAX_QUERY_LENGTH",
+    "And",
+    "CompiledQuery",
+    "Node",
+    "Not",
+    "Or",
+    "Phrase",
+    "Prefix",
+    "Term",
+    "Word",
+    "compile_query",
+    "parse_query",
+    "phrase_or_word",
+    "positive_terms",
+]
 
 
 @dataclass(frozen=True)
@@ -116,124 +89,15 @@ class CompiledQuery:
     terms: tuple[Term, ...]
 
 
-def phrase_or_word(norms: list[str], stems: list[str], *, start: int = 0) -> Word | Phrase:
-    """A Word for one token, a Phrase for several."""
-    if len(norms) == 1:
-        return Word(norms[0], stems[0], start=start)
-    return Phrase(tuple(norms), tuple(stems), start=start)
-
-
 MAX_QUERY_LENGTH = 2000
 MAX_NESTING = 32
-
-_FIELD_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_]*):")
-_WORD_END = re.compile(r'[\s()"]')
-_OPERATORS = {"AND": "and", "OR": "or", "NOT": "not"}
-
-
-@dataclass(frozen=True)
-class _Lexeme:
-    kind: str  # term, lparen, rparen, and, or, not, minus, field
-    start: int
-    label: str = ""
-    term: Term | None = None
-    field: Field | None = None
-
-
-class _Lexer:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.lexemes: list[_Lexeme] = []
-
-    def error(self, message: str, position: int) -> NoReturn:
-        raise QueryError(message, query=self.text, position=position)
-
-    def run(self) -> list[_Lexeme]:
-        text, pos = self.text, 0
-        after_field = False
-        while pos < len(text):
-            char = text[pos]
-            if char.isspace():
-                pos += 1
-            elif char in "()":
-                kind = "lparen" if char == "(" else "rparen"
-                self.lexemes.append(_Lexeme(kind, pos, f"'{char}'"))
-                pos += 1
-            elif char == '"':
-                pos = self.phrase(pos)
-            elif char == "-":
-                if pos + 1 == len(text) or text[pos + 1].isspace():
-                    self.error("'-' must be directly followed by the term to exclude", pos)
-                self.lexemes.append(_Lexeme("minus", pos, "'-'"))
-                pos += 1
-            else:
-                pos, after_field = self.word(pos, after_field=after_field)
-                continue
-            after_field = False
-        return self.lexemes
-
-    def phrase(self, start: int) -> int:
-        close = self.text.find('"', start + 1)
-        if close < 0:
-            self.error("unterminated quote", start)
-        tokens = tokenize(self.text[start + 1 : close])
-        if not tokens:
-            self.error("empty phrase", start)
-        term = phrase_or_word([t.norm for t in tokens], [t.stem for t in tokens], start=start)
-        self.lexemes.append(_Lexeme("term", start, term=term))
-        return close + 1
-
-    def word(self, start: int, *, after_field: bool) -> tuple[int, bool]:
-        """Lex the word at ``start``; returns where it ends and whether it was a field prefix."""
-        end_match = _WORD_END.search(self.text, start)
-        end = end_match.start() if end_match else len(self.text)
-        chunk = self.text[start:end]
-        if not after_field:
-            if chunk in _OPERATORS:
-                self.lexemes.append(_Lexeme(_OPERATORS[chunk], start, f"'{chunk}'"))
-                return end, False
-            field_match = _FIELD_PREFIX.match(chunk)
-            if field_match:
-                return self.field(start, field_match.group(1)), True
-        elif _FIELD_PREFIX.match(chunk):
-            self.error("a term takes one field prefix", start)
-        self.lexemes.append(_Lexeme("term", start, term=self.bare_term(chunk, start)))
-        return end, False
-
-    def field(self, start: int, name: str) -> int:
-        label = f"'{name}:'"
-        if name.lower() not in FIELDS:
-            self.error(f"unknown field {label} (use title: or abstract:)", start)
-        after = start + len(name) + 1
-        if after == len(self.text) or self.text[after].isspace() or self.text[after] == ")":
-            self.error(f"{label} must be directly followed by a word, phrase or group", start)
-        if self.text[after] == "-":
-            self.error(f"to exclude, put '-' before {label}", after)
-        field: Field = "title" if name.lower() == "title" else "abstract"
-        self.lexemes.append(_Lexeme("field", start, label, field=field))
-        return after
-
-    def bare_term(self, chunk: str, start: int) -> Term:
-        star = chunk.find("*")
-        if 0 <= star < len(chunk) - 1:
-            self.error("'*' is only allowed at the end of a word", start + star)
-        body = chunk[:-1] if star >= 0 else chunk
-        tokens = tokenize(body)
-        if not tokens:
-            what = "a prefix" if star >= 0 else "a word"
-            self.error(f"{what} needs letters or digits: {chunk!r}", start)
-        if star < 0:
-            return phrase_or_word([t.norm for t in tokens], [t.stem for t in tokens], start=start)
-        if len(tokens) > 1:
-            self.error(f"a prefix* must be a single word: {chunk!r}", start)
-        return Prefix(tokens[0].norm, start=start)
 
 
 _CLAUSE_STARTS = {"term", "lparen", "not", "minus", "field"}
 
 
 class _Parser:
-    def __init__(self, text: str, lexemes: list[_Lexeme]) -> None:
+    def __init__(self, text: str, lexemes: list[Lexeme]) -> None:
         self.text = text
         self.lexemes = lexemes
         self.index = 0
@@ -242,10 +106,10 @@ class _Parser:
     def error(self, message: str, position: int) -> NoReturn:
         raise QueryError(message, query=self.text, position=position)
 
-    def peek(self) -> _Lexeme | None:
+    def peek(self) -> Lexeme | None:
         return self.lexemes[self.index] if self.index < len(self.lexemes) else None
 
-    def nest(self, lexeme: _Lexeme) -> None:
+    def nest(self, lexeme: Lexeme) -> None:
         """Enter one more level of nesting at ``lexeme``; refused past MAX_NESTING."""
         self.depth += 1
         if self.depth > MAX_NESTING:
@@ -254,7 +118,7 @@ class _Parser:
                 lexeme.start,
             )
 
-    def advance(self) -> _Lexeme:
+    def advance(self) -> Lexeme:
         lexeme = self.lexemes[self.index]
         self.index += 1
         return lexeme
@@ -268,13 +132,13 @@ class _Parser:
             self.error("unbalanced parenthesis: ')' has no matching '('", leftover.start)
         return node
 
-    def or_(self, after: _Lexeme | None) -> Node:
+    def or_(self, after: Lexeme | None) -> Node:
         children = [self.and_(after)]
         while (lexeme := self.peek()) is not None and lexeme.kind == "or":
             children.append(self.and_(self.advance()))
         return _flatten(Or, children)
 
-    def and_(self, after: _Lexeme | None) -> Node:
+    def and_(self, after: Lexeme | None) -> Node:
         children = [self.unary(after)]
         while (lexeme := self.peek()) is not None:
             if lexeme.kind == "and":
@@ -285,7 +149,7 @@ class _Parser:
                 break
         return _flatten(And, children)
 
-    def unary(self, after: _Lexeme | None) -> Node:
+    def unary(self, after: Lexeme | None) -> Node:
         lexeme = self.peek()
         if lexeme is not None and lexeme.kind in ("not", "minus"):
             self.advance()
@@ -295,7 +159,7 @@ class _Parser:
             return Not(child, start=lexeme.start)
         return self.primary(after)
 
-    def primary(self, after: _Lexeme | None) -> Node:
+    def primary(self, after: Lexeme | None) -> Node:
         lexeme = self.peek()
         if lexeme is None or lexeme.kind not in ("term", "lparen", "field"):
             self.missing_term(after, lexeme)
@@ -322,7 +186,7 @@ class _Parser:
         self.depth -= 1
         return node
 
-    def missing_term(self, after: _Lexeme | None, found: _Lexeme | None) -> NoReturn:
+    def missing_term(self, after: Lexeme | None, found: Lexeme | None) -> NoReturn:
         if after is not None and after.kind != "lparen":
             self.error(f"{after.label} needs a term after it", after.start)
         if found is None:
@@ -337,7 +201,7 @@ class _Parser:
         if isinstance(node, Word | Phrase | Prefix):
             if node.field is not None and node.field != field:
                 self.error(f"'{node.field}:' inside '{field}:' can never match", node.start)
-            return dataclasses.replace(node, field=field, start=start)
+            return in_field(node, field, start=start)
         if isinstance(node, Not):
             return Not(self.restrict(node.child, field, start=node.child.start), start=node.start)
         children = tuple(self.restrict(c, field, start=c.start) for c in node.children)
@@ -382,7 +246,7 @@ def parse_query(text: str) -> Node:
             query=text,
             position=MAX_QUERY_LENGTH,
         )
-    root = _Parser(text, _Lexer(text).run()).parse()
+    root = _Parser(text, Lexer(text).run()).parse()
     culprit = _first_negative_only(root)
     if culprit is not None:
         raise QueryError(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from digestd.match.compile import ProfileSet, ShapeNode
 from digestd.match.hits import Hit, PaperMatch, score_hits
-from digestd.match.text import FIELDS
+from digestd.match.text import FIELDS, TEXT_FIELDS
 
 if TYPE_CHECKING:
     from digestd.match.engine import PaperIndex, _TermBits
@@ -194,11 +194,11 @@ class MatchResult(Generic[K, P]):
         hits = self._hits.get(cache_key)
         if hits is None:
             term = self._profiles.catalog.terms[term_id]
-            fields = self._index.chunks[chunk_number].fields
+            chunk = self._index.chunks[chunk_number]
             hits = self._hits[cache_key] = tuple(
                 Hit(term.display, name, count)
-                for name in ((term.field,) if term.field else FIELDS)
-                if (count := fields[name].count(term, number))
+                for name in ((term.field,) if term.field else TEXT_FIELDS)
+                if (count := chunk.field_index(name).count(term, number))
             )
         return hits
 

@@ -22,8 +22,9 @@ import Stemmer
 
 from digestd.folding import fold_word
 
-Field = Literal["title", "abstract"]
-FIELDS: tuple[Field, ...] = ("title", "abstract")
+Field = Literal["title", "abstract", "author", "cat"]
+FIELDS: tuple[Field, ...] = ("title", "abstract", "author", "cat")  # hits are listed in this order
+TEXT_FIELDS: tuple[Field, ...] = ("title", "abstract")  # what a term without a field matches
 
 # \w minus "_" is exactly str.isalnum(); combining marks are absorbed in tokenize().
 _ALNUM_RUN = re.compile(r"[^\W_]+")
