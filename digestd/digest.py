@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from digestd.formatting import Byline, paper_byline
-from digestd.match import Hit, PaperMatch, highlight
+from digestd.match import Hit, PaperMatch, highlight, hit_labels
 from digestd.render import DigestEntry
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -186,7 +186,7 @@ def plan_digest(
                 url=paper.url,
                 score=round(totals[paper_id], 3),
                 reasons=tuple(dict.fromkeys(source.reason() for source, _ in found_by)),
-                matched_terms=tuple(dict.fromkeys(hit.term for hit in hits)),
+                matched_terms=hit_labels(hits, authors=paper.authors, categories=paper.categories),
                 title_segments=tuple(
                     highlight(paper.title, [h for h in hits if h.field == "title"])
                 ),

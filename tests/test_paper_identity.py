@@ -271,3 +271,36 @@ def test_a_v2_is_not_sent_again_unless_the_subscriber_wants_revised_papers(
     third = _send(settings, engine, start + timedelta(days=2, hours=1))
     assert third.count("sent") == 0 and server.count == 3
     engine.dispose()
+
+
+def test_a_digest_says_which_author_and_category_matched(
+    config_file: Path, server: FaultServer
+) -> None:
+    base = load_settings(config_file, environ={})
+    settings = dataclasses.replace(
+        base,
+        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
+        delivery=dataclasses.replace(base.delivery, backend="smtp"),
+    )
+    engine = make_engine(settings.database_url, create=True)
+    migrate(engine)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    with session_scope(engine) as session:
+        store.add_subscriber(
+            session,
+            "reader@example.org",
+            queries=["author:loken AND cat:cs.CL"],
+            send_hour=0,
+            now=start - timedelta(days=1),
+        )
+    other = from_arxiv_api(arxiv_id="2606.05555", title="Another Paper", authors=("Bo Chen",))
+    put(engine, from_arxiv_api(), other, at=start)
+    report = _send(settings, engine, start + timedelta(hours=1))
+    assert report.count("sent") == 1
+    [message] = server.messages
+    body = _body(message.data)
+    assert TITLE in body and "Another Paper" not in body
+    assert "author: Ada Løken" in body and "cat:cs.CL" in body
+    assert "Ada Løken, Bo Chen" in body  # the byline
+    assert f"https://arxiv.org/abs/{ID}v1" in body  # its own page, not a search
+    engine.dispose()
