@@ -274,7 +274,7 @@ def test_digest_plan_takes_author_and_category_hits() -> None:
     )
     assert planned is not None
     (entry,) = planned.entries
-    assert entry.matched_terms == ('"language model"', "author:lecun", "cat:cs.cl")
+    assert entry.matched_terms == ('"language model"', "author: Yann LeCun", "cat:cs.CL")
     assert [text for text, marked in entry.title_segments if marked] == ["language models"]
     assert entry.score == pytest.approx(3.0 + 1.0 + 2.0 + 0.5)
 

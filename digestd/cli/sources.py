@@ -87,13 +87,12 @@ def sources() -> None:
         "url / path",
         "format",
         "every",
-        "last success (UTC)",
-        "last attempt (UTC)",
+        "last success",
+        "last attempt",
         "papers",
         "last error",
     )
-    for number in (0, 2, 3, 4, 5):  # names, formats and times stay on one line
-        result.columns[number].no_wrap = True
+    result.columns[0].no_wrap = True  # a name is never cut
     for spec in config.sources:
         state = states.get(spec.name) or SourceState(name=spec.name)  # never polled
         error = state.last_error
@@ -113,7 +112,7 @@ def sources() -> None:
 
 
 def _when(at: datetime | None) -> str:
-    return store.aware(at).strftime("%Y-%m-%d %H:%M") if at else "never"
+    return store.aware(at).strftime("%Y-%m-%d %H:%M UTC") if at else "never"
 
 
 def _shortened(location: str, limit: int = 40) -> str:
