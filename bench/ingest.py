@@ -50,6 +50,9 @@ PAPER_COLUMNS = (
     "dump_id",
     "dump_date",
     "first_seen",
+    "updated_at",
+    "authors",
+    "categories",
 )
 
 
@@ -82,7 +85,7 @@ def store_all(engine: Engine, dumps: Sequence[DumpFile]) -> list[tuple[int, int]
     counts = []
     for dump_file in dumps:
         with session_scope(engine) as session:
-            counts.append(store_dump(session, dump_file, now=utc_now()))
+            counts.append(tuple(store_dump(session, dump_file, now=utc_now())[:2]))
     return counts
 
 

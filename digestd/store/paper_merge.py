@@ -83,6 +83,21 @@ class PaperChange:
         return any(name != "upvotes" for name in self.values)
 
 
+def brings_more(paper: ParsedPaper) -> bool:
+    """Whether ``paper`` says more than a title and an abstract (an id, a DOI, a version,
+    authors, categories, dates, links, upvotes): only such a paper can change a stored one."""
+    return bool(
+        paper.arxiv_id
+        or paper.doi
+        or paper.version is not None
+        or paper.authors
+        or paper.categories
+        or paper.published
+        or paper.upvotes is not None
+        or any(getattr(paper, name) for name in _FILLED)
+    )
+
+
 def find_stored(
     paper: ParsedPaper,
     *,

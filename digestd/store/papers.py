@@ -18,6 +18,7 @@ from digestd.store.paper_merge import (
     MERGE_COLUMNS,
     PaperChange,
     StoredRow,
+    brings_more,
     find_stored,
     merge_change,
 )
@@ -109,12 +110,16 @@ def _sort_out(
 ) -> tuple[_Fresh, list[PaperChange]]:
     """(uid, title key, paper) of the papers in ``latest`` that no stored paper is, and the
     changes the others make to the stored papers they are."""
-    uids = list(latest)
-    keys = [key for key, _ in latest.values()]
-    dois = [p.doi.lower() for _, p in latest.values() if p.doi]
-    by_uid = {r.uid: r for r in _rows(session, col(Paper.uid), uids)}
+    # A paper with nothing but a title and an abstract (a text dump's) changes no stored paper:
+    # whether one is stored is all it needs, and the cheap lookups tell.
+    rich = {uid: (key, p) for uid, (key, p) in latest.items() if brings_more(p)}
+    plain = [(uid, key) for uid, (key, _) in latest.items() if uid not in rich]
+    known_uids = _stored(session, col(Paper.uid), [uid for uid, _ in plain])
+    known_keys = _stored(session, col(Paper.title_key), [key for _, key in plain])
+    dois = [p.doi.lower() for _, p in rich.values() if p.doi]
+    by_uid = {r.uid: r for r in _rows(session, col(Paper.uid), list(rich))}
     by_key: dict[str, list[StoredRow]] = {}
-    for keyed in _rows(session, col(Paper.title_key), keys):
+    for keyed in _rows(session, col(Paper.title_key), [key for key, _ in rich.values()]):
         by_key.setdefault(keyed.title_key, []).append(keyed)
     by_doi: dict[str, list[StoredRow]] = {}
     for with_doi in _rows(session, func.lower(Paper.doi), dois):
@@ -128,6 +133,8 @@ def _sort_out(
     untagged: dict[str, int] = {}  # title key -> place in ``fresh`` of a paper without arXiv id
     fresh_keys: set[str] = set()
     for uid, (key, paper) in latest.items():
+        if uid not in rich and (uid in known_uids or key in known_keys):
+            continue
         row = find_stored(paper, uid=uid, key=key, by_uid=by_uid, by_doi=by_doi, by_key=by_key)
         current = taken.get(row.id, row.uid) if row is not None else ""
         if paper.arxiv_id and current.startswith("arxiv:") and current != uid:
@@ -258,6 +265,15 @@ def _record_versions(
 
 
 LOOKUP_CHUNK = 500  # values per IN (...): well under every backend's bound-parameter limit
+
+
+def _stored(session: Session, column: Any, values: list[str]) -> set[str]:
+    """Those of ``values`` that some stored paper has in ``column``."""
+    found: set[str] = set()
+    for start in range(0, len(values), LOOKUP_CHUNK):
+        chunk = values[start : start + LOOKUP_CHUNK]
+        found.update(session.exec(select(column).where(column.in_(chunk))).all())
+    return found
 
 
 def _rows(session: Session, column: Any, values: list[str]) -> list[StoredRow]:
