@@ -1,5 +1,9 @@
 """The daemon: an APScheduler scheduler running the ingest, fetch, send and feeds jobs, stopped
-cleanly by SIGTERM or Ctrl-C after the job in flight."""
+cleanly by SIGTERM or Ctrl-C after the jobs in flight.
+
+Two executors of one worker each: "default" runs ingest, send, bounces, the sign-up purge and
+every feeds rebuild one at a time; "fetch" polls the sources, so a slow source never delays
+the others' jobs. A fetch that stores papers asks for a feeds rebuild on "default"."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, sta
 from digestd.jobs.bounce_job import run_bounces
 from digestd.jobs.fetch_job import run_fetch
 from digestd.jobs.send_record import pause_message
-from digestd.sources import HostGate
+from digestd.sources import HostGate, host_gate
 from digestd.storage import storage_error
 from digestd.store import signup
 
@@ -73,25 +77,43 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
         _log_failure("ingest job", exc, engine)
 
 
-def fetch_and_publish(settings: Settings, engine: Engine, name: str, *, gate: HostGate) -> None:
-    """Poll source ``name`` through the daemon's host gate; rebuild the feeds if papers
-    arrived. Failures are logged (and recorded in the source's state), not raised."""
+def publish_feeds(settings: Settings, engine: Engine) -> None:
+    """Rebuild the feeds (papers were fetched). Failures are logged, not raised."""
+    try:
+        written = run_feeds(settings, engine)
+        log.info("feeds: %d files written", len(written))
+    except Exception as exc:
+        _log_failure("feeds job", exc, engine)
+
+
+def fetch_and_publish(
+    settings: Settings,
+    engine: Engine,
+    name: str,
+    *,
+    gate: HostGate,
+    publish: Callable[[], None],
+) -> None:
+    """Poll source ``name`` through the daemon's host gate; call ``publish`` (which asks for the
+    feeds to be rebuilt) if papers arrived. Failures are logged (and recorded in the source's
+    state), not raised."""
     try:
         report = run_fetch(settings, engine, [name], gate=gate)
         if report.stopped:
             log.error("fetch %s stopped: %s; the daemon goes on", name, report.stopped)
         if report.new:
-            written = run_feeds(settings, engine)
-            log.info("feeds: %d files written", len(written))
+            publish()
     except Exception as exc:
         _log_failure(f"fetch job {name}", exc, engine)
 
 
-def _fetcher(name: str, gate: HostGate) -> Callable[[Settings, Engine], None]:
+def _fetcher(
+    name: str, gate: HostGate, publish: Callable[[], None]
+) -> Callable[[Settings, Engine], None]:
     """The scheduled call that polls source ``name``."""
 
     def fetch(settings: Settings, engine: Engine) -> None:
-        fetch_and_publish(settings, engine, name, gate=gate)
+        fetch_and_publish(settings, engine, name, gate=gate, publish=publish)
 
     fetch.__name__ = f"fetch_{name}"
     return fetch
@@ -161,10 +183,15 @@ def _unless_stopping(
 def build_scheduler(
     settings: Settings, engine: Engine, *, stop: threading.Event
 ) -> BackgroundScheduler:
-    """A scheduler with the ingest, send and (one per source) fetch jobs; one worker, so jobs
-    never overlap. The fetch jobs share one host gate: requests to a host stay spaced."""
+    """A scheduler with the ingest, send and (one per source) fetch jobs. The fetch jobs run on
+    the "fetch" executor, the others on "default", each one job at a time; a fetch never
+    delays ingest or send. The fetch jobs share one host gate (the database's leases):
+    requests to a host stay one at a time and spaced, whichever process sends them."""
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        executors={
+            "default": ThreadPoolExecutor(max_workers=1),
+            "fetch": ThreadPoolExecutor(max_workers=1),
+        },
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         timezone="UTC",
     )
@@ -186,15 +213,27 @@ def build_scheduler(
         id="send",
         name="send due digests",
     )
-    gate = HostGate(settings.fetching.spacing_seconds)
+    gate = host_gate(engine, settings.fetching, stop=stop)
+
+    def publish() -> None:
+        # On "default", after the job in flight there: feeds are written by one thread at a
+        # time, and the fetch goes on meanwhile.
+        scheduler.add_job(
+            _unless_stopping(publish_feeds, stop),
+            args=(settings, engine),
+            name="rebuild feeds after a fetch",
+            executor="default",
+        )
+
     for spec in settings.sources:
         scheduler.add_job(
-            _unless_stopping(_fetcher(spec.name, gate), stop),
+            _unless_stopping(_fetcher(spec.name, gate, publish), stop),
             "interval",
             minutes=spec.interval_minutes,
             args=(settings, engine),
             id=f"fetch-{spec.name}",
             name=f"fetch source {spec.name}",
+            executor="fetch",
             next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_FETCH_SECONDS),
         )
     if settings.web.enabled:
@@ -236,13 +275,14 @@ def _start_web(settings: Settings, engine: Engine) -> Callable[[], None]:
 
 
 def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | None = None) -> None:
-    """Run the scheduler until SIGTERM, SIGINT or ``stop`` is set, then drain the job in flight."""
+    """Run the scheduler until SIGTERM, SIGINT or ``stop`` is set, then drain the jobs in flight
+    (a fetch waiting for a host's turn gives up at once)."""
     stop = stop or threading.Event()
     for warning in start_warnings(settings):
         log.warning(warning)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping after the job in flight", signal.Signals(signum).name)
+        log.info("received %s, stopping after the jobs in flight", signal.Signals(signum).name)
         stop.set()
 
     if threading.current_thread() is threading.main_thread():

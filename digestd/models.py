@@ -259,3 +259,15 @@ class SourceState(SQLModel, table=True):
     last_new_count: int | None = None
     last_error: str = ""  # why the last attempt failed; "" after a success
     failing_since: datetime | None = None  # first failure since the last success
+
+
+class HostLease(SQLModel, table=True):
+    """Whose turn it is to send a request to one host, shared by every digestd process on the
+    database: the politeness gate (one request at a time per host, spaced) as a lease."""
+
+    __tablename__ = "host_lease"
+
+    host: str = Field(primary_key=True, max_length=255)
+    holder: str = ""  # who holds the turn ("node pid N token"); "" when free
+    busy_until: datetime | None = None  # the turn lapses then (its holder crashed); None: free
+    free_at: datetime | None = None  # the next request may start then (the spacing)

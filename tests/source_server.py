@@ -20,6 +20,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     etag: str = ""  # sent as ETag; a request whose If-None-Match carries it gets a 304
     hang: bool = False  # never answer (until the server stops)
+    delay: float = 0.0  # wait this long before answering
     piece_delay: float | None = None  # send the body byte by byte with this pause between
     length: bool = True  # send Content-Length (else the body ends when the connection closes)
 
@@ -92,6 +93,8 @@ class SourceServer:
             def _answer(self, reply: Reply, seen: Seen) -> None:
                 if reply.hang:
                     owner.release.wait(30)
+                    return
+                if reply.delay and owner.release.wait(reply.delay):
                     return
                 status = reply.status
                 if reply.etag and self.headers.get("If-None-Match") == reply.etag:

@@ -29,6 +29,10 @@ FAST = {
     "max_retry_after_seconds": 5.0,
 }
 
+# The server notes a request's end after its last write, which the client may have read (and
+# ended its turn on) a moment before: gaps are measured with this much slack.
+SLACK = 0.02
+
 
 def config_text(tmp_path: Path, sources: list[dict[str, Any]], fetching: dict[str, Any]) -> str:
     lines = [

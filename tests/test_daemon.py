@@ -1,4 +1,6 @@
-"""The daemon as a subprocess: it ingests a file dropped into its inbox and stops on SIGTERM."""
+"""The daemon as a subprocess: it ingests a file dropped into its inbox and stops on SIGTERM.
+In process: a hanging fetch does not delay the ingest job, and a fetch's feeds rebuild runs on
+the default executor."""
 
 from __future__ import annotations
 
@@ -7,13 +9,27 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
+from digestd import daemon
+from digestd.config import load_settings
 from tests.conftest import CliResult, free_port
+from tests.source_server import Reply, SourceServer
+from tests.sources_site import (  # noqa: F401  (the server and site_for fixtures)
+    BODY,
+    Site,
+    SiteFor,
+    server_fixture,
+    site_for_fixture,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -167,3 +183,73 @@ def test_digestd_web_serves_alone_and_stops_on_sigterm(cli, config_file: Path) -
     assert server.returncode == 0, output
     assert f"web application on http://127.0.0.1:{web_port}" in output
     assert "Traceback" not in output
+
+
+def _daemon_site(site_for: SiteFor, sources: list[dict[str, Any]], **fetching: Any) -> Site:
+    """A site whose daemon looks into the inbox every 0.6 s and polls its sources at once."""
+    site = site_for(sources, **fetching)
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8")
+        + "\n[schedule]\ningest_interval_minutes = 0.01\ninbox_settle_seconds = 0.1\n",
+        encoding="utf-8",
+    )
+    return Site(load_settings(site.config, environ={}), site.engine, site.config)
+
+
+def test_a_hanging_fetch_does_not_delay_the_ingest_job(
+    site_for: SiteFor, server: SourceServer, sample_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "FIRST_FETCH_SECONDS", 0.0)
+    url = server.route("/slow", Reply(hang=True))
+    site = _daemon_site(site_for, [{"name": "slow", "url": url}], timeout_seconds=30.0)
+    stop = threading.Event()
+    scheduler = daemon.build_scheduler(site.settings, site.engine, stop=stop)
+    scheduler.start()
+    try:
+        assert wait_for(lambda: server.active == 1, timeout=10), "the fetch never started"
+        inbox = site.settings.folder("inbox")
+        (inbox / "mar14.txt").write_bytes(sample_path.read_bytes())
+        processed = site.settings.folder("processed") / "mar14.txt"
+        assert wait_for(processed.exists, timeout=10), "ingest waited for the fetch"
+        assert server.active == 1  # the fetch still hangs: ingest did not wait for it
+        assert site.papers() == 87
+    finally:
+        stop.set()
+        server.release.set()  # the hanging answer ends: the fetch fails fast, the drain is short
+        scheduler.shutdown(wait=True)
+
+
+def test_feeds_after_a_fetch_are_rebuilt_on_the_default_executor(
+    site_for: SiteFor, server: SourceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "FIRST_FETCH_SECONDS", 0.0)
+    url = server.route("/cl", Reply(body=BODY))
+    site = _daemon_site(site_for, [{"name": "cl", "url": url}])
+    events: list[tuple[str, int]] = []
+
+    def recorded(name: str, job: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            result = job(*args, **kwargs)
+            events.append((name, threading.get_ident()))
+            return result
+
+        return run
+
+    for name in ("run_ingest", "run_fetch", "run_feeds"):
+        monkeypatch.setattr(daemon, name, recorded(name, getattr(daemon, name)))
+    stop = threading.Event()
+    scheduler = daemon.build_scheduler(site.settings, site.engine, stop=stop)
+    scheduler.start()
+    try:
+        fetched = lambda: [i for i, (name, _) in enumerate(events) if name == "run_fetch"]  # noqa: E731
+        assert wait_for(lambda: bool(fetched()), timeout=10), "the source was not polled"
+        after = fetched()[0]
+        assert wait_for(lambda: any(n == "run_feeds" for n, _ in events[after:]), timeout=10)
+    finally:
+        stop.set()
+        scheduler.shutdown(wait=True)
+    threads = {name: {thread for n, thread in events if n == name} for name, _ in events}
+    assert site.papers() == 87
+    # One default worker ran ingest and every feeds rebuild; the fetch ran on its own.
+    assert threads["run_feeds"] == threads["run_ingest"] and len(threads["run_ingest"]) == 1
+    assert threads["run_fetch"].isdisjoint(threads["run_ingest"])

@@ -231,12 +231,26 @@ def test_the_daemon_schedules_one_fetch_job_per_source(
     scheduler.start(paused=True)  # jobs take the scheduler's defaults once it has started
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert {"fetch-cl", "fetch-hf"} <= set(jobs)
+        assert jobs["fetch-hf"].trigger.interval == timedelta(minutes=90)
+        assert jobs["fetch-cl"].trigger.interval == timedelta(minutes=60)
+        assert jobs["fetch-cl"].max_instances == 1 and jobs["fetch-cl"].coalesce
+        # The fetches have their own executor; every other job shares the default one.
+        assert {job.executor for name, job in jobs.items() if name.startswith("fetch-")} == {
+            "fetch"
+        }
+        assert {job.executor for name, job in jobs.items() if not name.startswith("fetch-")} == {
+            "default"
+        }
+        jobs["fetch-cl"].func(*jobs["fetch-cl"].args)  # what the scheduler runs
+        assert site.papers() == 87
+        # New papers: a feeds rebuild is asked of the default executor, not run in the fetch.
+        assert not (site.settings.folder("feeds") / "index.html").exists()
+        rebuild = [job for job in scheduler.get_jobs() if job.id not in jobs]
+        assert [(job.func.__name__, job.executor) for job in rebuild] == [
+            ("publish_feeds", "default")
+        ]
+        rebuild[0].func(*rebuild[0].args)
+        assert (site.settings.folder("feeds") / "index.html").exists()
     finally:
         scheduler.shutdown(wait=False)
-    assert {"fetch-cl", "fetch-hf"} <= set(jobs)
-    assert jobs["fetch-hf"].trigger.interval == timedelta(minutes=90)
-    assert jobs["fetch-cl"].trigger.interval == timedelta(minutes=60)
-    assert jobs["fetch-cl"].max_instances == 1 and jobs["fetch-cl"].coalesce
-    jobs["fetch-cl"].func(*jobs["fetch-cl"].args)  # what the scheduler runs
-    assert site.papers() == 87
-    assert (site.settings.folder("feeds") / "index.html").exists()  # new papers: feeds rebuilt

@@ -25,6 +25,7 @@ from digestd.cli.common import (
 from digestd.jobs.common import log, utc_now
 from digestd.jobs.fetch_job import run_fetch, selected_sources
 from digestd.models import SourceState
+from digestd.sources import host_gate
 
 
 @app.command()
@@ -50,7 +51,9 @@ def fetch(
         err.print(f"fetching {name} ({len(started)}/{total})")
 
     with shown_with_verbose(log.name):
-        report = run_fetch(config, engine, names, progress=progress)
+        # Its turns at each host are shared, through the database, with a running daemon's.
+        gate = host_gate(engine, config.fetching)
+        report = run_fetch(config, engine, names, gate=gate, progress=progress)
     result = table("source", "status", "papers", "new", "detail")
     for o in report.sources:
         result.add_row(o.name, o.status, str(o.papers), str(o.new), o.detail)

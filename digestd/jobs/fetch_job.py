@@ -29,6 +29,7 @@ from digestd.sources import (
     SourceClient,
     SourceSpec,
     Validators,
+    host_gate,
 )
 
 FAILED = ("failed", "quarantined")
@@ -103,9 +104,10 @@ def run_fetch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchReport:
     """Poll the sources ``names`` (default: all) once each, through ``gate`` (the runtime's;
-    a new one by default). ``clock`` dates what is recorded; ``sleep`` waits between tries."""
+    a new one on ``engine`` by default). ``clock`` dates what is recorded; ``sleep`` waits
+    between tries."""
     specs = selected_sources(settings, names)
-    gate = gate or HostGate(settings.fetching.spacing_seconds)
+    gate = gate or host_gate(engine, settings.fetching)
     report = FetchReport()
     client = SourceClient(settings.fetching, contact=settings.fetch_contact, gate=gate, sleep=sleep)
     with client:

@@ -21,7 +21,7 @@ import httpx
 
 from digestd import __version__
 from digestd.errors import DigestError
-from digestd.sources.gate import HostGate
+from digestd.sources.gate import HostBusy, HostGate
 from digestd.sources.spec import SourceSpec
 
 if TYPE_CHECKING:  # digestd.config imports digestd.sources.spec: no import at run time
@@ -159,6 +159,8 @@ class SourceClient:
             try:
                 with self.gate.turn(host):
                     return self._get(url, headers, attempt)
+            except HostBusy as busy:
+                raise FetchError(busy.message, hint=busy.hint) from None
             except _TryAgain as again:
                 failed = again.reason + (f" after {attempt} tries" if attempt > 1 else "")
                 if attempt == tries:

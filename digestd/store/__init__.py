@@ -2,7 +2,8 @@
 
 papers.py holds dumps and papers, people.py subscribers and topics (validating operator input),
 deliveries.py the outbox (what is to be sent, and what went out to whom), bounces.py bounces
-and suppression, sources.py the state of the configured sources. Callers use ``store.<function>``.
+and suppression, sources.py the state of the configured sources, host_leases.py whose turn it
+is to send a request to a host. Callers use ``store.<function>``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ from digestd.store.deliveries import (
     sent_paper_ids,
     sent_papers,
     sent_versions,
+)
+from digestd.store.host_leases import (
+    TurnRefused,
+    host_lease,
+    release_host_lease,
+    take_host_lease,
 )
 from digestd.store.paper_list import listed_papers
 from digestd.store.papers import (
@@ -89,6 +96,7 @@ __all__ = [
     "STATUSES",
     "PlannedRow",
     "StoredCounts",
+    "TurnRefused",
     "add_planned",
     "add_subscriber",
     "add_topic",
@@ -105,6 +113,7 @@ __all__ = [
     "edit_topic",
     "failed_by_fault",
     "follower_counts",
+    "host_lease",
     "last_completed_at",
     "last_digest_keys",
     "lift_suppression",
@@ -130,6 +139,7 @@ __all__ = [
     "record_empty",
     "record_fetch_failure",
     "record_fetch_success",
+    "release_host_lease",
     "remove_subscriber",
     "remove_topic",
     "requeue",
@@ -144,6 +154,7 @@ __all__ = [
     "subscriber_by_email",
     "subscribers",
     "suppressed_count",
+    "take_host_lease",
     "topic_by_slug",
     "topics",
     "topics_by_subscriber",

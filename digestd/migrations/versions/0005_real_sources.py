@@ -1,6 +1,7 @@
 """Real sources: papers carry their arXiv version, DOI, authors, categories, dates, links and
 upvotes; versions are recorded; subscribers choose whether revised papers come again; each
-configured source keeps its validators and health.
+configured source keeps its validators and health; requests to one host take turns through
+a lease (host_lease) that every digestd process on the database shares.
 
 Revision ID: 0005
 Revises: 0004
@@ -23,7 +24,7 @@ def _text(name: str, length: int | None = None) -> sa.Column[str]:
 
 
 def upgrade() -> None:
-    """Add the paper fields, paper_version, source_state, dump.source/format, the
+    """Add the paper fields, paper_version, source_state, host_lease, dump.source/format, the
     subscribers' (and sign-ups') revised-papers choice and sent_paper.version."""
     with op.batch_alter_table("paper", schema=None) as batch_op:
         batch_op.add_column(sa.Column("version", sa.Integer(), nullable=True))
@@ -79,10 +80,19 @@ def upgrade() -> None:
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name"),
     )
+    op.create_table(
+        "host_lease",
+        sa.Column("host", sqlmodel.AutoString(length=255), nullable=False),
+        _text("holder"),
+        sa.Column("busy_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("free_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("host"),
+    )
 
 
 def downgrade() -> None:
     """Drop what upgrade added (the extra paper fields and recorded versions are lost)."""
+    op.drop_table("host_lease")
     op.drop_table("source_state")
     op.drop_table("paper_version")
     with op.batch_alter_table("sent_paper", schema=None) as batch_op:
