@@ -24,6 +24,43 @@ _HELO_NAME = re.compile(
 _CONTACT = re.compile(r"[^\s<>()\"',;\\]+@[^\s<>()\"',;\\]+")
 
 
+# Keys whose value must be above 0, and those that may also be 0.
+_POSITIVE = (
+    ("digest", "max_papers"),
+    ("digest", "lookback_days"),
+    ("feeds", "max_entries"),
+    ("feeds", "lookback_days"),
+    ("smtp", "port"),
+    ("smtp", "timeout"),
+    ("smtp", "connections"),
+    ("schedule", "ingest_interval_minutes"),
+    ("schedule", "send_check_minutes"),
+    ("schedule", "inbox_settle_seconds"),
+    ("delivery", "retry_minutes"),
+    ("delivery", "retry_max_minutes"),
+    ("delivery", "give_up_hours"),
+    ("delivery", "error_threshold"),
+    ("delivery", "hard_bounces"),
+    ("bounces", "check_minutes"),
+    ("web", "port"),
+    ("web", "confirm_hours"),
+    ("web", "confirm_resend_minutes"),
+    ("web", "subscribe_per_hour"),
+    ("fetching", "stale_hours"),
+    ("fetching", "timeout_seconds"),
+    ("fetching", "deadline_seconds"),
+    ("fetching", "max_bytes"),
+    ("fetching", "retry_seconds"),
+    ("fetching", "max_retry_after_seconds"),
+)
+_NOT_NEGATIVE = (
+    ("delivery", "rate_per_second"),
+    ("delivery", "min_free_mb"),
+    ("fetching", "retries"),
+    ("fetching", "spacing_seconds"),
+)
+
+
 def validate_settings(
     settings: Settings, source: str, *, choices_of: Iterable[tuple[str, str, tuple[str, ...]]]
 ) -> None:
@@ -36,6 +73,12 @@ def validate_settings(
             raise ConfigError(
                 f"{source}: [{section}] {key} = {value!r} is not one of {', '.join(choices)}"
             )
+    _check_schedule(settings, source)
+    _check_numbers(settings, source)
+    _check_names(settings, source)
+
+
+def _check_schedule(settings: Settings, source: str) -> None:
     hour = settings.schedule.default_send_hour
     if not 0 <= hour <= 23:
         raise ConfigError(f"{source}: [schedule] default_send_hour = {hour} is not an hour 0-23")
@@ -46,50 +89,24 @@ def validate_settings(
             f"{source}: [schedule] default_timezone = {settings.schedule.default_timezone!r} "
             "is not an IANA timezone"
         ) from None
-    positive = (
-        ("digest", "max_papers"),
-        ("digest", "lookback_days"),
-        ("feeds", "max_entries"),
-        ("feeds", "lookback_days"),
-        ("smtp", "port"),
-        ("smtp", "timeout"),
-        ("smtp", "connections"),
-        ("schedule", "ingest_interval_minutes"),
-        ("schedule", "send_check_minutes"),
-        ("schedule", "inbox_settle_seconds"),
-        ("delivery", "retry_minutes"),
-        ("delivery", "retry_max_minutes"),
-        ("delivery", "give_up_hours"),
-        ("delivery", "error_threshold"),
-        ("delivery", "hard_bounces"),
-        ("bounces", "check_minutes"),
-        ("web", "port"),
-        ("web", "confirm_hours"),
-        ("web", "confirm_resend_minutes"),
-        ("web", "subscribe_per_hour"),
-        ("fetching", "stale_hours"),
-        ("fetching", "timeout_seconds"),
-        ("fetching", "deadline_seconds"),
-        ("fetching", "max_bytes"),
-        ("fetching", "retry_seconds"),
-        ("fetching", "max_retry_after_seconds"),
-    )
-    for section, key in positive:
+
+
+def _check_numbers(settings: Settings, source: str) -> None:
+    for section, key in _POSITIVE:
         value = getattr(getattr(settings, section), key)
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be a positive number")
-    for section, key in (
-        ("delivery", "rate_per_second"),
-        ("delivery", "min_free_mb"),
-        ("fetching", "retries"),
-        ("fetching", "spacing_seconds"),
-    ):
+    for section, key in _NOT_NEGATIVE:
         value = getattr(getattr(settings, section), key)
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"{source}: [{section}] {key} = {value!r} must be 0 or more")
     for section, port in (("smtp", settings.smtp.port), ("web", settings.web.port)):
         if port > 65535:
             raise ConfigError(f"{source}: [{section}] port = {port} is not a TCP port")
+
+
+def _check_names(settings: Settings, source: str) -> None:
+    """The EHLO name, the contact address and the site's base URL."""
     helo = settings.smtp.helo_name
     if helo and (len(helo) > 255 or not _HELO_NAME.fullmatch(helo)):
         raise ConfigError(
