@@ -132,25 +132,16 @@ def _byline(paper: CandidatePaper, *, revised: bool) -> Byline:
     return byline
 
 
-def plan_digest(
-    *,
+def _scores(
     sources: Sequence[tuple[QuerySource, SourceMatches]],
     papers: Mapping[int, CandidatePaper],
     already_sent: set[int] | frozenset[int],
-    max_papers: int,
-    stored_since: datetime | None = None,
-    revised: frozenset[int] = frozenset(),
-) -> PlannedDigest | None:
-    """The digest for one subscriber from each source's matches, or None if nothing new matched.
-
-    A paper matched by several queries or topics scores the sum of their scores and lists every
-    reason; papers are ranked by score, then in the order they were stored. Papers past
-    ``max_papers`` are listed by title only; they belong to this digest and are not sent
-    later. Papers stored before ``stored_since`` are left out, except ``revised`` ones (sent
-    before; a newer version came since, and the subscriber wants revised papers).
-    """
+    stored_since: datetime | None,
+    revised: frozenset[int],
+) -> tuple[dict[int, float], dict[int, list[int]]]:
+    """Each candidate paper's summed score, and the numbers of the sources that matched it."""
     totals: dict[int, float] = {}
-    matched_by: dict[int, list[int]] = {}  # paper -> the sources that matched it
+    matched_by: dict[int, list[int]] = {}
     for number, (_source, matches) in enumerate(sources):
         for paper_id, score in matches.scores().items():
             if paper_id in already_sent:
@@ -168,32 +159,66 @@ def plan_digest(
                 continue
             totals[paper_id] = score
             matched_by[paper_id] = [number]
+    return totals, matched_by
+
+
+def _entry(
+    paper: CandidatePaper,
+    found_by: Sequence[tuple[QuerySource, SourceMatches]],
+    *,
+    score: float,
+    revised: bool,
+) -> DigestEntry:
+    """One paper as its digest shows it: why it matched, what to highlight, its byline."""
+    hits = _merge_hits([hit for _, found in found_by for hit in found[paper.id].hits])
+    return DigestEntry(
+        uid=paper.uid,
+        title=paper.title,
+        abstract=paper.abstract,
+        url=paper.url,
+        score=round(score, 3),
+        reasons=tuple(dict.fromkeys(source.reason() for source, _ in found_by)),
+        matched_terms=hit_labels(hits, authors=paper.authors, categories=paper.categories),
+        title_segments=tuple(highlight(paper.title, [h for h in hits if h.field == "title"])),
+        abstract_segments=tuple(
+            highlight(paper.abstract, [h for h in hits if h.field == "abstract"])
+        ),
+        byline=_byline(paper, revised=revised),
+    )
+
+
+def plan_digest(
+    *,
+    sources: Sequence[tuple[QuerySource, SourceMatches]],
+    papers: Mapping[int, CandidatePaper],
+    already_sent: set[int] | frozenset[int],
+    max_papers: int,
+    stored_since: datetime | None = None,
+    revised: frozenset[int] = frozenset(),
+) -> PlannedDigest | None:
+    """The digest for one subscriber from each source's matches, or None if nothing new matched.
+
+    A paper matched by several queries or topics scores the sum of their scores and lists every
+    reason; papers are ranked by score, then in the order they were stored. Papers past
+    ``max_papers`` are listed by title only; they belong to this digest and are not sent
+    later. Papers stored before ``stored_since`` are left out, except ``revised`` ones (sent
+    before; a newer version came since, and the subscriber wants revised papers).
+    """
+    totals, matched_by = _scores(sources, papers, already_sent, stored_since, revised)
     if not totals:
         return None
     ranked = sorted(totals, key=lambda pid: (-totals[pid], pid))
     chosen = ranked[:max_papers]
     entries = []
     for paper_id in chosen:
-        paper = papers[paper_id]
         # Hits are worked out only for the papers shown; ranking needed only scores.
         found_by = [sources[number] for number in matched_by[paper_id]]
-        hits = _merge_hits([hit for _, found in found_by for hit in found[paper_id].hits])
         entries.append(
-            DigestEntry(
-                uid=paper.uid,
-                title=paper.title,
-                abstract=paper.abstract,
-                url=paper.url,
-                score=round(totals[paper_id], 3),
-                reasons=tuple(dict.fromkeys(source.reason() for source, _ in found_by)),
-                matched_terms=hit_labels(hits, authors=paper.authors, categories=paper.categories),
-                title_segments=tuple(
-                    highlight(paper.title, [h for h in hits if h.field == "title"])
-                ),
-                abstract_segments=tuple(
-                    highlight(paper.abstract, [h for h in hits if h.field == "abstract"])
-                ),
-                byline=_byline(paper, revised=paper_id in revised),
+            _entry(
+                papers[paper_id],
+                found_by,
+                score=totals[paper_id],
+                revised=paper_id in revised,
             )
         )
     return PlannedDigest(
