@@ -195,18 +195,41 @@ def database_error(exc: sa.exc.SQLAlchemyError, *, url: str | sa.URL | None) -> 
             f"another digestd process is writing the database {where}",
             hint=f"it held the lock {waited}; try again when it is done",
         )
-    if primary in _SQLITE_READ_ONLY:
-        return StorageError(
-            f"cannot write the database {where}: it is read-only ({line})",
-            hint="let this user write the file and its folder, or mount the disk read-write",
-        )
+    sqlite_problem = _sqlite_storage_error(
+        primary, where=where, line=line, full=full, file=database_file
+    )
+    if sqlite_problem is not None:
+        return sqlite_problem
     if state in _PG_READ_ONLY:
         return StorageError(
             f"cannot write the database {where}: it is read-only ({line})",
             hint="the server takes only reads (a standby?): point [database] url at the primary",
         )
+    statement = getattr(exc, "statement", "")
+    if state.startswith(_PG_UNREACHABLE_CLASSES) or (statement is None and not database_file):
+        return StorageError(
+            f"cannot reach the database {where}: {line}",
+            hint="check [database] url and that the server is running",
+        )
+    if isinstance(exc, sa.exc.IntegrityError):
+        return DigestError(
+            f"the database refused a change: {line}",
+            hint="another process may have made the same change just now; try again",
+        )
+    return StorageError(f"the database {where} failed: {line}", hint="run with --debug for details")
+
+
+def _sqlite_storage_error(
+    primary: int | None, *, where: str, line: str, full: StorageError, file: Path | None
+) -> StorageError | None:
+    """The StorageError an SQLite primary result code means, if it means one."""
+    if primary in _SQLITE_READ_ONLY:
+        return StorageError(
+            f"cannot write the database {where}: it is read-only ({line})",
+            hint="let this user write the file and its folder, or mount the disk read-write",
+        )
     if primary == sqlite3.SQLITE_IOERR:
-        free = free_bytes(database_file) if database_file else None
+        free = free_bytes(file) if file else None
         if free is not None and free < 64 * 1024:  # SQLite says I/O error where the disk is full
             return full
         return StorageError(
@@ -223,15 +246,4 @@ def database_error(exc: sa.exc.SQLAlchemyError, *, url: str | sa.URL | None) -> 
             f"the database {where} is damaged or not a database ({line})",
             hint="restore it from a backup, or point [database] url at the right file",
         )
-    statement = getattr(exc, "statement", "")
-    if state.startswith(_PG_UNREACHABLE_CLASSES) or (statement is None and not database_file):
-        return StorageError(
-            f"cannot reach the database {where}: {line}",
-            hint="check [database] url and that the server is running",
-        )
-    if isinstance(exc, sa.exc.IntegrityError):
-        return DigestError(
-            f"the database refused a change: {line}",
-            hint="another process may have made the same change just now; try again",
-        )
-    return StorageError(f"the database {where} failed: {line}", hint="run with --debug for details")
+    return None
