@@ -153,19 +153,7 @@ def _poll(
         return _failed(engine, spec, clock(), "failed", exc.message)
     now = clock()
     if isinstance(fetched, NotModified):
-        with session_scope(engine) as session:
-            store.record_fetch_success(
-                session,
-                spec.name,
-                url=spec.location,
-                now=now,
-                papers=0,
-                new=0,
-                etag=fetched.validators.etag or None,  # a 304 may repeat them, or not
-                last_modified=fetched.validators.last_modified or None,
-            )
-        log.info("%s: not modified", spec.name)
-        return SourceOutcome(spec.name, "not modified")
+        return _not_modified(engine, spec, fetched, now)
     try:
         parsed = parse_dump_bytes(fetched.body, reference=now.date(), format=spec.parser_format)
     except DumpError as exc:  # SourceFailure included: the service answered with an error
@@ -195,6 +183,25 @@ def _poll(
         )
     log.info("%s: %s, %d papers, %d new", spec.name, status, papers, new)
     return SourceOutcome(spec.name, status, papers, new, "; ".join(parsed.warnings))
+
+
+def _not_modified(
+    engine: Engine, spec: SourceSpec, fetched: NotModified, now: datetime
+) -> SourceOutcome:
+    """A 304: a success with nothing to store (the validators kept, or renewed)."""
+    with session_scope(engine) as session:
+        store.record_fetch_success(
+            session,
+            spec.name,
+            url=spec.location,
+            now=now,
+            papers=0,
+            new=0,
+            etag=fetched.validators.etag or None,  # a 304 may repeat them, or not
+            last_modified=fetched.validators.last_modified or None,
+        )
+    log.info("%s: not modified", spec.name)
+    return SourceOutcome(spec.name, "not modified")
 
 
 def _failed(

@@ -129,12 +129,10 @@ def run_ingest(
     named by the caller are taken at once. Each file's format is detected from its content
     unless ``format`` names it (see digestd.ingest.FORMATS)."""
     from_inbox = paths is None
-    inbox = settings.folder("inbox")
     report = IngestReport()
     if from_inbox:
-        inbox.mkdir(parents=True, exist_ok=True)
-        files, report.unsettled = settled_files(
-            inbox,
+        files, report.unsettled = _inbox_files(
+            settings,
             settle_seconds=settle_seconds,
             wait_seconds=settle_wait_seconds,
             waiting=waiting,
@@ -145,31 +143,56 @@ def run_ingest(
     for path in files:
         if progress:
             progress(path.name, len(files))
-        try:
-            outcome = _ingest_one(settings, engine, path, today, from_inbox, format)
-        except SQLAlchemyError as exc:
-            error = database_error(exc, url=engine.url)
-            report.files.append(FileOutcome(path, "error", detail=str(error)))
-            if isinstance(error, StorageError | BusyError):
-                # Every other file would fail the same way: they wait for the next run, and
-                # the caller says why in one line.
-                report.stopped = error
-                break
-            log.error("cannot ingest %s: %s", path, error)
-            continue
-        except OSError as exc:
-            stored = storage_error(exc)
-            if stored is not None and disk_refuses_writes(exc):
-                # A full or read-only disk under the quarantine or processed folder: the
-                # others would fail the same way, so they wait too.
-                report.files.append(FileOutcome(path, "error", detail=str(stored)))
-                report.stopped = stored
-                break
-            problem = stored or f"{exc.filename or path}: {os_reason(exc)}"
-            log.error("cannot ingest %s: %s", path, problem)  # one file must not stop the others
-            outcome = FileOutcome(path, "error", detail=str(problem))
+        outcome, report.stopped = _ingest_guarded(settings, engine, path, today, from_inbox, format)
         report.files.append(outcome)
+        if report.stopped:
+            break
     return report
+
+
+def _ingest_guarded(
+    settings: Settings,
+    engine: Engine,
+    path: Path,
+    today: date,
+    from_inbox: bool,
+    format: str | None,
+) -> tuple[FileOutcome, DigestError | None]:
+    """Ingest one file; what happened to it, and why the run must stop if it must (the
+    database or the disk refuses writes: every other file would fail the same way, so they
+    wait for the next run and the caller says why in one line)."""
+    try:
+        return _ingest_one(settings, engine, path, today, from_inbox, format), None
+    except SQLAlchemyError as exc:
+        error = database_error(exc, url=engine.url)
+        outcome = FileOutcome(path, "error", detail=str(error))
+        if isinstance(error, StorageError | BusyError):
+            return outcome, error
+        log.error("cannot ingest %s: %s", path, error)
+        return outcome, None
+    except OSError as exc:
+        stored = storage_error(exc)
+        if stored is not None and disk_refuses_writes(exc):
+            # A full or read-only disk under the quarantine or processed folder.
+            return FileOutcome(path, "error", detail=str(stored)), stored
+        problem = stored or f"{exc.filename or path}: {os_reason(exc)}"
+        log.error("cannot ingest %s: %s", path, problem)  # one file must not stop the others
+        return FileOutcome(path, "error", detail=str(problem)), None
+
+
+def _inbox_files(
+    settings: Settings,
+    *,
+    settle_seconds: float,
+    wait_seconds: float,
+    waiting: Callable[[str], None] | None,
+) -> tuple[list[Path], list[Path]]:
+    """The inbox's settled files and those still being written (see ``settled_files``)."""
+    inbox = settings.folder("inbox")
+    inbox.mkdir(parents=True, exist_ok=True)
+    return settled_files(
+        inbox, settle_seconds=settle_seconds, wait_seconds=wait_seconds, waiting=waiting
+    )
 
 
 def _ingest_one(
