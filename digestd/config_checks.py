@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-import zoneinfo
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from digestd.errors import ConfigError
+from digestd.errors import ConfigError, InputError
+from digestd.validation import check_timezone
 
 if TYPE_CHECKING:
     from digestd.config import Settings
@@ -83,8 +83,8 @@ def _check_schedule(settings: Settings, source: str) -> None:
     if not 0 <= hour <= 23:
         raise ConfigError(f"{source}: [schedule] default_send_hour = {hour} is not an hour 0-23")
     try:
-        zoneinfo.ZoneInfo(settings.schedule.default_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder
+        check_timezone(settings.schedule.default_timezone)
+    except InputError:
         raise ConfigError(
             f"{source}: [schedule] default_timezone = {settings.schedule.default_timezone!r} "
             "is not an IANA timezone"

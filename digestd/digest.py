@@ -12,8 +12,8 @@ from typing import Protocol
 from digestd.formatting import Byline, paper_byline
 from digestd.match import Hit, PaperMatch, highlight, hit_labels
 from digestd.render import DigestEntry
+from digestd.validation import WEEKDAYS
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MORE_LISTED = 50  # papers past the cap are listed by title up to this many, then only counted
 
 

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from digestd import jobs, store
 from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
-from digestd.digest import WEEKDAYS
 from digestd.models import Delivery
+from digestd.validation import WEEKDAYS
 from tests.conftest import SmtpServer
 
 

@@ -61,15 +61,11 @@ from digestd.store.papers import (
     store_dump,
 )
 from digestd.store.people import (
-    FREQUENCIES,
     SLUG,
     add_subscriber,
     add_topic,
-    check_queries,
-    check_timezone,
     edit_topic,
     follower_counts,
-    normalize_email,
     queries_by_subscriber,
     queries_of,
     remove_subscriber,
@@ -91,7 +87,6 @@ from digestd.store.sources import (
 )
 
 __all__ = [
-    "FREQUENCIES",
     "SLUG",
     "STATUSES",
     "PlannedRow",
@@ -104,8 +99,6 @@ __all__ = [
     "aware",
     "bounce_report_known",
     "bounces_of",
-    "check_queries",
-    "check_timezone",
     "deliveries_of",
     "delivery_by_message_id",
     "delivery_counts",
@@ -125,7 +118,6 @@ __all__ = [
     "mark_retry",
     "mark_sending",
     "mark_sent",
-    "normalize_email",
     "open_deliveries",
     "paper_count",
     "paper_id_list",

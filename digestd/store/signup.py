@@ -26,13 +26,11 @@ from digestd.store.bounces import suppress
 from digestd.store.deliveries import aware
 from digestd.store.people import (
     add_subscriber,
-    check_queries,
-    check_schedule,
     find_subscriber,
-    normalize_email,
     remove_subscriber,
     topic_by_slug,
 )
+from digestd.validation import check_queries, check_schedule, normalize_email
 
 UNSUBSCRIBED = "unsubscribed"  # the start of the suppression reason a subscriber chose
 

@@ -11,11 +11,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from digestd import store
-from digestd.digest import WEEKDAYS
 from digestd.errors import DigestError
 from digestd.models import Subscriber
 from digestd.store.signup import Preferences
+from digestd.validation import FREQUENCIES, WEEKDAYS, check_queries, normalize_email
 
 # Caps on what a visitor may type: far above any real use, low enough that a request cannot
 # make the server parse and match megabytes of queries.
@@ -23,7 +22,6 @@ MAX_QUERY_TEXT = 2000
 MAX_QUERY_LINES = 20
 MAX_EMAIL = 320
 MAX_FIELD = 100
-FREQUENCIES = store.FREQUENCIES
 WEEKDAY_NAMES = dict(
     zip(
         WEEKDAYS,
@@ -132,7 +130,7 @@ def query_text_error(text: str) -> str | None:
         return f"At most {MAX_QUERY_LINES} queries, one per line."
     for number, line in enumerate(lines, start=1):
         try:
-            store.check_queries([line])
+            check_queries([line])
         except DigestError as exc:
             return f"Line {number}: {exc}" if len(lines) > 1 else f"{exc}"
     return None
@@ -150,7 +148,7 @@ def check_form(
             errors["email"] = "This address is too long."
         else:
             try:
-                address = store.normalize_email(form.email)
+                address = normalize_email(form.email)
             except DigestError as exc:
                 errors["email"] = exc.message
     query_error = query_text_error(form.queries)
