@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Protocol
 
 from digestd.formatting import Byline, paper_byline
 from digestd.match import Hit, PaperMatch, highlight, hit_labels
 from digestd.render import DigestEntry
-from digestd.validation import WEEKDAYS
+from digestd.schedule import Schedule
 
 MORE_LISTED = 50  # papers past the cap are listed by title up to this many, then only counted
 
@@ -73,12 +72,12 @@ class PlannedDigest:
 
 def local_now(now: datetime, timezone: str) -> datetime:
     """``now`` (aware) in the subscriber's timezone."""
-    return now.astimezone(zoneinfo.ZoneInfo(timezone))
+    return Schedule(timezone=timezone).local(now)
 
 
 def digest_key(now: datetime, timezone: str) -> str:
     """The key of the digest due now: the subscriber's local date."""
-    return local_now(now, timezone).date().isoformat()
+    return Schedule(timezone=timezone).digest_key(now)
 
 
 def is_due(
@@ -92,28 +91,11 @@ def is_due(
     created: datetime,
     ignore_schedule: bool = False,
 ) -> bool:
-    """Whether a subscriber's scheduled digest is due now, in their timezone.
-
-    A daily digest is due once per local day from the send hour on. A weekly digest belongs to
-    the most recent ``weekday``: due from its send hour on if no digest was made since, so a
-    daemon that was down that day catches up on its next run while the schedule stays anchored
-    to the weekday. ``last_key`` is the local date of the last digest made, including one that
-    found nothing new; before the first, the day before the subscriber was created counts.
-    """
+    """Whether a subscriber's scheduled digest is due now (see ``Schedule.is_due``)."""
     if ignore_schedule:
         return True
-    local = local_now(now, timezone)
-    today = local.date()
-    if last_key is not None:
-        last = date.fromisoformat(last_key[:10])  # a forced digest's key has a time after it
-    else:
-        last = local_now(created, timezone).date() - timedelta(days=1)
-    anchor = today
-    if frequency == "weekly":
-        anchor = today - timedelta(days=(today.weekday() - WEEKDAYS.index(weekday)) % 7)
-    if last >= anchor:
-        return False
-    return anchor < today or local.hour >= send_hour
+    schedule = Schedule(frequency, send_hour, weekday, timezone)
+    return schedule.is_due(now, last_key=last_key, created=created)
 
 
 def _merge_hits(hits: Sequence[Hit]) -> list[Hit]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -151,9 +152,12 @@ def test_topics_and_subscribers(ready: Cli, sample_path: Path) -> None:
     assert json.loads(ready("subscriber", "list", "--json").out)[0]["revised_papers"] is False
     assert "followers" in ready("topic", "list").out
     assert ready("subscriber", "pause", "ada@example.org").code == 0
-    assert "paused" in ready("subscriber", "show", "ada@example.org").out
+    shown = ready("subscriber", "show", "ada@example.org").out
+    assert "paused" in shown and "none while paused" in shown
     assert ready("subscriber", "resume", "ada@example.org").code == 0
-    assert "active" in ready("subscriber", "show", "ada@example.org").out
+    shown = ready("subscriber", "show", "ada@example.org").out
+    assert "active" in shown
+    assert "due now" in shown or re.search(r"\d{4}-\d\d-\d\d 08:00 Europe/Paris", shown)
     assert ready("subscriber", "remove", "ada@example.org").code == 0
     assert json.loads(ready("subscriber", "list", "--json").out) == []
     assert ready("topic", "remove", "text-to-sql").code == 0

@@ -21,6 +21,7 @@ from digestd.cli.common import (
 )
 from digestd.errors import InputError
 from digestd.models import Subscriber
+from digestd.schedule import Schedule
 
 
 @topic_app.command("add")
@@ -245,6 +246,16 @@ def subscriber_show(email: str) -> None:
         followed = store.topics_by_subscriber(session).get(s.id or 0, [])
         deliveries = store.deliveries_of(session, s.id or 0)
         bounces = store.bounces_of(session, s.id or 0)
+        last_key = store.last_digest_keys(session).get(s.id or 0)
+    next_digest = "none while paused or suppressed"
+    if s.active and s.suppressed_at is None:
+        now = jobs.utc_now()
+        when = Schedule.of(s).next_send(now, last_key=last_key, created=store.aware(s.created_at))
+        next_digest = (
+            "due now (the next send run)"
+            if when <= now
+            else when.strftime("%Y-%m-%d %H:%M ") + s.timezone
+        )
     about = table("field", "value", title=s.email)
     status = _status(s)
     if status == "pending":
@@ -259,6 +270,7 @@ def subscriber_show(email: str) -> None:
         ("status", status),
         ("frequency", s.frequency + (f" on {s.weekday}" if s.frequency == "weekly" else "")),
         ("send hour", f"{s.send_hour:02d}:00 {s.timezone}"),
+        ("next digest", next_digest),
         ("revised papers", "sent again when a new version appears" if s.revised_papers else "no"),
         ("queries", "\n".join(queries)),
         ("topics", ", ".join(t.slug for t in followed)),

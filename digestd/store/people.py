@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 
 from digestd.errors import InputError, NotFoundError
 from digestd.models import Delivery, Follow, Profile, SentPaper, Subscriber, Topic
-from digestd.validation import check_queries, check_schedule, normalize_email
+from digestd.schedule import Schedule
+from digestd.validation import check_queries, normalize_email
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -37,7 +38,7 @@ def add_subscriber(
     An operator's subscriber is confirmed at once; a web sign-up (``confirmed=False``) waits
     for the click in its confirmation mail and gets no digest before."""
     address = normalize_email(email)
-    check_schedule(frequency=frequency, send_hour=send_hour, timezone=timezone, weekday=weekday)
+    Schedule(frequency, send_hour, weekday, timezone).checked()
     if not queries and not topic_slugs:
         raise InputError(f"subscriber {address} needs at least one --query or --topic")
     checked = check_queries(queries)
@@ -91,12 +92,12 @@ def update_subscriber(
     """Change a subscriber's settings, queries and topics; refuses to leave them with neither."""
     subscriber = subscriber_by_email(session, email)
     assert subscriber.id is not None
-    check_schedule(
-        frequency=frequency or subscriber.frequency,
-        send_hour=subscriber.send_hour if send_hour is None else send_hour,
-        timezone=timezone or subscriber.timezone,
-        weekday=weekday or subscriber.weekday,
-    )
+    Schedule(
+        frequency or subscriber.frequency,
+        subscriber.send_hour if send_hour is None else send_hour,
+        weekday or subscriber.weekday,
+        timezone or subscriber.timezone,
+    ).checked()
     subscriber.frequency = frequency or subscriber.frequency
     subscriber.send_hour = subscriber.send_hour if send_hour is None else send_hour
     subscriber.timezone = timezone or subscriber.timezone

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from digestd.errors import InputError
 from digestd.models import Delivery, Follow, Profile, SignUpRequest, Subscriber, Topic
+from digestd.schedule import Schedule
 from digestd.store.bounces import suppress
 from digestd.store.deliveries import aware
 from digestd.store.people import (
@@ -30,7 +31,7 @@ from digestd.store.people import (
     remove_subscriber,
     topic_by_slug,
 )
-from digestd.validation import check_queries, check_schedule, normalize_email
+from digestd.validation import check_queries, normalize_email
 
 UNSUBSCRIBED = "unsubscribed"  # the start of the suppression reason a subscriber chose
 
@@ -70,12 +71,7 @@ class Confirmation:
 
 def check_preferences(preferences: Preferences) -> None:
     """Refuse preferences that cannot be stored, naming the field that is wrong."""
-    check_schedule(
-        frequency=preferences.frequency,
-        send_hour=preferences.send_hour,
-        timezone=preferences.timezone,
-        weekday=preferences.weekday,
-    )
+    Schedule.of(preferences).checked()
     if not [q for q in preferences.queries if q.strip()] and not preferences.topic_slugs:
         raise InputError("choose at least one topic or write keywords")
     check_queries([q for q in preferences.queries if q.strip()])
