@@ -6,13 +6,16 @@ with the file backend; the router mounted in a bare FastAPI app and called throu
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import html
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -36,6 +39,7 @@ from digestd.models import Delivery, Dump, Paper, SentPaper
 from digestd.sources.spec import SourceSpec
 from digestd.tokens import link_url, make_token
 from digestd.web import create_app
+from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.feeds_http import (
     PRIVATE_FEED_LIMIT,
     feeds_router,
@@ -292,16 +296,103 @@ async def test_a_removed_topics_leftover_file_is_404(site: Site, client: httpx.A
     assert (await client.get("/feeds/zebra.atom")).status_code == 404
 
 
-async def test_a_feed_not_yet_written_is_built_on_request(
-    site: Site, client: httpx.AsyncClient
+def app_with_rebuild(site: Site, rebuild: FeedRebuild) -> FastAPI:
+    app = FastAPI()
+    app.include_router(feeds_router(site.settings, site.engine, rebuild=rebuild))
+    return app
+
+
+async def test_a_feed_not_yet_written_is_503_until_the_background_rebuild_writes_it(
+    site: Site,
 ) -> None:
     with session_scope(site.engine) as session:
         store.add_topic(session, "new-one", query="oracle", title="New", now=datetime.now(UTC))
     assert not (site.feeds / "new-one.atom").exists()
-    response = await client.get("/feeds/new-one.atom")
+    app = create_app(site.settings, site.engine)
+    rebuild: FeedRebuild = app.state.feed_rebuild
+    async with client_for(app) as http:
+        response = await http.get("/feeds/new-one.atom")
+        assert response.status_code == 503
+        assert 1 <= int(response.headers["retry-after"]) <= 10
+        assert rebuild.started == 1
+        assert rebuild.wait(timeout=30)
+        response = await http.get("/feeds/new-one.atom")
     assert response.status_code == 200
     assert response.content == (site.feeds / "new-one.atom").read_bytes()
     assert len(parse_feed(response.content).entries) > 0
+    assert rebuild.started == 1  # the feed was there: nothing woken again
+
+
+async def test_an_unknown_topic_stays_404_and_wakes_nothing(site: Site) -> None:
+    rebuild = FeedRebuild(lambda: pytest.fail("no rebuild for an unknown topic"))
+    async with client_for(app_with_rebuild(site, rebuild)) as http:
+        assert (await http.get("/feeds/no-such-topic.atom")).status_code == 404
+    assert rebuild.started == 0
+
+
+async def test_a_missing_index_page_is_503_and_rebuilt(site: Site) -> None:
+    (site.feeds / "index.html").unlink()
+    rebuild = FeedRebuild(partial(jobs.run_feeds, site.settings, site.engine))
+    async with client_for(app_with_rebuild(site, rebuild)) as http:
+        response = await http.get("/feeds/")
+        assert response.status_code == 503 and "retry-after" in response.headers
+        assert rebuild.wait(timeout=30)
+        assert (await http.get("/feeds/")).status_code == 200
+    assert rebuild.started == 1
+
+
+async def test_concurrent_requests_for_missing_feeds_start_one_rebuild(site: Site) -> None:
+    with session_scope(site.engine) as session:
+        now = datetime.now(UTC)
+        store.add_topic(session, "new-one", query="oracle", title="New", now=now)
+        store.add_topic(session, "new-two", query="model", title="Two", now=now)
+    release = threading.Event()
+    runs: list[str] = []
+
+    def slow_feeds_job() -> None:
+        runs.append(threading.current_thread().name)
+        assert release.wait(timeout=30)
+        jobs.run_feeds(site.settings, site.engine)
+
+    rebuild = FeedRebuild(slow_feeds_job)
+    async with client_for(app_with_rebuild(site, rebuild)) as http:
+        responses = await asyncio.gather(
+            *(http.get(f"/feeds/{slug}.atom") for slug in ("new-one", "new-two", "new-one"))
+        )
+        assert [r.status_code for r in responses] == [503, 503, 503]
+        assert all("retry-after" in r.headers for r in responses)
+        # While the run is under way, more requests wait for it rather than start another.
+        assert (await http.get("/feeds/new-two.atom")).status_code == 503
+        assert rebuild.started == 1
+        release.set()
+        assert rebuild.wait(timeout=30)
+        for slug in ("new-one", "new-two"):
+            assert (await http.get(f"/feeds/{slug}.atom")).status_code == 200
+    assert rebuild.started == 1 and len(runs) == 1
+
+
+async def test_a_failed_rebuild_is_logged_and_the_next_request_tries_again(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    with session_scope(site.engine) as session:
+        store.add_topic(session, "new-one", query="oracle", title="New", now=datetime.now(UTC))
+    attempts: list[int] = []
+
+    def failing_feeds_job() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("disk full")
+        jobs.run_feeds(site.settings, site.engine)
+
+    rebuild = FeedRebuild(failing_feeds_job)
+    async with client_for(app_with_rebuild(site, rebuild)) as http:
+        assert (await http.get("/feeds/new-one.atom")).status_code == 503
+        assert rebuild.wait(timeout=30)
+        assert "cannot rebuild the feeds: disk full" in caplog.text
+        assert (await http.get("/feeds/new-one.atom")).status_code == 503
+        assert rebuild.wait(timeout=30)
+        assert (await http.get("/feeds/new-one.atom")).status_code == 200
+    assert rebuild.started == 2
 
 
 # OPML

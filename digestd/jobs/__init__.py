@@ -6,7 +6,8 @@ from __future__ import annotations
 from digestd.jobs.common import Progress, candidate, match_queries, utc_now
 from digestd.jobs.feeds_job import feeds_out_of_date, run_feeds
 from digestd.jobs.ingest_job import FileOutcome, IngestReport, run_ingest
-from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, prepare_digests
+from digestd.jobs.plan_job import PreparedDigest, prepare_digests
+from digestd.jobs.reports import DigestOutcome, SendReport
 from digestd.jobs.send_job import run_send
 from digestd.jobs.senders import open_sender, start_warnings
 

@@ -29,7 +29,8 @@ from digestd import store
 from digestd.config import Settings
 from digestd.deliver import Sender, SendResult, send_concurrently
 from digestd.jobs.common import Progress, exclusive, utc_now
-from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport, plan_due_digests
+from digestd.jobs.plan_job import PreparedDigest, plan_due_digests
+from digestd.jobs.reports import DigestOutcome, SendReport
 from digestd.jobs.send_record import (
     FailureStreak,
     pause,

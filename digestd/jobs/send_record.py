@@ -22,7 +22,8 @@ from digestd import store
 from digestd.config import Settings
 from digestd.db import database_error, session_scope, sqlite_file
 from digestd.errors import DigestError
-from digestd.jobs.plan_job import DigestOutcome, PreparedDigest, SendReport
+from digestd.jobs.plan_job import PreparedDigest
+from digestd.jobs.reports import DigestOutcome, SendReport
 from digestd.refusals import RECIPIENT
 from digestd.storage import SpaceShortage, space_shortage
 

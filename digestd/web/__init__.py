@@ -1,7 +1,8 @@
 """The web application: sign-up with double opt-in, the preference page, unsubscribing, the
 topic feeds and the health check, on FastAPI under uvicorn.
 
-``create_app`` builds the application (pages.py: the pages; feeds_http.py: feeds and health;
+``create_app`` builds the application (pages.py: the pages; feeds_http.py: the feeds;
+feed_rebuild.py: missing feeds rebuilt in the background; health.py: the health check;
 security.py: headers, CSRF, rate limit; mails.py: the sign-up mails; protocol.py: error pages,
 trailing-slash redirects, HEAD). ``serve`` runs it until
 stopped; ``web_server`` gives the uvicorn server to run and stop from another thread.
@@ -14,6 +15,7 @@ import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,7 +25,8 @@ from sqlalchemy.engine import Engine
 from digestd import __version__
 from digestd.config import Settings
 from digestd.errors import DigestError
-from digestd.jobs import utc_now
+from digestd.jobs import run_feeds, utc_now
+from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.feeds_http import feeds_router
 from digestd.web.health import health_router
 from digestd.web.pages import WebPages
@@ -51,7 +54,9 @@ def create_app(
         redoc_url=None,
     )
     app.include_router(WebPages(settings, engine, clock=clock).router())
-    app.include_router(feeds_router(settings, engine, clock=clock))
+    # The app owns the background rebuild of missing feed files (one run at a time).
+    app.state.feed_rebuild = FeedRebuild(partial(run_feeds, settings, engine))
+    app.include_router(feeds_router(settings, engine, clock=clock, rebuild=app.state.feed_rebuild))
     app.include_router(health_router(engine, settings))
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
     install_error_pages(app, PageRenderer(settings), base_url=settings.feeds.base_url)

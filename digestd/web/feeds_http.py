@@ -1,10 +1,11 @@
-"""HTTP endpoints for the feeds: topic Atom feeds, the OPML index, private feeds, health.
+"""HTTP endpoints for the feeds: topic Atom feeds, the index page, the OPML list, private feeds.
 
 Topic feeds are the files the feeds job writes; they are served as they are, with a strong
 ETag (a hash of the bytes) and the file's time as Last-Modified. The OPML index and the
 private feeds are built per request from the database and carry an ETag only. Every refusal
 of a feed (unknown slug, forged or foreign token) is the same 404, so nobody learns what
-exists.
+exists. A feed file not written yet (a topic added since the last feeds run) is a 503 with
+Retry-After: the request wakes the feeds job in the background (feed_rebuild.py), never runs it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import hashlib
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import partial
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from digestd.jobs import run_feeds, utc_now
 from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
 from digestd.tokens import read_token
+from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.health import reading
 from digestd.web.security import policy_with_inline_styles
 
@@ -48,6 +50,7 @@ PUBLIC_CACHE = "public, max-age=300"
 PRIVATE_CACHE = "private, max-age=300"
 PRIVATE_FEED_LIMIT = 100  # newest papers in a private feed
 RETRY_AFTER_SECONDS = 60
+BUILDING_RETRY_SECONDS = 5  # a missing feed: about how long the feeds job takes to write it
 
 _SLUG = re.compile(r"[a-z0-9-]{1,64}")
 _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
@@ -135,6 +138,18 @@ def _unavailable() -> HTTPException:
     )
 
 
+def _being_built(rebuild: FeedRebuild, path: FilePath) -> HTTPException:
+    """The 503 for a feed file not written yet (a topic added since the last feeds run), having
+    woken the feeds job to write it."""
+    if rebuild.wake():
+        log.info("%s is not written yet: rebuilding the feeds", path.name)
+    return HTTPException(
+        status_code=503,
+        detail="feed being built",
+        headers={"Retry-After": str(BUILDING_RETRY_SECONDS)},
+    )
+
+
 def _read_feed_file(path: FilePath, media_type: str = ATOM_TYPE) -> Representation | None:
     """The feed file (or the feeds index) with its modification time, or None when it does not
     exist."""
@@ -153,7 +168,9 @@ def _read_feed_file(path: FilePath, media_type: str = ATOM_TYPE) -> Representati
 
 _Responses = dict[int | str, dict[str, Any]]
 _NOT_MODIFIED = {"description": "Not modified: the client's ETag or date still holds"}
-_UNAVAILABLE = {"description": "The database or the feed files cannot be read"}
+_UNAVAILABLE = {
+    "description": "The database or the feed files cannot be read, or the feed is being built"
+}
 _ATOM_RESPONSES: _Responses = {
     200: {"description": "An Atom 1.0 feed", "content": {"application/atom+xml": {}}},
     304: _NOT_MODIFIED,
@@ -192,35 +209,38 @@ def _add_get(
     )
 
 
-def feeds_router(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
-) -> APIRouter:
-    """The router serving the topic feeds, their index page, the OPML list and private feeds."""
-    router = APIRouter(tags=["feeds"])
-    feeds_folder = settings.folder("feeds")
-    base_url = settings.feeds.base_url.rstrip("/")
-    rebuild_lock = threading.Lock()
+@dataclass(frozen=True)
+class _FeedSite:
+    """What the feed endpoints share."""
 
-    def build_missing_feed(path: FilePath, media_type: str = ATOM_TYPE) -> Representation | None:
-        # A topic added since the last feeds run: run it now rather than 404 a real feed.
-        with rebuild_lock:
-            if not path.exists():
-                try:
-                    run_feeds(settings, engine)
-                except (DigestError, OSError, SQLAlchemyError) as exc:
-                    log.error("cannot build the feeds for %s: %s", path.name, driver_line(exc))
-                    raise _unavailable() from None
-        return _read_feed_file(path, media_type)
+    settings: Settings
+    engine: Engine
+    clock: Callable[[], datetime]
+    rebuild: FeedRebuild
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.feeds.base_url.rstrip("/")
+
+
+def _feeds_index(site: _FeedSite) -> Callable[..., Response]:
+    feeds_folder = site.settings.folder("feeds")
 
     def feeds_index(request: Request) -> Response:
         """The page listing every topic feed (the index.html the feeds job writes)."""
         path = feeds_folder / "index.html"
-        rep = _read_feed_file(path, HTML_TYPE) or build_missing_feed(path, HTML_TYPE)
+        rep = _read_feed_file(path, HTML_TYPE)
         if rep is None:
-            raise _unavailable()
-        response = conditional_response(request, rep, now=clock())
+            raise _being_built(site.rebuild, path)
+        response = conditional_response(request, rep, now=site.clock())
         response.headers["Content-Security-Policy"] = policy_with_inline_styles(rep.body)
         return response
+
+    return feeds_index
+
+
+def _opml_index(site: _FeedSite) -> Callable[..., Response]:
+    settings, engine = site.settings, site.engine
 
     def opml_index(request: Request) -> Response:
         """Every topic feed as an OPML 2.0 subscription list."""
@@ -233,9 +253,15 @@ def feeds_router(
         except (DigestError, SQLAlchemyError) as exc:
             log.error("cannot list the topics: %s", driver_line(exc))
             raise _unavailable() from None
-        body = build_opml(topics, base_url=base_url, site_name=settings.digest.site_name)
+        body = build_opml(topics, base_url=site.base_url, site_name=settings.digest.site_name)
         rep = Representation(body, OPML_TYPE, PUBLIC_CACHE)
-        return conditional_response(request, rep, now=clock())
+        return conditional_response(request, rep, now=site.clock())
+
+    return opml_index
+
+
+def _private_feed(site: _FeedSite) -> Callable[..., Response]:
+    settings, engine, base_url = site.settings, site.engine, site.base_url
 
     def private_feed(token: TokenParam, request: Request) -> Response:
         """The papers sent to the token's subscriber, newest first (paused, suppressed and
@@ -270,15 +296,21 @@ def feeds_router(
             site_name=settings.digest.site_name,
         )
         rep = Representation(body, ATOM_TYPE, PRIVATE_CACHE)
-        return conditional_response(request, rep, now=clock())
+        return conditional_response(request, rep, now=site.clock())
+
+    return private_feed
+
+
+def _topic_feed(site: _FeedSite) -> Callable[..., Response]:
+    feeds_folder = site.settings.folder("feeds")
 
     def topic_feed(slug: SlugParam, request: Request) -> Response:
-        """The feed file the feeds job wrote for topic ``slug`` (built now if still missing)."""
+        """The feed file the feeds job wrote for topic ``slug``; 503 while it is being built."""
         if not _SLUG.fullmatch(slug):
             raise _not_found()
         path = feeds_folder / f"{slug}.atom"
         try:
-            with reading(engine) as session:
+            with reading(site.engine) as session:
                 store.topic_by_slug(session, slug)
         except NotFoundError:
             raise _not_found() from None
@@ -288,40 +320,57 @@ def feeds_router(
             rep = _read_feed_file(path)
             if rep is None or not written_by_digestd(path):
                 raise _unavailable() from None
-            return conditional_response(request, rep, now=clock())
-        rep = _read_feed_file(path) or build_missing_feed(path)
+            return conditional_response(request, rep, now=site.clock())
+        rep = _read_feed_file(path)
         if rep is None:
-            raise _not_found()  # the topic went away while its feed was being built
-        return conditional_response(request, rep, now=clock())
+            raise _being_built(site.rebuild, path)
+        return conditional_response(request, rep, now=site.clock())
 
+    return topic_feed
+
+
+def feeds_router(
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    rebuild: FeedRebuild | None = None,
+) -> APIRouter:
+    """The router serving the topic feeds, their index page, the OPML list and private feeds.
+
+    ``rebuild`` runs the feeds job in the background when a feed file is missing (by default
+    one of the router's own)."""
+    site = _FeedSite(
+        settings, engine, clock, rebuild or FeedRebuild(partial(run_feeds, settings, engine))
+    )
+    router = APIRouter(tags=["feeds"])
     for index_path in ("/feeds/", "/feeds/index.html"):
         _add_get(
             router,
             index_path,
-            feeds_index,
+            _feeds_index(site),
             responses=_INDEX_RESPONSES,
             summary="The page listing every topic feed",
         )
     _add_get(
         router,
         "/feeds/index.opml",
-        opml_index,
+        _opml_index(site),
         responses=_OPML_RESPONSES,
         summary="The OPML list of every topic feed",
     )
     _add_get(
         router,
         "/feeds/me/{token}.atom",
-        private_feed,
+        _private_feed(site),
         responses=_ATOM_RESPONSES,
         summary="A subscriber's private feed of the papers their digests carried",
     )
     _add_get(
         router,
         "/feeds/{slug}.atom",
-        topic_feed,
+        _topic_feed(site),
         responses=_ATOM_RESPONSES,
         summary="A topic's Atom feed",
     )
-
     return router
