@@ -106,21 +106,41 @@ def update_subscriber(
         subscriber.revised_papers = revised_papers
     if name is not None:
         subscriber.name = name.strip()
+    current = _change_queries(session, subscriber, add=add_queries, remove=remove_queries)
+    followed = _change_follows(session, subscriber, follow=follow, unfollow=unfollow)
+    if not current and not followed:
+        raise InputError(f"subscriber {subscriber.email} would have no query and no topic left")
+    session.add(subscriber)
+    return subscriber
+
+
+def _change_queries(
+    session: Session, subscriber: Subscriber, *, add: Sequence[str], remove: Sequence[str]
+) -> set[str]:
+    """Remove and add a subscriber's queries; the queries they have then."""
+    assert subscriber.id is not None
     current = set(queries_by_subscriber(session).get(subscriber.id, []))
-    for query in remove_queries:
+    for query in remove:
         if query.strip() not in current:
             raise InputError(f"{subscriber.email} has no query {query!r}")
     session.execute(
         delete(Profile).where(
             col(Profile.subscriber_id) == subscriber.id,
-            col(Profile.query).in_([q.strip() for q in remove_queries]),
+            col(Profile.query).in_([q.strip() for q in remove]),
         )
     )
-    for query in check_queries(add_queries):
+    for query in check_queries(add):
         if query not in current:
             session.add(Profile(subscriber_id=subscriber.id, query=query))
             current.add(query)
-    current -= {q.strip() for q in remove_queries}
+    return current - {q.strip() for q in remove}
+
+
+def _change_follows(
+    session: Session, subscriber: Subscriber, *, follow: Sequence[str], unfollow: Sequence[str]
+) -> dict[str, Topic]:
+    """Stop following and start following topics; the topics followed then, by slug."""
+    assert subscriber.id is not None
     followed = {t.slug: t for t in topics_by_subscriber(session).get(subscriber.id, [])}
     for slug in unfollow:
         topic = followed.pop(slug, None)
@@ -137,10 +157,7 @@ def update_subscriber(
             assert topic.id is not None
             session.add(Follow(subscriber_id=subscriber.id, topic_id=topic.id))
             followed[slug] = topic
-    if not current and not followed:
-        raise InputError(f"subscriber {subscriber.email} would have no query and no topic left")
-    session.add(subscriber)
-    return subscriber
+    return followed
 
 
 def subscriber_by_email(session: Session, email: str) -> Subscriber:
