@@ -24,6 +24,7 @@ from digestd import __version__
 from digestd.config import Settings
 from digestd.errors import DigestError
 from digestd.jobs import utc_now
+from digestd.runtime import Runtime
 from digestd.web.feeds_http import feeds_router
 from digestd.web.health import health_router
 from digestd.web.pages import WebPages
@@ -37,10 +38,16 @@ log = logging.getLogger("digestd.web")
 
 
 def create_app(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    runtime: Runtime | None = None,
 ) -> FastAPI:
     """The web application for ``settings`` on ``engine``; ``clock`` gives the current time
-    (sign-up windows and the rate limit follow it)."""
+    (sign-up windows and the rate limit follow it). It runs on ``runtime`` (the daemon's,
+    when it serves the application) or on one of its own, made here with ``clock``."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine, clock=clock)
     app = FastAPI(
         title=f"{settings.digest.site_name} web application",
         version=__version__,
@@ -50,8 +57,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.include_router(WebPages(settings, engine, clock=clock).router())
-    app.include_router(feeds_router(settings, engine, clock=clock))
+    app.include_router(WebPages(runtime).router())
+    app.include_router(feeds_router(settings, engine, clock=runtime.clock, runtime=runtime))
     app.include_router(health_router(engine, settings))
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
     install_error_pages(app, PageRenderer(settings), base_url=settings.feeds.base_url)
@@ -61,12 +68,16 @@ def create_app(
 
 
 def web_server(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    runtime: Runtime | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for the application on ``[web] host`` and ``port``: ``run()`` serves
     until ``should_exit`` is set (from another thread) or, in the main thread, a signal."""
     config = uvicorn.Config(
-        create_app(settings, engine, clock=clock),
+        create_app(settings, engine, clock=clock, runtime=runtime),
         host=settings.web.host,
         port=settings.web.port,
         # Behind a reverse proxy on this machine, uvicorn takes the client's address and

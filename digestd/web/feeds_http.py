@@ -35,6 +35,7 @@ from digestd.feeds_private import SentEntry, build_private_atom
 from digestd.jobs import run_feeds, utc_now
 from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
+from digestd.runtime import Runtime
 from digestd.tokens import read_token
 from digestd.web.health import reading
 from digestd.web.security import policy_with_inline_styles
@@ -193,9 +194,14 @@ def _add_get(
 
 
 def feeds_router(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    runtime: Runtime | None = None,
 ) -> APIRouter:
     """The router serving the topic feeds, their index page, the OPML list and private feeds."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine, clock=clock)
     router = APIRouter(tags=["feeds"])
     feeds_folder = settings.folder("feeds")
     base_url = settings.feeds.base_url.rstrip("/")
@@ -206,7 +212,7 @@ def feeds_router(
         with rebuild_lock:
             if not path.exists():
                 try:
-                    run_feeds(settings, engine)
+                    run_feeds(settings, engine, runtime=runtime)
                 except (DigestError, OSError, SQLAlchemyError) as exc:
                     log.error("cannot build the feeds for %s: %s", path.name, driver_line(exc))
                     raise _unavailable() from None
@@ -243,7 +249,7 @@ def feeds_router(
         if len(token) > _MAX_TOKEN_LENGTH:
             raise _not_found()
         try:
-            secret = settings.link_secret()
+            secret = runtime.link_secret
             with reading(engine) as session:
 
                 def email_of(subscriber_id: int) -> str | None:
