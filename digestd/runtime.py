@@ -2,10 +2,10 @@
 
 The daemon, the web application and each CLI command make one :class:`Runtime` at start and
 pass it down; a test makes its own. Nothing else keeps state between calls: the compiled
-queries and the latest paper indexes (``match``), the recent papers the pages show
-(``recent_papers``), the link secret and the sender identity (derived from the settings the
-first time they are asked for, then kept) all live here, each bounded, and ``close`` drops
-them.
+queries and the latest paper indexes (``match``), the encoded pieces messages share
+(``encoded_pieces``), the recent papers the pages show (``recent_papers``), the link secret,
+the sender identity and the DKIM signer (each derived from the settings once, then kept) all
+live here, each bounded, and ``close`` drops the caches.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from digestd.config import Settings
 from digestd.deliver import FileSender, Sender, SmtpSender
 from digestd.dkim_sign import DkimSigner, load_signer
 from digestd.match import MatchCache
+from digestd.message import EncodedPieces
 from digestd.models import Paper
 
 T = TypeVar("T")
@@ -123,6 +124,7 @@ class Runtime:
         self.clock = clock
         self.identity = sender_identity(settings)
         self.match = MatchCache()
+        self.encoded_pieces = EncodedPieces()  # what messages share, encoded once
         # The papers of the last days the pages show, read again when papers changed
         # (web.recent); the web application's threads share it.
         self.recent_papers: LatestValue[list[Paper]] = LatestValue()
@@ -159,4 +161,5 @@ class Runtime:
     def close(self) -> None:
         """Drop the caches (the runtime stays usable: they fill again)."""
         self.match.clear()
+        self.encoded_pieces.clear()
         self.recent_papers.clear()

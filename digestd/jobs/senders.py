@@ -93,6 +93,7 @@ def message_builder(runtime: Runtime) -> Builder:
             date=item.planned_at,
             message_id=item.message_id,
             signer=signer,
+            encoded_pieces=runtime.encoded_pieces,
         )
         return message, rendered.subject
 

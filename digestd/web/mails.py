@@ -83,6 +83,7 @@ def sign_up_message(
         ),
         date=now,
         signer=runtime.signer,
+        encoded_pieces=runtime.encoded_pieces,
     )
 
 
