@@ -128,6 +128,9 @@ class Runtime:
         # The papers of the last days the pages show, read again when papers changed
         # (web.recent); the web application's threads share it.
         self.recent_papers: LatestValue[list[Paper]] = LatestValue()
+        # The pages run in a thread pool and match over the same index of the recent papers,
+        # whose lazily built parts are not safe to build from two threads at once.
+        self.page_matching = threading.Lock()
         self._lock = threading.Lock()
         self._link_secret: str | None = None
         self._signer: tuple[DkimSigner | None] | None = None  # a tuple once loaded

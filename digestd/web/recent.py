@@ -69,8 +69,9 @@ def recent_papers(runtime: Runtime, session: Session) -> list[Paper]:
 def topic_views(runtime: Runtime, session: Session, topics: Sequence[Topic]) -> list[TopicView]:
     """Each topic with its newest papers of the last days, newest first."""
     papers = recent_papers(runtime, session)
-    result = jobs.match_queries({t.slug: t.query for t in topics}, papers, cache=runtime.match)
-    matched = {t.slug: result.papers(t.slug) for t in topics}
+    with runtime.page_matching:
+        result = jobs.match_queries({t.slug: t.query for t in topics}, papers, cache=runtime.match)
+        matched = {t.slug: result.papers(t.slug) for t in topics}
     by_id = {paper.id: paper for paper in papers}
     views = []
     for topic in topics:
@@ -96,9 +97,10 @@ def check_queries_text(runtime: Runtime, text: str) -> QueryCheck:
         return QueryCheck(valid=True, error="", matches=0, days=RECENT_DAYS, lines=[])
     with read_scope(runtime.engine) as session:
         papers = recent_papers(runtime, session)
-    result = jobs.match_queries(dict(enumerate(lines)), papers, cache=runtime.match)
-    per_line = [result.count(number) for number in range(len(lines))]
-    matched = {paper_id for number in range(len(lines)) for paper_id in result.papers(number)}
+    with runtime.page_matching:
+        result = jobs.match_queries(dict(enumerate(lines)), papers, cache=runtime.match)
+        per_line = [result.count(number) for number in range(len(lines))]
+        matched = {paper_id for number in range(len(lines)) for paper_id in result.papers(number)}
     return QueryCheck(valid=True, error="", matches=len(matched), days=RECENT_DAYS, lines=per_line)
 
 
