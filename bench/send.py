@@ -27,7 +27,7 @@ from bench.common import Report, is_quick, peak_rss_mib
 from bench.render import day_of_digests, our_message
 from bench.sink import HOST, smtp_sink
 from digestd.deliver import SmtpSender, send_concurrently
-from digestd.message import OutgoingMessage
+from digestd.message import EncodedPieces, OutgoingMessage
 
 POOL = 4
 
@@ -74,7 +74,8 @@ def main() -> None:
     """Start the sink, measure, print the table."""
     quick = is_quick()
     subscribers, repeats = (200, 1) if quick else (2_000, 3)
-    messages = [our_message(digest) for digest in day_of_digests(subscribers)]
+    pieces = EncodedPieces()
+    messages = [our_message(digest, pieces) for digest in day_of_digests(subscribers)]
     with smtp_sink() as sink:
         port, count = sink.port, sink.count
         measure(raw_loop, port, messages[:50], 1, count)  # warm up the sink and the client

@@ -28,11 +28,14 @@ from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, sta
 from digestd.jobs.bounce_job import run_bounces
 from digestd.jobs.fetch_job import run_fetch
 from digestd.jobs.send_record import pause_message
+from digestd.runtime import Runtime
 from digestd.sources import HostGate, host_gate
 from digestd.storage import storage_error
 from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
+# What the scheduler calls: (settings, engine, the daemon's runtime).
+ScheduledJob = Callable[[Settings, Engine, "Runtime | None"], None]
 # APScheduler logs every job start and end at INFO: noise every few minutes in an idle daemon.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 # The sources are first polled this long after the start (the inbox is looked into at once).
@@ -55,7 +58,7 @@ def _log_failure(job: str, exc: Exception, engine: Engine) -> None:
         log.warning("%s: %s; the daemon goes on", job, known)
 
 
-def ingest_and_publish(settings: Settings, engine: Engine) -> None:
+def ingest_and_publish(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
     """Ingest the inbox; rebuild the feeds if papers arrived or topics changed. Failures are
     logged, not raised."""
     try:
@@ -71,16 +74,16 @@ def ingest_and_publish(settings: Settings, engine: Engine) -> None:
                 report.quarantined,
             )
         if report.new or feeds_out_of_date(settings, engine):
-            written = run_feeds(settings, engine)
+            written = run_feeds(settings, engine, runtime=runtime)
             log.info("feeds: %d files written", len(written))
     except Exception as exc:
         _log_failure("ingest job", exc, engine)
 
 
-def publish_feeds(settings: Settings, engine: Engine) -> None:
+def publish_feeds(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
     """Rebuild the feeds (papers were fetched). Failures are logged, not raised."""
     try:
-        written = run_feeds(settings, engine)
+        written = run_feeds(settings, engine, runtime=runtime)
         log.info("feeds: %d files written", len(written))
     except Exception as exc:
         _log_failure("feeds job", exc, engine)
@@ -107,22 +110,20 @@ def fetch_and_publish(
         _log_failure(f"fetch job {name}", exc, engine)
 
 
-def _fetcher(
-    name: str, gate: HostGate, publish: Callable[[], None]
-) -> Callable[[Settings, Engine], None]:
+def _fetcher(name: str, gate: HostGate, publish: Callable[[], None]) -> ScheduledJob:
     """The scheduled call that polls source ``name``."""
 
-    def fetch(settings: Settings, engine: Engine) -> None:
+    def fetch(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
         fetch_and_publish(settings, engine, name, gate=gate, publish=publish)
 
     fetch.__name__ = f"fetch_{name}"
     return fetch
 
 
-def send_due(settings: Settings, engine: Engine) -> None:
+def send_due(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
     """Send the digests that are due now. Failures are logged, not raised."""
     try:
-        report = asyncio.run(run_send(settings, engine))
+        report = asyncio.run(run_send(settings, engine, runtime=runtime))
         if report.outcomes:
             log.info(
                 "send: %d sent, %d to retry, %d failed, %d sent again after an interrupted run",
@@ -138,11 +139,12 @@ def send_due(settings: Settings, engine: Engine) -> None:
         _log_failure("send job", exc, engine)
 
 
-def read_bounces(settings: Settings, engine: Engine) -> None:
+def read_bounces(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
     """Record the bounces and complaints waiting in the configured mailbox. Failures are
     logged, not raised."""
     try:
-        report = run_bounces(settings, engine, Path(settings.bounces.path).expanduser())
+        path = Path(settings.bounces.path).expanduser()
+        report = run_bounces(settings, engine, path, runtime=runtime)
         if report.outcomes:
             log.info(
                 "bounces: %d messages read, %d subscribers suppressed",
@@ -153,7 +155,7 @@ def read_bounces(settings: Settings, engine: Engine) -> None:
         _log_failure("bounce job", exc, engine)
 
 
-def purge_sign_ups(settings: Settings, engine: Engine) -> None:
+def purge_sign_ups(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
     """Delete web sign-ups whose confirmation link expired unconfirmed. Failures are logged,
     not raised."""
     try:
@@ -166,27 +168,31 @@ def purge_sign_ups(settings: Settings, engine: Engine) -> None:
         _log_failure("sign-up purge", exc, engine)
 
 
-def _unless_stopping(
-    job: Callable[[Settings, Engine], None], stop: threading.Event
-) -> Callable[[Settings, Engine], None]:
+def _unless_stopping(job: ScheduledJob, stop: threading.Event) -> ScheduledJob:
     """``job`` as a scheduled call that does nothing once a stop was requested, so a run that
     was queued behind the job in flight does not start during shutdown."""
 
-    def run(settings: Settings, engine: Engine) -> None:
+    def run(settings: Settings, engine: Engine, runtime: Runtime | None = None) -> None:
         if not stop.is_set():
-            job(settings, engine)
+            job(settings, engine, runtime)
 
     run.__name__ = job.__name__
     return run
 
 
 def build_scheduler(
-    settings: Settings, engine: Engine, *, stop: threading.Event
+    settings: Settings,
+    engine: Engine,
+    *,
+    stop: threading.Event,
+    runtime: Runtime | None = None,
 ) -> BackgroundScheduler:
     """A scheduler with the ingest, send and (one per source) fetch jobs. The fetch jobs run on
     the "fetch" executor, the others on "default", each one job at a time; a fetch never
     delays ingest or send. The fetch jobs share one host gate (the database's leases):
-    requests to a host stay one at a time and spaced, whichever process sends them."""
+    requests to a host stay one at a time and spaced, whichever process sends them. The jobs
+    share ``runtime`` (the daemon's; else one made here)."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine)
     scheduler = BackgroundScheduler(
         executors={
             "default": ThreadPoolExecutor(max_workers=1),
@@ -200,7 +206,7 @@ def build_scheduler(
         _unless_stopping(ingest_and_publish, stop),
         "interval",
         minutes=schedule.ingest_interval_minutes,
-        args=(settings, engine),
+        args=(settings, engine, runtime),
         id="ingest",
         name="ingest inbox",
         next_run_time=datetime.now(UTC),
@@ -209,7 +215,7 @@ def build_scheduler(
         _unless_stopping(send_due, stop),
         "interval",
         minutes=schedule.send_check_minutes,
-        args=(settings, engine),
+        args=(settings, engine, runtime),
         id="send",
         name="send due digests",
     )
@@ -220,7 +226,7 @@ def build_scheduler(
         # time, and the fetch goes on meanwhile.
         scheduler.add_job(
             _unless_stopping(publish_feeds, stop),
-            args=(settings, engine),
+            args=(settings, engine, runtime),
             name="rebuild feeds after a fetch",
             executor="default",
         )
@@ -230,7 +236,7 @@ def build_scheduler(
             _unless_stopping(_fetcher(spec.name, gate, publish), stop),
             "interval",
             minutes=spec.interval_minutes,
-            args=(settings, engine),
+            args=(settings, engine, runtime),
             id=f"fetch-{spec.name}",
             name=f"fetch source {spec.name}",
             executor="fetch",
@@ -241,7 +247,7 @@ def build_scheduler(
             _unless_stopping(purge_sign_ups, stop),
             "interval",
             hours=1,
-            args=(settings, engine),
+            args=(settings, engine, runtime),
             id="purge-sign-ups",
             name="remove expired sign-ups",
         )
@@ -250,19 +256,19 @@ def build_scheduler(
             _unless_stopping(read_bounces, stop),
             "interval",
             minutes=settings.bounces.check_minutes,
-            args=(settings, engine),
+            args=(settings, engine, runtime),
             id="bounces",
             name="read bounces",
         )
     return scheduler
 
 
-def _start_web(settings: Settings, engine: Engine) -> Callable[[], None]:
+def _start_web(settings: Settings, engine: Engine, runtime: Runtime) -> Callable[[], None]:
     """Serve the web application in a thread; returns what stops it (requests in flight are
     answered first)."""
     from digestd.web import web_server
 
-    server = web_server(settings, engine)
+    server = web_server(settings, engine, clock=runtime.clock, runtime=runtime)
     thread = threading.Thread(target=server.run, name="digestd-web", daemon=True)
     thread.start()
     log.info("web application on http://%s:%d", settings.web.host, settings.web.port)
@@ -288,9 +294,10 @@ def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | No
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-    scheduler = build_scheduler(settings, engine, stop=stop)
+    runtime = Runtime(settings, engine)
+    scheduler = build_scheduler(settings, engine, stop=stop, runtime=runtime)
     scheduler.start()
-    stop_web = _start_web(settings, engine) if settings.web.enabled else None
+    stop_web = _start_web(settings, engine, runtime) if settings.web.enabled else None
     log.info(
         "digestd running: inbox %s every %g min, due digests every %g min, %d sources",
         settings.folder("inbox"),
@@ -302,4 +309,5 @@ def run_daemon(settings: Settings, engine: Engine, *, stop: threading.Event | No
     if stop_web is not None:
         stop_web()
     scheduler.shutdown(wait=True)
+    runtime.close()
     log.info("digestd stopped")

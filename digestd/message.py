@@ -63,8 +63,22 @@ _RANDOM = random.Random()
 # most), and the hashes of pieces seen once. Both start over when full.
 _ENCODED_MOST = 32_768
 _SEEN_MOST = 200_000
-_ENCODED: dict[str, bytes] = {}
-_SEEN_ONCE: set[int] = set()
+
+
+class EncodedPieces:
+    """The quoted-printable encoding of the message pieces that recur, kept for reuse across
+    messages: a runtime (digestd.runtime) keeps one; both parts start over when full."""
+
+    def __init__(self, *, most: int = _ENCODED_MOST, seen_most: int = _SEEN_MOST) -> None:
+        self.most = most
+        self.seen_most = seen_most
+        self.encoded: dict[str, bytes] = {}
+        self.seen_once: set[int] = set()  # hashes of the pieces seen once
+
+    def clear(self) -> None:
+        """Forget every piece."""
+        self.encoded.clear()
+        self.seen_once.clear()
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ def build_message(
     date: datetime.datetime | None = None,
     message_id: str | None = None,
     signer: DkimSigner | None = None,
+    encoded_pieces: EncodedPieces | None = None,
 ) -> OutgoingMessage:
     """A multipart/alternative digest message (text, then HTML) with list headers.
 
@@ -104,7 +119,8 @@ def build_message(
     ``unsubscribe_mailto``, a ``mailto:`` URI, is offered after ``unsubscribe_url``; an https
     URL also gets ``List-Unsubscribe-Post`` (RFC 8058 one-click). ``envelope_from`` is the SMTP
     sender (a VERP bounce address), by default ``from_address``. ``message_id`` (see
-    ``message_id_for``) defaults to a random one; ``signer`` adds a DKIM signature. Raises
+    ``message_id_for``) defaults to a random one; ``signer`` adds a DKIM signature;
+    ``encoded_pieces`` (the runtime's) keeps the encoding of recurring pieces. Raises
     ``ValueError`` when an address, the list id, the message id or a URI cannot be used.
     """
     sender = _addr_spec(from_address)
@@ -144,10 +160,10 @@ def build_message(
             head.encode("ascii"),
             delimiter[2:],
             _PLAIN_HEAD,
-            _quoted_printable(rendered.text, rendered.text_pieces),
+            _quoted_printable(rendered.text, rendered.text_pieces, encoded_pieces),
             delimiter,
             _HTML_HEAD,
-            _quoted_printable(rendered.html, rendered.html_pieces),
+            _quoted_printable(rendered.html, rendered.html_pieces, encoded_pieces),
             delimiter[:-2],
             b"--\r\n",
         ]
@@ -183,12 +199,14 @@ _PLAIN_HEAD = (_PART_HEAD.format("plain") + "\r\n\r\n").encode("ascii")
 _HTML_HEAD = (_PART_HEAD.format("html") + "\r\n\r\n").encode("ascii")
 
 
-def _quoted_printable(text: str, pieces: Sequence[tuple[str, bool]] = ()) -> bytes:
+def _quoted_printable(
+    text: str, pieces: Sequence[tuple[str, bool]] = (), cache: EncodedPieces | None = None
+) -> bytes:
     """``text`` as UTF-8 quoted-printable with CRLF line ends, every line at most 76 bytes.
 
     ``pieces`` are ``text`` cut at line ends (see RenderedDigest). Quoted-printable works line
     by line, so encoding each piece alone gives the same bytes as encoding the whole text, and
-    a piece that recurs across messages is encoded once.
+    a piece that recurs across messages is encoded once (while ``cache`` keeps it).
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -199,25 +217,26 @@ def _quoted_printable(text: str, pieces: Sequence[tuple[str, bool]] = ()) -> byt
         pieces = (*pieces, ("\n", True)) if pieces else ()
     if not pieces:
         return _encode_lines(text)
-    encoded = _ENCODED
-    if len(encoded) > _ENCODED_MOST or len(_SEEN_ONCE) > _SEEN_MOST:
-        encoded.clear()
-        _SEEN_ONCE.clear()
+    if cache is None:
+        cache = EncodedPieces()
+    encoded = cache.encoded
+    if len(encoded) > cache.most or len(cache.seen_once) > cache.seen_most:
+        cache.clear()
     return b"".join(
-        [encoded.get(piece) or _encode_piece(piece, recurs) for piece, recurs in pieces]
+        [encoded.get(piece) or _encode_piece(cache, piece, recurs) for piece, recurs in pieces]
     )
 
 
-def _encode_piece(piece: str, recurs: bool) -> bytes:
+def _encode_piece(cache: EncodedPieces, piece: str, recurs: bool) -> bytes:
     """``piece`` encoded, and kept for reuse if it recurs: marked so, or seen a second time.
     A piece seen once is usually personal (a greeting, an address); keeping those would crowd
     out the rest."""
     result = _encode_lines(piece)
     key = hash(piece)
-    if recurs or key in _SEEN_ONCE:
-        _ENCODED[piece] = result
+    if recurs or key in cache.seen_once:
+        cache.encoded[piece] = result
     else:
-        _SEEN_ONCE.add(key)
+        cache.seen_once.add(key)
     return result
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from digestd.errors import QueryError
 from digestd.match import (
+    MatchCache,
     PaperText,
     compile_profiles,
     compile_query,
@@ -270,11 +271,12 @@ def test_a_later_run_over_the_same_papers_reuses_their_index() -> None:
         )
 
     papers = [paper(1, "graph networks"), paper(2, "vision")]
-    first = common.match_queries({"q": "graph"}, papers)
-    second = common.match_queries({"q": "vision", "r": "graph"}, papers)
+    cache = MatchCache()  # the runtime's, in the daemon and the web application
+    first = common.match_queries({"q": "graph"}, papers, cache=cache)
+    second = common.match_queries({"q": "vision", "r": "graph"}, papers, cache=cache)
     assert second._index is first._index  # indexed once, reused
     assert second.papers("q") == [2] and second.papers("r") == [1]
     edited = [paper(1, "vision transformers"), paper(2, "vision")]
-    third = common.match_queries({"q": "vision"}, edited)
+    third = common.match_queries({"q": "vision"}, edited, cache=cache)
     assert third._index is not first._index  # a text changed: indexed again
     assert third.papers("q") == [1, 2]

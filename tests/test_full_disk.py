@@ -44,6 +44,7 @@ from digestd.errors import StorageError
 from digestd.jobs import send_record
 from digestd.jobs.senders import message_builder
 from digestd.models import Delivery, Subscriber
+from digestd.runtime import Runtime
 from tests.conftest import CliResult
 
 Cli = Callable[..., CliResult]
@@ -212,7 +213,7 @@ def digest_size(settings: Settings) -> int:
     """How many bytes the first subscriber's digest takes as an .eml file."""
     engine = make_engine(settings.database_url)
     first = jobs.prepare_digests(settings, engine, now=jobs.utc_now(), ignore_schedule=True)[0]
-    message, _subject = message_builder(settings)(first)
+    message, _subject = message_builder(Runtime(settings, engine))(first)
     engine.dispose()
     return len(message.data)
 

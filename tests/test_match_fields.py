@@ -11,6 +11,7 @@ import pytest
 from digestd.digest import CandidatePaper, QuerySource, plan_digest
 from digestd.match import (
     Hit,
+    MatchCache,
     PaperMatch,
     PaperText,
     compile_profiles,
@@ -301,12 +302,13 @@ def test_match_queries_reads_authors_and_categories_and_reindexes_when_they_chan
         )
 
     papers = [paper(1, ["Yann LeCun"], ["cs.LG"]), paper(2, ["Yoshua Bengio"], ["stat.ML"])]
-    first = common.match_queries({"a": "author:lecun", "c": "cat:stat"}, papers)
+    cache = MatchCache()  # the runtime's, in the daemon and the web application
+    first = common.match_queries({"a": "author:lecun", "c": "cat:stat"}, papers, cache=cache)
     assert first.papers("a") == [1] and first.papers("c") == [2]
-    again = common.match_queries({"a": "author:bengio graph"}, papers)
+    again = common.match_queries({"a": "author:bengio graph"}, papers, cache=cache)
     assert again._index is first._index
     assert again.papers("a") == [2]
     moved = [paper(1, ["Yann LeCun"], ["cs.LG"]), paper(2, ["Yoshua Bengio"], ["cs.LG"])]
-    third = common.match_queries({"c": "cat:cs.LG"}, moved)
+    third = common.match_queries({"c": "cat:cs.LG"}, moved, cache=cache)
     assert third._index is not first._index  # a category changed: indexed again
     assert third.papers("c") == [1, 2]

@@ -23,6 +23,7 @@ from digestd.config import load_settings
 from digestd.daemon import run_daemon
 from digestd.db import make_engine, migrate
 from digestd.jobs import senders
+from digestd.runtime import Runtime
 from digestd.web.mails import send_sign_up_mail
 from tests.conftest import CliResult
 from tests.smtp_faults import FaultServer, fault_server
@@ -93,7 +94,11 @@ def test_helo_name_is_what_the_server_sees_for_digests_and_sign_up_mails(
     now = datetime.now(UTC)
     assert asyncio.run(
         send_sign_up_mail(
-            settings, kind="already", subscriber_id=7, email="bo@example.org", now=now
+            Runtime(settings, make_engine(settings.database_url)),
+            kind="already",
+            subscriber_id=7,
+            email="bo@example.org",
+            now=now,
         )
     )
     assert server.helo_names == ["mail.digest.example.org"] * 2 and server.count == 2

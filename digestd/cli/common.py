@@ -21,6 +21,7 @@ from sqlmodel import Session
 from digestd.config import Settings, load_settings
 from digestd.db import check_schema, make_engine, read_scope, session_scope
 from digestd.errors import BusyError, DigestError, QueryError, StorageError
+from digestd.runtime import Runtime
 
 app = typer.Typer(
     help="digestd: paper dumps in, personalized email digests and topic Atom feeds out.",
@@ -98,6 +99,11 @@ def ready_engine(config: Settings) -> Engine:
     engine = make_engine(config.database_url)
     check_schema(engine)
     return engine
+
+
+def command_runtime(config: Settings) -> Runtime:
+    """The runtime of this command: ``config`` on a database whose schema is current."""
+    return Runtime(config, ready_engine(config))
 
 
 @contextmanager

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import app, database, out, reading, ready_engine, settings, table
+from digestd.cli.common import (
+    app,
+    command_runtime,
+    database,
+    out,
+    reading,
+    settings,
+    table,
+)
 from digestd.errors import InputError
 from digestd.jobs.bounce_job import run_bounces
 
@@ -142,7 +150,8 @@ def bounces(
 ) -> None:
     """Read delivery status notifications and complaints; record them against subscribers."""
     config = settings()
-    report = run_bounces(config, ready_engine(config), path)
+    runtime = command_runtime(config)
+    report = run_bounces(config, runtime.engine, path, runtime=runtime)
     result = table("message", "kind", "subscriber", "detail")
     for outcome in report.outcomes:
         result.add_row(outcome.source, outcome.kind, outcome.email, outcome.detail)

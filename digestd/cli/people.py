@@ -10,10 +10,10 @@ import typer
 
 from digestd import jobs, store
 from digestd.cli.common import (
+    command_runtime,
     database,
     out,
     reading,
-    ready_engine,
     settings,
     subscriber_app,
     table,
@@ -57,7 +57,8 @@ def topic_edit(
     config = settings()
     with database(config) as session:
         store.edit_topic(session, slug, title=title, description=description)
-    jobs.run_feeds(config, ready_engine(config))
+    runtime = command_runtime(config)
+    jobs.run_feeds(config, runtime.engine, runtime=runtime)
     out.print(f"topic {slug} updated; feeds rebuilt")
 
 

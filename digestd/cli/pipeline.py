@@ -18,6 +18,7 @@ from digestd.cli.common import (
     EXIT_BAD_QUERY_OR_FILE,
     EXIT_WAITING,
     app,
+    command_runtime,
     error_line,
     exit_code,
     out,
@@ -33,6 +34,7 @@ from digestd.demo import run_demo
 from digestd.errors import DigestError, InputError
 from digestd.ingest import FORMATS
 from digestd.jobs.send_record import pause_message, send_log
+from digestd.runtime import Runtime
 
 # `digestd ingest` waits this long past [schedule] inbox_settle_seconds for inbox files still
 # being written; one that is still changing then is left for the next run.
@@ -45,8 +47,9 @@ def init() -> None:
     config = settings()
     for name in ("inbox", "processed", "quarantine", "outbox", "feeds"):
         config.folder(name).mkdir(parents=True, exist_ok=True)
-    migrate(make_engine(config.database_url, create=True))
-    config.link_secret()
+    engine = make_engine(config.database_url, create=True)
+    migrate(engine)
+    Runtime(config, engine).make_link_secret()
     shown = make_url(config.database_url).render_as_string(hide_password=True)
     out.print(f"database ready at {shown}; data folders under {config.data_dir}")
 
@@ -136,10 +139,12 @@ def preview(
     from digestd.render import render_digest
 
     config = settings()
+    runtime = command_runtime(config)
     prepared = jobs.prepare_digests(
         config,
-        ready_engine(config),
-        now=jobs.utc_now(),
+        runtime.engine,
+        runtime=runtime,
+        now=runtime.clock(),
         only_email=email,
         ignore_schedule=True,
         include_paused=True,
@@ -168,14 +173,15 @@ def send(
 ) -> None:
     """Send the digests that are due (and record them, so nothing is sent twice)."""
     config = settings()
-    engine = ready_engine(config)
+    runtime = command_runtime(config)
     for warning in jobs.start_warnings(config):
         sys.stderr.write(f"warning: {warning}\n")
     with progress_bar("send") as advance, shown_with_verbose(send_log.name):
         report = asyncio.run(
             jobs.run_send(
                 config,
-                engine,
+                runtime.engine,
+                runtime=runtime,
                 only_email=to,
                 ignore_schedule=now,
                 dry_run=dry_run,
@@ -205,7 +211,8 @@ def send(
 def feeds() -> None:
     """Rebuild every topic feed and the feeds index."""
     config = settings()
-    written = jobs.run_feeds(config, ready_engine(config))
+    runtime = command_runtime(config)
+    written = jobs.run_feeds(config, runtime.engine, runtime=runtime)
     out.print(f"{len(written)} files written to {config.folder('feeds')}")
 
 

@@ -25,6 +25,7 @@ from digestd.jobs.common import log, utc_now
 from digestd.mailboxes import MailboxItem, mark_read, read_mailbox
 from digestd.models import Subscriber
 from digestd.refusals import RECIPIENT, SENDER
+from digestd.runtime import Runtime
 from digestd.store import signup
 from digestd.tokens import read_token, verp_subscriber
 
@@ -58,14 +59,19 @@ class BounceIntakeReport:
 
 
 def run_bounces(
-    settings: Settings, engine: Engine, path: Path, *, now: datetime | None = None
+    settings: Settings,
+    engine: Engine,
+    path: Path,
+    *,
+    now: datetime | None = None,
+    runtime: Runtime | None = None,
 ) -> BounceIntakeReport:
     """Record every bounce, complaint and mailed unsubscribe request found at ``path`` (a
     message file, an mbox, a maildir or a folder); maildir messages are marked read. A
     plain-text bounce notice counts only when it came to a subscriber's signed VERP address."""
     now = now or utc_now()
     report = BounceIntakeReport()
-    secret = settings.link_secret()
+    secret = (runtime if runtime is not None else Runtime(settings, engine)).link_secret
     for item in read_mailbox(path):
         reports = parse_report(item.data) or parse_plain_bounce(item.data)
         with session_scope(engine) as session:

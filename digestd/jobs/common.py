@@ -1,15 +1,12 @@
-"""What the jobs share: the clock, the progress callback, matching queries, a run lock."""
+"""What the jobs share: the progress callback, matching queries, a run lock."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,23 +16,18 @@ from digestd.digest import (
 from digestd.errors import BusyError
 from digestd.ingest import paper_url
 from digestd.match import (
+    MatchCache,
     MatchResult,
-    PaperIndex,
     PaperText,
     compile_profiles,
-    index_papers,
     match_profiles,
 )
 from digestd.models import Paper
+from digestd.runtime import utc_now as utc_now  # the clock lives with the runtime
 
 log = logging.getLogger("digestd")
 K = TypeVar("K", bound=Hashable)
 Progress = Callable[[str, int], None]  # called with (item name, total items) as each item starts
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
 
 
 def candidate(paper: Paper) -> CandidatePaper:
@@ -62,12 +54,18 @@ def candidate(paper: Paper) -> CandidatePaper:
 
 
 def match_queries(
-    queries: Mapping[K, str], papers: Iterable[Paper | CandidatePaper]
+    queries: Mapping[K, str],
+    papers: Iterable[Paper | CandidatePaper],
+    *,
+    cache: MatchCache | None = None,
 ) -> MatchResult[K, int]:
     """Which of ``papers`` each query matches, and why (compiled once, indexed once).
 
-    A stored query that no longer parses is logged and skipped."""
-    profiles = compile_profiles(queries)
+    ``cache`` (the runtime's) keeps the compiled queries and the index for the next run over
+    the same papers; without one, both are made for this call. A stored query that no longer
+    parses is logged and skipped."""
+    cache = cache if cache is not None else MatchCache()
+    profiles = compile_profiles(queries, catalog=cache.catalog())
     for key, exc in profiles.errors.items():
         log.error("skipping query %r: %s", queries[key], exc)
     texts = {
@@ -75,34 +73,7 @@ def match_queries(
         for p in papers
         if p.id is not None
     }
-    return match_profiles(profiles, _indexed(texts))
-
-
-# The papers indexed by the latest runs, by their ids and texts (authors and categories
-# included): the daemon's send job runs every few minutes over mostly the same papers, and the
-# feeds job over its own set.
-_RECENT_INDEXES: OrderedDict[tuple[tuple[int, PaperText], ...], PaperIndex[int]] = OrderedDict()
-# The send job, the feeds job and the web application's query check each keep theirs.
-_RECENT_INDEXES_KEPT = 3
-_RECENT_INDEXES_LOCK = threading.Lock()
-
-
-def _indexed(texts: dict[int, PaperText]) -> PaperIndex[int]:
-    """``texts`` indexed, or the index of an earlier run over exactly the same papers.
-
-    The web application's thread and the daemon's jobs share this cache, hence the lock."""
-    key = tuple(texts.items())
-    with _RECENT_INDEXES_LOCK:
-        index = _RECENT_INDEXES.get(key)
-        if index is not None:
-            _RECENT_INDEXES.move_to_end(key)
-            return index
-    index = index_papers(texts)
-    with _RECENT_INDEXES_LOCK:
-        _RECENT_INDEXES[key] = index
-        while len(_RECENT_INDEXES) > _RECENT_INDEXES_KEPT:
-            _RECENT_INDEXES.popitem(last=False)
-    return index
+    return match_profiles(profiles, cache.index(texts))
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from digestd.formatting import paper_byline, paper_date
 from digestd.ingest import paper_url
 from digestd.jobs.common import match_queries
 from digestd.models import Paper
+from digestd.runtime import Runtime
 
 
 def paper_page(paper: Paper) -> str:
@@ -70,15 +71,17 @@ def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
     )
 
 
-def run_feeds(settings: Settings, engine: Engine) -> list[Path]:
-    """Rebuild every topic's Atom feed and the feeds index."""
+def run_feeds(settings: Settings, engine: Engine, *, runtime: Runtime | None = None) -> list[Path]:
+    """Rebuild every topic's Atom feed and the feeds index (matching with ``runtime``'s
+    cache when given)."""
     with read_scope(engine) as session:
         topic_rows = store.topics(session)
         since = datetime.now(UTC) - timedelta(days=settings.feeds.lookback_days)
         papers = store.all_papers(session, since=since)
     # Newest first: by the paper's own date, then the newest stored.
     papers.sort(key=lambda p: (p.dump_date, store.aware(p.updated_at)), reverse=True)
-    matches = match_queries({t.slug: t.query for t in topic_rows}, papers)
+    cache = runtime.match if runtime is not None else None
+    matches = match_queries({t.slug: t.query for t in topic_rows}, papers, cache=cache)
     feeds = []
     for topic in topic_rows:
         hits = matches.get(topic.slug)

@@ -23,6 +23,7 @@ from digestd.match import MatchResult
 from digestd.message import message_id_for
 from digestd.models import Delivery, Subscriber
 from digestd.render import Digest
+from digestd.runtime import Runtime
 from digestd.tokens import link_url, unsubscribe_url
 
 
@@ -164,6 +165,7 @@ def prepare_digests(
     ignore_schedule: bool = False,
     include_paused: bool = False,
     report: SendReport | None = None,
+    runtime: Runtime | None = None,
 ) -> list[PreparedDigest]:
     """Plan the digest of every due subscriber (or only ``only_email``); nothing is recorded.
 
@@ -177,6 +179,7 @@ def prepare_digests(
             ignore_schedule=ignore_schedule,
             include_paused=include_paused,
             report=report if report is not None else SendReport(),
+            runtime=runtime,
         )
     )
 
@@ -190,11 +193,13 @@ def plan_due_digests(
     only_email: str | None = None,
     ignore_schedule: bool = False,
     include_paused: bool = False,
+    runtime: Runtime | None = None,
 ) -> Iterator[PreparedDigest]:
     """The digests of the due subscribers, each planned when the iterator reaches it.
 
     Subscribers, papers and matches are loaded when this is called; ``report.due`` is set then.
     Planning lazily keeps one run's memory to the digests in flight, however many are due."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine)
     # Only reads (no write lock): a preview or a dry run answers while another process writes.
     with stage(report.seconds, "load subscribers and papers"), read_scope(engine) as session:
         window = load_window(
@@ -211,9 +216,9 @@ def plan_due_digests(
         return iter(())
     texts, sources = window.query_texts()
     with stage(report.seconds, "match"):
-        matches = match_queries(texts, window.papers.values())
-    secret = settings.link_secret()
-    domain = settings.smtp.from_address.rpartition("@")[2]
+        matches = match_queries(texts, window.papers.values(), cache=runtime.match)
+    secret = runtime.link_secret
+    domain = runtime.identity.domain
     planner = DigestPlanner(
         settings, window, matches, sources, secret, domain, now, forced=ignore_schedule
     )

@@ -40,9 +40,10 @@ from digestd.jobs.send_record import (
     send_log,
     stop_recording,
 )
-from digestd.jobs.senders import Builder, message_builder, open_sender
+from digestd.jobs.senders import Builder, message_builder
 from digestd.refusals import RECIPIENT, enhanced_status, refusal_fault, split_reply
 from digestd.render import render_digest
+from digestd.runtime import Runtime
 
 # Planned rows are written this many at a time, ahead of sending.
 _QUEUE_BATCH = 32
@@ -68,9 +69,11 @@ async def run_send(
     ignore_schedule: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    runtime: Runtime | None = None,
 ) -> SendReport:
     """Send every due digest through the outbox: open ones first (resumed after a crash, or
     due for another attempt), then new ones. Never two digests for one key."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine)
     # Planning and recording must not interleave with another send (the daemon's, or a CLI
     # call): the second would plan the same papers before the first records them.
     lock = nullcontext() if dry_run else exclusive(settings.data_dir / "send.lock", "digestd send")
@@ -83,6 +86,7 @@ async def run_send(
             ignore_schedule=ignore_schedule,
             dry_run=dry_run,
             progress=progress,
+            runtime=runtime,
         )
 
 
@@ -95,6 +99,7 @@ async def _send_all(
     ignore_schedule: bool,
     dry_run: bool,
     progress: Progress | None,
+    runtime: Runtime,
 ) -> SendReport:
     report = SendReport()
     planned = plan_due_digests(
@@ -104,6 +109,7 @@ async def _send_all(
         only_email=only_email,
         ignore_schedule=ignore_schedule,
         report=report,
+        runtime=runtime,
     )
     try:
         if dry_run:
@@ -118,8 +124,8 @@ async def _send_all(
         first = next(planned, None)
         if first is None:
             return report  # nothing to send: no connection to the server
-        build = message_builder(settings)
-        async with open_sender(settings) as sender:
+        build = message_builder(runtime)
+        async with runtime.open_sender() as sender:
             failures = FailureStreak(settings.delivery.error_threshold, report)
 
             async def send(item: PreparedDigest) -> DigestOutcome:

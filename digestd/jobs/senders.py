@@ -12,34 +12,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
 from digestd.config import Settings
-from digestd.deliver import FileSender, OutgoingMessage, Sender, SmtpSender, build_message
-from digestd.dkim_sign import DkimSigner, load_signer
+from digestd.deliver import OutgoingMessage, build_message
 from digestd.jobs.plan_job import PreparedDigest
 from digestd.render import render_digest
+from digestd.runtime import Runtime
+from digestd.runtime import open_sender as open_sender  # its home is the runtime
 from digestd.tokens import unsubscribe_mailto, verp_address
-
-
-def open_sender(settings: Settings) -> AbstractAsyncContextManager[Sender]:
-    """The sender the config asks for: .eml files in the outbox, or SMTP."""
-    if settings.delivery.backend == "smtp":
-        smtp = settings.smtp
-        return SmtpSender(
-            host=smtp.host,
-            port=smtp.port,
-            security=smtp.security,
-            username=smtp.username or None,
-            password=smtp.password or None,
-            timeout=smtp.timeout,
-            ca_file=smtp.ca_file or None,
-            connections=smtp.connections,
-            rate_per_second=settings.delivery.rate_per_second,
-            helo_name=smtp.helo_name or None,
-        )
-    return FileSender(settings.folder("outbox"))
 
 
 def machine_name() -> str:
@@ -86,37 +67,33 @@ def _is_localhost(name: str) -> bool:
 Builder = Callable[[PreparedDigest], tuple[OutgoingMessage, str]]
 
 
-def message_builder(settings: Settings) -> Builder:
-    """Renders and builds one digest's message (and subject) with the run's sender identity
-    and signer."""
-    smtp, delivery = settings.smtp, settings.delivery
-    signer: DkimSigner | None = load_signer(
-        selector=settings.dkim.selector,
-        domain=settings.dkim.domain or smtp.from_address.rpartition("@")[2],
-        private_key_file=settings.dkim.private_key_file,
-    )
-    secret = settings.link_secret()
-    mailto = delivery.unsubscribe_mailto or smtp.from_address
+def message_builder(runtime: Runtime) -> Builder:
+    """Renders and builds one digest's message (and subject) with the runtime's sender
+    identity, link secret and signer (ConfigError for a broken DKIM setup)."""
+    identity, signer, secret = runtime.identity, runtime.signer, runtime.link_secret
+    templates_dir = runtime.settings.templates_dir
+    mailto = identity.unsubscribe_mailto
 
     def build(item: PreparedDigest) -> tuple[OutgoingMessage, str]:
-        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
+        rendered = render_digest(item.digest, templates_dir=templates_dir)
         message = build_message(
             rendered,
-            from_address=smtp.from_address,
-            from_name=smtp.from_name,
+            from_address=identity.from_address,
+            from_name=identity.from_name,
             to_address=item.email,
             to_name=item.name,
-            list_id=settings.list_id,
+            list_id=identity.list_id,
             unsubscribe_url=item.digest.unsubscribe_url,
             unsubscribe_mailto=unsubscribe_mailto(mailto, secret, item.subscriber_id, item.email),
             envelope_from=(
-                verp_address(delivery.bounce_address, item.subscriber_id, secret)
-                if delivery.bounce_address
+                verp_address(identity.bounce_address, item.subscriber_id, secret)
+                if identity.bounce_address
                 else ""
             ),
             date=item.planned_at,
             message_id=item.message_id,
             signer=signer,
+            encoded_pieces=runtime.encoded_pieces,
         )
         return message, rendered.subject
 

@@ -8,8 +8,11 @@ abstract, :func:`hit_labels` names the authors and categories they found. A pape
 :class:`PaperText` (title, abstract, authors, categories). The query language is described in
 :mod:`digestd.match.query`, the tokenization rules in :mod:`digestd.match.text`, author names
 and categories in :mod:`digestd.match.fields`, the engine in :mod:`digestd.match.engine`.
+A :class:`MatchCache` keeps the compiled queries and the latest indexes between runs; its
+owner is the runtime (digestd.runtime).
 """
 
+from digestd.match.cache import MatchCache
 from digestd.match.compile import CompiledProfile, ProfileSet, compile_profiles
 from digestd.match.engine import PaperIndex, index_papers, match_profiles
 from digestd.match.fields import PaperText, hit_labels
@@ -21,6 +24,7 @@ __all__ = [
     "CompiledProfile",
     "CompiledQuery",
     "Hit",
+    "MatchCache",
     "MatchResult",
     "PaperIndex",
     "PaperMatch",

@@ -5,7 +5,8 @@ A shape is a query's tree with its terms replaced by numbered slots, so ``llm -s
 that evaluates a whole list of profiles of that shape over bitsets of papers (one list
 comprehension, no tree walking), and each term is interned once, so the papers of a term are
 found once per run however many profiles use it. Compiled profiles are kept by query text,
-so a profile is parsed again only when its text changes.
+so a profile is parsed again only when its text changes, for as long as the catalog lives (a
+runtime keeps one in its match cache, digestd.match.cache).
 """
 
 from __future__ import annotations
@@ -66,9 +67,9 @@ class ProfileSet(Generic[K]):
 class Catalog:
     """Every term and shape seen so far, interned, and the compiled profile of each query text.
 
-    One catalog lives for the whole process (:data:`CATALOG`), so compiling is paid once per
-    distinct query text; terms and shapes only grow, profiles are dropped past
-    ``MAX_CACHED_PROFILES``.
+    A runtime's match cache keeps one for as long as it runs, so compiling is paid once per
+    distinct query text; terms and shapes only grow (the match cache starts a new catalog past
+    its bound), profiles are dropped past ``MAX_CACHED_PROFILES``.
     """
 
     def __init__(self) -> None:
@@ -122,12 +123,12 @@ class Catalog:
         return (operator, tuple(self._shape_tree(child, slots) for child in node.children))
 
 
-CATALOG = Catalog()
-
-
-def compile_profiles(queries: Mapping[K, str], *, catalog: Catalog = CATALOG) -> ProfileSet[K]:
-    """Every query compiled (from the catalog when its text was seen before) and grouped by
-    shape; a query that does not parse is left out and kept in ``errors``."""
+def compile_profiles(queries: Mapping[K, str], *, catalog: Catalog | None = None) -> ProfileSet[K]:
+    """Every query compiled (from ``catalog`` when its text was seen before, else into a new
+    catalog) and grouped by shape; a query that does not parse is left out and kept in
+    ``errors``."""
+    if catalog is None:
+        catalog = Catalog()
     profiles: ProfileSet[K] = ProfileSet(catalog)
     groups = profiles.groups
     for key, text in queries.items():

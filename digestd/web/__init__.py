@@ -26,6 +26,7 @@ from digestd import __version__
 from digestd.config import Settings
 from digestd.errors import DigestError
 from digestd.jobs import run_feeds, utc_now
+from digestd.runtime import Runtime
 from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.feeds_http import feeds_router
 from digestd.web.health import health_router
@@ -40,10 +41,16 @@ log = logging.getLogger("digestd.web")
 
 
 def create_app(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    runtime: Runtime | None = None,
 ) -> FastAPI:
     """The web application for ``settings`` on ``engine``; ``clock`` gives the current time
-    (sign-up windows and the rate limit follow it)."""
+    (sign-up windows and the rate limit follow it). It runs on ``runtime`` (the daemon's,
+    when it serves the application) or on one of its own, made here with ``clock``."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine, clock=clock)
     app = FastAPI(
         title=f"{settings.digest.site_name} web application",
         version=__version__,
@@ -53,10 +60,18 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.include_router(WebPages(settings, engine, clock=clock).router())
+    app.include_router(WebPages(runtime).router())
     # The app owns the background rebuild of missing feed files (one run at a time).
-    app.state.feed_rebuild = FeedRebuild(partial(run_feeds, settings, engine))
-    app.include_router(feeds_router(settings, engine, clock=clock, rebuild=app.state.feed_rebuild))
+    app.state.feed_rebuild = FeedRebuild(partial(run_feeds, settings, engine, runtime=runtime))
+    app.include_router(
+        feeds_router(
+            settings,
+            engine,
+            clock=runtime.clock,
+            runtime=runtime,
+            rebuild=app.state.feed_rebuild,
+        )
+    )
     app.include_router(health_router(engine, settings))
     app.mount("/static", StaticFiles(directory=static_dir(settings.templates_dir)), name="static")
     install_error_pages(app, PageRenderer(settings), base_url=settings.feeds.base_url)
@@ -66,12 +81,16 @@ def create_app(
 
 
 def web_server(
-    settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    engine: Engine,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    runtime: Runtime | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for the application on ``[web] host`` and ``port``: ``run()`` serves
     until ``should_exit`` is set (from another thread) or, in the main thread, a signal."""
     config = uvicorn.Config(
-        create_app(settings, engine, clock=clock),
+        create_app(settings, engine, clock=clock, runtime=runtime),
         host=settings.web.host,
         port=settings.web.port,
         # Behind a reverse proxy on this machine, uvicorn takes the client's address and

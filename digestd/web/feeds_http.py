@@ -36,6 +36,7 @@ from digestd.feeds_private import SentEntry, build_private_atom
 from digestd.jobs import run_feeds, utc_now
 from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
+from digestd.runtime import Runtime
 from digestd.tokens import read_token
 from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.health import reading
@@ -217,6 +218,7 @@ class _FeedSite:
     engine: Engine
     clock: Callable[[], datetime]
     rebuild: FeedRebuild
+    runtime: Runtime
 
     @property
     def base_url(self) -> str:
@@ -269,7 +271,7 @@ def _private_feed(site: _FeedSite) -> Callable[..., Response]:
         if len(token) > _MAX_TOKEN_LENGTH:
             raise _not_found()
         try:
-            secret = settings.link_secret()
+            secret = site.runtime.link_secret
             with reading(engine) as session:
 
                 def email_of(subscriber_id: int) -> str | None:
@@ -334,15 +336,16 @@ def feeds_router(
     engine: Engine,
     *,
     clock: Callable[[], datetime] = utc_now,
+    runtime: Runtime | None = None,
     rebuild: FeedRebuild | None = None,
 ) -> APIRouter:
     """The router serving the topic feeds, their index page, the OPML list and private feeds.
 
-    ``rebuild`` runs the feeds job in the background when a feed file is missing (by default
-    one of the router's own)."""
-    site = _FeedSite(
-        settings, engine, clock, rebuild or FeedRebuild(partial(run_feeds, settings, engine))
-    )
+    ``runtime`` holds the link secret (by default one of the router's own); ``rebuild`` runs
+    the feeds job in the background when a feed file is missing (by default the router's own)."""
+    runtime = runtime if runtime is not None else Runtime(settings, engine, clock=clock)
+    rebuild = rebuild or FeedRebuild(partial(run_feeds, settings, engine, runtime=runtime))
+    site = _FeedSite(settings, engine, clock, rebuild, runtime)
     router = APIRouter(tags=["feeds"])
     for index_path in ("/feeds/", "/feeds/index.html"):
         _add_get(

@@ -12,11 +12,9 @@ from datetime import datetime
 
 import css_inline
 
-from digestd.config import Settings
-from digestd.dkim_sign import load_signer
-from digestd.jobs import open_sender
 from digestd.message import OutgoingMessage, build_message
 from digestd.render import RenderedDigest
+from digestd.runtime import Runtime
 from digestd.tokens import link_url, verp_address
 from digestd.web.templating import template_source, web_environment
 
@@ -33,7 +31,7 @@ def mail_subject(kind: str, site_name: str) -> str:
 
 
 def sign_up_message(
-    settings: Settings,
+    runtime: Runtime,
     *,
     kind: str,
     subscriber_id: int,
@@ -50,9 +48,8 @@ def sign_up_message(
         raise ValueError(f"unknown sign-up mail {kind!r}")
     if kind == "confirm" and nonce is None:
         raise ValueError("a confirm mail names its sign-up request")
-    secret = settings.link_secret()
+    settings, identity, secret = runtime.settings, runtime.identity, runtime.link_secret
     base_url = settings.feeds.base_url
-    smtp, delivery = settings.smtp, settings.delivery
     subject = mail_subject(kind, settings.digest.site_name)
     context = {
         "subject": subject,
@@ -71,31 +68,27 @@ def sign_up_message(
     text = environment.get_template(f"web/mail_{kind}.txt").render(context)
     html = environment.get_template(f"web/mail_{kind}.html").render(context)
     html = css_inline.inline(html, extra_css=template_source(environment, "digest.css"))
-    signer = load_signer(
-        selector=settings.dkim.selector,
-        domain=settings.dkim.domain or smtp.from_address.rpartition("@")[2],
-        private_key_file=settings.dkim.private_key_file,
-    )
     return build_message(
         RenderedDigest(subject=subject, html=html, text=text),
-        from_address=smtp.from_address,
-        from_name=smtp.from_name,
+        from_address=identity.from_address,
+        from_name=identity.from_name,
         to_address=email,
         to_name="",
-        list_id=settings.list_id,
+        list_id=identity.list_id,
         unsubscribe_url=context["unsubscribe_url"],
         envelope_from=(
-            verp_address(delivery.bounce_address, subscriber_id, secret)
-            if delivery.bounce_address
+            verp_address(identity.bounce_address, subscriber_id, secret)
+            if identity.bounce_address
             else ""
         ),
         date=now,
-        signer=signer,
+        signer=runtime.signer,
+        encoded_pieces=runtime.encoded_pieces,
     )
 
 
 async def send_sign_up_mail(
-    settings: Settings,
+    runtime: Runtime,
     *,
     kind: str,
     subscriber_id: int,
@@ -107,9 +100,9 @@ async def send_sign_up_mail(
     is logged."""
     try:
         message = sign_up_message(
-            settings, kind=kind, subscriber_id=subscriber_id, email=email, now=now, nonce=nonce
+            runtime, kind=kind, subscriber_id=subscriber_id, email=email, now=now, nonce=nonce
         )
-        async with open_sender(settings) as sender:
+        async with runtime.open_sender() as sender:
             result = await sender.send(message)
     except Exception:
         # Whatever went wrong (the server, the config, the address), the sign-up is stored

@@ -10,20 +10,18 @@ only a confirm link that applies its sign-up shows what it applied (its holder g
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from digestd import store
-from digestd.config import Settings
 from digestd.db import read_scope, session_scope
 from digestd.models import Subscriber
+from digestd.runtime import Runtime
 from digestd.store import signup
 from digestd.store.signup import unsubscribed_themselves
 from digestd.tokens import link_url
@@ -76,14 +74,13 @@ Topics = Annotated[list[str] | None, Form()]
 class WebPages:
     """The pages of one site: its settings, database, clock and sign-up limiter."""
 
-    def __init__(
-        self, settings: Settings, engine: Engine, *, clock: Callable[[], datetime]
-    ) -> None:
-        """Pages for ``settings`` on ``engine``; ``clock`` gives the current time."""
-        self.settings = settings
-        self.engine = engine
-        self.clock = clock
-        self.secret = settings.link_secret()
+    def __init__(self, runtime: Runtime) -> None:
+        """Pages for ``runtime``'s settings on its engine, on its clock."""
+        self.runtime = runtime
+        self.settings = settings = runtime.settings
+        self.engine = runtime.engine
+        self.clock = clock = runtime.clock
+        self.secret = runtime.link_secret
         self.pages = PageRenderer(settings)
         self.limiter = RateLimiter(settings.web.subscribe_per_hour, clock=clock)
 
@@ -179,7 +176,7 @@ class WebPages:
             # the address was already known.
             background.add_task(
                 send_sign_up_mail,
-                self.settings,
+                self.runtime,
                 kind=mail.kind,
                 subscriber_id=mail.subscriber_id,
                 email=mail.email,
@@ -298,7 +295,7 @@ class WebPages:
     def query_check(self, queries: str = "") -> QueryCheck:
         """How many papers of the last days the keywords (one query per line) would have
         matched, or why they are not valid."""
-        return check_queries_text(self.engine, queries)
+        return check_queries_text(self.runtime, queries)
 
     # Building the answers
 
@@ -326,7 +323,7 @@ class WebPages:
     ) -> Response:
         with read_scope(self.engine) as session:
             choices = self._choices(session, form, fresh=fresh)
-            views = topic_views(session, choices["topics"])
+            views = topic_views(self.runtime, session, choices["topics"])
         return self.pages.form_page(
             request,
             "index.html",
@@ -353,7 +350,7 @@ class WebPages:
         base, email = self.settings.feeds.base_url, form.email
         with read_scope(self.engine) as session:
             choices = self._choices(session, form, fresh=False)
-        check = check_queries_text(self.engine, form.queries) if form.queries.strip() else None
+        check = check_queries_text(self.runtime, form.queries) if form.queries.strip() else None
         return self.pages.form_page(
             request,
             "manage.html",

@@ -3,14 +3,11 @@ a visitor's keywords would have matched in the last days."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 from sqlalchemy import func
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from digestd import jobs, store
@@ -18,17 +15,11 @@ from digestd.db import read_scope
 from digestd.formatting import NO_BYLINE, Byline, paper_byline
 from digestd.jobs.feeds_job import paper_page
 from digestd.models import Paper, Topic
+from digestd.runtime import Runtime
 from digestd.web.forms import clean_text, query_lines, query_text_error
 
 RECENT_DAYS = 7
 NEWEST_PER_TOPIC = 5
-# jobs.match_queries keeps its recent indexes in a shared dictionary that is not safe to change
-# from two threads at once; the pages run in a thread pool.
-_MATCHING = threading.Lock()
-# The recent papers by database, with the (newest id, newest dump date, latest change) they
-# were read at.
-_RECENT: OrderedDict[str, tuple[tuple[object, ...], list[Paper]]] = OrderedDict()
-_RECENT_LOCK = threading.Lock()
 
 
 class QueryCheck(BaseModel):
@@ -62,33 +53,24 @@ class TopicView:
     description: str = ""
 
 
-def recent_papers(session: Session) -> list[Paper]:
+def recent_papers(runtime: Runtime, session: Session) -> list[Paper]:
     """The papers of the last ``RECENT_DAYS`` days of dumps. They are read again only when
     papers were stored or changed since (the newest id, dump date or ``updated_at`` moved: a
     source may bring a new version, authors or upvotes): a busy page costs one small query,
-    not thousands of rows."""
+    not thousands of rows. ``runtime`` keeps them between requests."""
     newest = session.exec(
         select(func.max(Paper.id), func.max(Paper.dump_date), func.max(Paper.updated_at))
     ).one()
-    key = str(session.get_bind().engine.url)
-    with _RECENT_LOCK:
-        cached = _RECENT.get(key)
-        if cached is not None and cached[0] == tuple(newest):
-            return cached[1]
-    papers = store.papers_of_last_days(session, RECENT_DAYS)
-    with _RECENT_LOCK:
-        _RECENT[key] = (tuple(newest), papers)
-        _RECENT.move_to_end(key)
-        while len(_RECENT) > 4:
-            _RECENT.popitem(last=False)
-    return papers
+    return runtime.recent_papers.get(
+        tuple(newest), lambda: store.papers_of_last_days(session, RECENT_DAYS)
+    )
 
 
-def topic_views(session: Session, topics: Sequence[Topic]) -> list[TopicView]:
+def topic_views(runtime: Runtime, session: Session, topics: Sequence[Topic]) -> list[TopicView]:
     """Each topic with its newest papers of the last days, newest first."""
-    papers = recent_papers(session)
-    with _MATCHING:
-        result = jobs.match_queries({t.slug: t.query for t in topics}, papers)
+    papers = recent_papers(runtime, session)
+    with runtime.page_matching:
+        result = jobs.match_queries({t.slug: t.query for t in topics}, papers, cache=runtime.match)
         matched = {t.slug: result.papers(t.slug) for t in topics}
     by_id = {paper.id: paper for paper in papers}
     views = []
@@ -104,7 +86,7 @@ def paper_link(paper: Paper) -> PaperLink:
     return PaperLink(paper.title, paper_page(paper), paper_byline(paper))
 
 
-def check_queries_text(engine: Engine, text: str) -> QueryCheck:
+def check_queries_text(runtime: Runtime, text: str) -> QueryCheck:
     """How many papers of the last days the keywords (one query per line) match."""
     text = clean_text(text)
     error = query_text_error(text)
@@ -113,10 +95,10 @@ def check_queries_text(engine: Engine, text: str) -> QueryCheck:
     lines = query_lines(text)
     if not lines:
         return QueryCheck(valid=True, error="", matches=0, days=RECENT_DAYS, lines=[])
-    with read_scope(engine) as session:
-        papers = recent_papers(session)
-    with _MATCHING:
-        result = jobs.match_queries(dict(enumerate(lines)), papers)
+    with read_scope(runtime.engine) as session:
+        papers = recent_papers(runtime, session)
+    with runtime.page_matching:
+        result = jobs.match_queries(dict(enumerate(lines)), papers, cache=runtime.match)
         per_line = [result.count(number) for number in range(len(lines))]
         matched = {paper_id for number in range(len(lines)) for paper_id in result.papers(number)}
     return QueryCheck(valid=True, error="", matches=len(matched), days=RECENT_DAYS, lines=per_line)
