@@ -122,9 +122,6 @@ def _parse_date(text: str) -> date:
         raise DigestError(f"--date {text!r} is not a date like 2024-03-14") from None
 
 
-# -- topics -------------------------------------------------------------------------------------
-
-
 @app.command()
 def preview(
     email: str,

@@ -22,8 +22,6 @@ from digestd.web.forms import clean_text, query_lines, query_text_error
 
 RECENT_DAYS = 7
 NEWEST_PER_TOPIC = 5
-# jobs.match_queries keeps its recent indexes in a shared dictionary that is not safe to change
-# from two threads at once; the pages run in a thread pool.
 _MATCHING = threading.Lock()
 # The recent papers by database, with the (newest id, newest dump date, latest change) they
 # were read at.
