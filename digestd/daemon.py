@@ -22,15 +22,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from digestd.config import Settings
-from digestd.db import database_error, session_scope
+from digestd.db import database_error
 from digestd.errors import DigestError, StorageError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, start_warnings
 from digestd.jobs.bounce_job import run_bounces
 from digestd.jobs.fetch_job import run_fetch
+from digestd.jobs.purge_job import run_purge
 from digestd.jobs.send_record import pause_message
 from digestd.sources import HostGate, host_gate
 from digestd.storage import storage_error
-from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
 # APScheduler logs every job start and end at INFO: noise every few minutes in an idle daemon.
@@ -143,6 +143,8 @@ def read_bounces(settings: Settings, engine: Engine) -> None:
     logged, not raised."""
     try:
         report = run_bounces(settings, engine, Path(settings.bounces.path).expanduser())
+        if report.stopped:
+            log.error("bounce job stopped: %s; the daemon goes on", report.stopped)
         if report.outcomes:
             log.info(
                 "bounces: %d messages read, %d subscribers suppressed",
@@ -157,11 +159,9 @@ def purge_sign_ups(settings: Settings, engine: Engine) -> None:
     """Delete web sign-ups whose confirmation link expired unconfirmed. Failures are logged,
     not raised."""
     try:
-        before = datetime.now(UTC) - timedelta(hours=settings.web.confirm_hours)
-        with session_scope(engine) as session:
-            removed = signup.purge_unconfirmed(session, before=before)
-        if removed:
-            log.info("removed %d sign-ups never confirmed", len(removed))
+        purged = run_purge(settings, engine)
+        if purged.subscribers:
+            log.info("removed %d sign-ups never confirmed", len(purged.subscribers))
     except Exception as exc:
         _log_failure("sign-up purge", exc, engine)
 

@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from digestd import jobs, store
-from digestd.cli.common import app, database, out, reading, ready_engine, settings, table
+from digestd.cli.common import (
+    app,
+    database,
+    error_line,
+    exit_code,
+    out,
+    reading,
+    ready_engine,
+    settings,
+    table,
+)
 from digestd.errors import InputError
 from digestd.jobs.bounce_job import run_bounces
 
@@ -152,6 +162,13 @@ def bounces(
         f"{report.count('hard')} hard, {report.count('soft')} soft, "
         f"{report.count('refused')} refused (not the recipient's), "
         f"{report.count('complaint')} complaints, {report.count('unsubscribe')} unsubscribes, "
-        f"{report.count('unmatched')} unmatched, {report.already_known} recorded before; "
-        f"{len(report.suppressed)} suppressed"
+        f"{report.count('unmatched')} unmatched, {report.already_known} recorded before, "
+        f"{report.count('error')} could not be read; {len(report.suppressed)} suppressed"
     )
+    if report.stopped:
+        stopped = report.stopped
+        hint = "; ".join(
+            filter(None, (stopped.hint, "the messages not read are left for the next pass"))
+        )
+        error_line(f"bounces stopped: {stopped.message} ({hint})")
+        raise typer.Exit(exit_code(stopped))
