@@ -22,16 +22,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from digestd.config import Settings
-from digestd.db import database_error, session_scope
+from digestd.db import database_error
 from digestd.errors import DigestError, StorageError
 from digestd.jobs import feeds_out_of_date, run_feeds, run_ingest, run_send, start_warnings
 from digestd.jobs.bounce_job import run_bounces
 from digestd.jobs.fetch_job import run_fetch
+from digestd.jobs.purge_job import run_purge
 from digestd.jobs.send_record import pause_message
 from digestd.runtime import Runtime
 from digestd.sources import HostGate, host_gate
 from digestd.storage import storage_error
-from digestd.store import signup
 
 log = logging.getLogger("digestd.daemon")
 # What the scheduler calls: (settings, engine, the daemon's runtime).
@@ -145,6 +145,8 @@ def read_bounces(settings: Settings, engine: Engine, runtime: Runtime | None = N
     try:
         path = Path(settings.bounces.path).expanduser()
         report = run_bounces(settings, engine, path, runtime=runtime)
+        if report.stopped:
+            log.error("bounce job stopped: %s; the daemon goes on", report.stopped)
         if report.outcomes:
             log.info(
                 "bounces: %d messages read, %d subscribers suppressed",
@@ -159,11 +161,9 @@ def purge_sign_ups(settings: Settings, engine: Engine, runtime: Runtime | None =
     """Delete web sign-ups whose confirmation link expired unconfirmed. Failures are logged,
     not raised."""
     try:
-        before = datetime.now(UTC) - timedelta(hours=settings.web.confirm_hours)
-        with session_scope(engine) as session:
-            removed = signup.purge_unconfirmed(session, before=before)
-        if removed:
-            log.info("removed %d sign-ups never confirmed", len(removed))
+        purged = run_purge(settings, engine)
+        if purged.subscribers:
+            log.info("removed %d sign-ups never confirmed", len(purged.subscribers))
     except Exception as exc:
         _log_failure("sign-up purge", exc, engine)
 

@@ -2,7 +2,7 @@
 
 A ``Sender`` delivers one ``OutgoingMessage`` (see digestd.message) and reports the result:
 ``SmtpSender`` over a small pool of reused SMTP connections, ``FileSender`` into a folder of
-``.eml`` files (for dry runs, tests and debugging). ``send_concurrently`` and ``RateLimiter``
+``.eml`` files (for dry runs, tests and debugging). ``send_concurrently`` and ``SendRate``
 (from digestd.pacing) keep messages in flight on every connection and spaced out over a run.
 
 A result is "sent", "temporary" (try again later: a 4xx reply, or the server could not be
@@ -30,14 +30,14 @@ import aiosmtplib
 from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
 from digestd.message import OutgoingMessage, build_message, header_text
-from digestd.pacing import RateLimiter, send_concurrently
+from digestd.pacing import SendRate, send_concurrently
 from digestd.storage import os_reason, storage_hint
 
 __all__ = [
     "OUTCOMES",
     "FileSender",
     "OutgoingMessage",
-    "RateLimiter",
+    "SendRate",
     "SendResult",
     "Sender",
     "SmtpSender",
@@ -183,7 +183,7 @@ class SmtpSender:
         self.helo_name = helo_name
         self._where = f"{host}:{port}"
         self._tls_context = self._load_tls_context()
-        self._limiter = RateLimiter(rate_per_second)
+        self._limiter = SendRate(rate_per_second)
         self._clients: list[aiosmtplib.SMTP | None] = [None] * connections
         # Free connections, the most recently used on top: sending one message at a time
         # keeps using the first connection, and the others are opened only when needed.

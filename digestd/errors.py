@@ -7,7 +7,8 @@ DigestError                 anything digestd reports as a one-line error
 ├── QueryError              a keyword query cannot be parsed (carries the position)
 ├── NotFoundError           a subscriber, topic or paper named on the command line does not exist
 ├── InputError              any other bad value given by the operator (address, timezone, hour)
-└── DeliveryError           the mail server cannot be reached or refuses the session
+├── StorageError            the database or a data folder cannot be read or written
+└── BusyError               another digestd process holds a lock longer than digestd waits
 """
 
 from __future__ import annotations
@@ -56,10 +57,6 @@ class NotFoundError(DigestError):
 
 class InputError(DigestError):
     """A bad value given by the operator."""
-
-
-class DeliveryError(DigestError):
-    """The mail server cannot be reached or refuses the whole session."""
 
 
 class StorageError(DigestError):

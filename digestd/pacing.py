@@ -39,7 +39,7 @@ async def send_concurrently(
     return [results[index] for index in sorted(results)]
 
 
-class RateLimiter:
+class SendRate:
     """Lets at most ``rate_per_second`` acquisitions through per second; 0 means no limit.
 
     A token bucket that starts empty and holds at most one token: N acquisitions take at least

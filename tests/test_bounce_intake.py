@@ -15,7 +15,9 @@ from sqlmodel import select
 from digestd import store
 from digestd.cli.common import out
 from digestd.config import Settings, load_settings
-from digestd.db import make_engine, migrate, session_scope
+from digestd.db import make_engine, migrate, session_scope, sqlite_file
+from digestd.errors import StorageError
+from digestd.jobs.bounce_job import run_bounces
 from digestd.models import Bounce, Delivery, Subscriber
 from digestd.tokens import make_token, verp_address
 from tests.conftest import CliResult
@@ -359,3 +361,76 @@ def test_a_plain_text_bounce_without_a_valid_verp_address_changes_nothing(
         assert result.code == 0 and "1 unmatched" in flat(result), name
         assert "not to a signed VERP address" in flat(result)
     assert state(engine, "ada@example.net") == (None, [])
+
+
+def nested_message(depth: int = 3000) -> bytes:
+    """A message of messages nested deeper than the email package's parser can recurse."""
+    return (
+        b"From: someone@example.com\r\nSubject: hello\r\nMessage-ID: <nested@example.com>\r\n"
+        b"MIME-Version: 1.0\r\n"
+        + b"Content-Type: message/rfc822\r\n\r\n" * depth
+        + b"Content-Type: text/plain\r\n\r\nhi\r\n"
+    )
+
+
+def test_a_message_that_cannot_be_parsed_is_logged_and_the_others_are_recorded(
+    ready: tuple[Settings, Engine],
+    cli: Callable[..., CliResult],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    add(engine, "bob@example.org")
+    maildir = tmp_path / "Maildir"
+    for folder in ("new", "cur", "tmp"):
+        (maildir / folder).mkdir(parents=True)
+    (maildir / "new" / "1-hard").write_bytes(HARD.read_bytes())
+    (maildir / "new" / "2-nested").write_bytes(nested_message())
+    (maildir / "new" / "3-soft").write_bytes(SOFT.read_bytes())
+    result = cli("bounces", str(maildir))
+    assert result.code == 0, result.err
+    assert "1 hard, 1 soft" in flat(result) and "1 could not be read" in flat(result)
+    assert state(engine, "alice@example.org")[1] == [("hard", "5.1.1")]
+    assert state(engine, "bob@example.org") == (None, [("soft", "4.2.2")])
+    (logged,) = [r for r in caplog.records if "2-nested" in r.getMessage()]
+    assert logged.levelname == "ERROR" and "<nested@example.com>" in logged.getMessage()
+    # Each is marked read: the bad one would fail the same way on every pass.
+    assert list((maildir / "new").iterdir()) == []
+    assert "0 hard, 0 soft" in flat(cli("bounces", str(maildir)))
+
+
+def test_a_bad_message_in_an_mbox_is_counted_between_good_ones(
+    ready: tuple[Settings, Engine], tmp_path: Path
+) -> None:
+    settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    add(engine, "bob@example.org")
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    for data in (HARD.read_bytes(), nested_message(), SOFT.read_bytes()):
+        box.add(data)
+    box.flush()
+    report = run_bounces(settings, engine, tmp_path / "bounces.mbox", now=NOW)
+    assert [o.kind for o in report.outcomes] == ["hard", "error", "soft"]
+    bad = report.outcomes[1]
+    assert bad.source.endswith("bounces.mbox#2") and "<nested@example.com>" in bad.detail
+    assert report.count("error") == 1 and report.stopped is None
+    assert report.suppressed == ["alice@example.org"]
+
+
+def test_a_database_that_cannot_be_written_stops_the_pass(
+    ready: tuple[Settings, Engine], cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    settings, engine = ready
+    add(engine, "alice@example.org", "<a1b2c3d4e5f60718@digest.example.org>")
+    add(engine, "bob@example.org")
+    engine.dispose()
+    database = sqlite_file(settings.database_url)
+    read_only = make_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    for fixture in (HARD, SOFT):
+        box.add(fixture.read_bytes())
+    box.flush()
+    report = run_bounces(settings, read_only, tmp_path / "bounces.mbox", now=NOW)
+    assert isinstance(report.stopped, StorageError) and report.outcomes == []
+    assert state(engine, "alice@example.org") == (None, [])

@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
 import pytest
 
+from digestd.config import load_settings
+from digestd.db import make_engine, session_scope
+from digestd.store import signup
 from tests.conftest import CliResult
 
 Cli = Callable[..., CliResult]
@@ -438,3 +442,30 @@ def test_readme_lists_exactly_the_exit_codes_digestd_uses() -> None:
     }
     used = {value for name, value in vars(common).items() if name.startswith("EXIT_")}
     assert listed == used == {0, 1, 2, 3, 4, 5, 70, 130}
+
+
+def test_purge_deletes_expired_sign_ups_and_keeps_the_rest(ready: Cli, config_file: Path) -> None:
+    engine = make_engine(load_settings(config_file, environ={}).database_url)
+    wants = signup.Preferences(queries=["oracle"], topic_slugs=[])
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        # Past the 48 hours a confirmation link works: the request and the pending subscriber go.
+        for address, hours_ago in (("stale@example.org", 49), ("fresh@example.org", 1)):
+            signup.sign_up(
+                session,
+                address,
+                wants,
+                now=now - timedelta(hours=hours_ago),
+                resend_after=timedelta(minutes=60),
+            )
+    assert ready("subscriber", "add", "admin@example.org", "--query", "oracle").code == 0
+
+    purged = ready("purge")
+    assert purged.code == 0, purged.err
+    assert "stale@example.org" in purged.out and "fresh@example.org" not in purged.out
+    assert "1 expired sign-up requests, 1 never-confirmed subscribers deleted" in purged.out
+    listed = {row["email"] for row in json.loads(ready("subscriber", "list", "--json").out)}
+    assert listed == {"fresh@example.org", "admin@example.org"}
+
+    again = ready("purge")
+    assert again.code == 0 and "0 expired sign-up requests, 0 never-confirmed" in again.out

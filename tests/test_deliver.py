@@ -30,7 +30,6 @@ from digestd.deliver import (
     header_text,
     send_concurrently,
 )
-from digestd.errors import DeliveryError
 from digestd.message import _quoted_printable
 from digestd.render import RenderedDigest
 from tests.conftest import CliResult, SmtpServer
@@ -433,12 +432,12 @@ async def test_send_concurrently_finishes_in_flight_work_then_raises() -> None:
     async def work(item: int) -> int:
         started.append(item)
         if item == 1:
-            raise DeliveryError("lost")
+            raise ConnectionError("lost")
         await asyncio.sleep(0.01)
         finished.append(item)
         return item
 
-    with pytest.raises(DeliveryError):
+    with pytest.raises(ConnectionError):
         await send_concurrently(range(10), work, limit=3)
     assert sorted(started) == [0, 1, 2]  # nothing new started after the failure
     assert sorted(finished) == [0, 2]  # the ones in flight were finished

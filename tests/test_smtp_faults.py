@@ -15,7 +15,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from digestd.deliver import (
     OutgoingMessage,
-    RateLimiter,
+    SendRate,
     SendResult,
     SmtpSender,
     build_message,
@@ -237,7 +237,7 @@ async def test_rate_zero_adds_no_wait(server: FaultServer) -> None:
     # take a few tenths of a second for ten messages).
     assert elapsed < 10 / 4
 
-    limiter = RateLimiter(0)
+    limiter = SendRate(0)
     started = time.monotonic()
     for _ in range(10_000):
         await limiter.acquire()
@@ -246,7 +246,7 @@ async def test_rate_zero_adds_no_wait(server: FaultServer) -> None:
 
 async def test_rate_limiter_starts_empty_and_shares_its_rate_between_waiters() -> None:
     rate = 50.0
-    limiter = RateLimiter(rate)
+    limiter = SendRate(rate)
     created = time.monotonic()
     done: list[float] = []
 
@@ -264,7 +264,7 @@ async def test_rate_limiter_starts_empty_and_shares_its_rate_between_waiters() -
     await limiter.acquire()
     assert time.monotonic() - started >= 1 / rate
     with pytest.raises(ValueError):
-        RateLimiter(-1)
+        SendRate(-1)
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

@@ -900,7 +900,7 @@ def test_the_front_page_shows_each_papers_own_page_and_byline(web_site: WebSite)
 def test_client_addresses_for_the_rate_limit() -> None:
     from starlette.requests import Request
 
-    from digestd.web.security import RateLimiter, client_address
+    from digestd.web.security import SignUpRateLimit, client_address
 
     def request(peer: str, *forwarded: str) -> Request:
         headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
@@ -917,7 +917,7 @@ def test_client_addresses_for_the_rate_limit() -> None:
     assert client_address(request("2001:db8:1:3::1"), proxy_headers=False) != first
 
     clock = Clock()
-    limiter = RateLimiter(2, clock=clock)
+    limiter = SignUpRateLimit(2, clock=clock)
     assert limiter.allow("a") is None and limiter.allow("a") is None
     wait = limiter.allow("a")
     assert wait is not None and timedelta(minutes=59) < wait <= timedelta(hours=1)

@@ -13,6 +13,8 @@ from digestd.cli.common import (
     app,
     command_runtime,
     database,
+    error_line,
+    exit_code,
     out,
     reading,
     settings,
@@ -161,6 +163,13 @@ def bounces(
         f"{report.count('hard')} hard, {report.count('soft')} soft, "
         f"{report.count('refused')} refused (not the recipient's), "
         f"{report.count('complaint')} complaints, {report.count('unsubscribe')} unsubscribes, "
-        f"{report.count('unmatched')} unmatched, {report.already_known} recorded before; "
-        f"{len(report.suppressed)} suppressed"
+        f"{report.count('unmatched')} unmatched, {report.already_known} recorded before, "
+        f"{report.count('error')} could not be read; {len(report.suppressed)} suppressed"
     )
+    if report.stopped:
+        stopped = report.stopped
+        hint = "; ".join(
+            filter(None, (stopped.hint, "the messages not read are left for the next pass"))
+        )
+        error_line(f"bounces stopped: {stopped.message} ({hint})")
+        raise typer.Exit(exit_code(stopped))

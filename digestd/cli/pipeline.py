@@ -1,4 +1,4 @@
-"""CLI commands that run the pipeline: init, ingest, preview, send, feeds, run, web, demo."""
+"""CLI commands that run the pipeline: init, ingest, preview, send, feeds, purge, run, web, demo."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from digestd.db import make_engine, migrate
 from digestd.demo import run_demo
 from digestd.errors import DigestError, InputError
 from digestd.ingest import FORMATS
+from digestd.jobs.purge_job import run_purge
 from digestd.jobs.send_record import pause_message, send_log
 from digestd.runtime import Runtime
 
@@ -125,9 +126,6 @@ def _parse_date(text: str) -> date:
         raise DigestError(f"--date {text!r} is not a date like 2024-03-14") from None
 
 
-# -- topics -------------------------------------------------------------------------------------
-
-
 @app.command()
 def preview(
     email: str,
@@ -214,6 +212,23 @@ def feeds() -> None:
     runtime = command_runtime(config)
     written = jobs.run_feeds(config, runtime.engine, runtime=runtime)
     out.print(f"{len(written)} files written to {config.folder('feeds')}")
+
+
+@app.command()
+def purge() -> None:
+    """Delete web sign-ups whose confirmation link expired unconfirmed (the daemon does this
+    hourly): the expired requests, and the subscribers who never confirmed one."""
+    config = settings()
+    purged = run_purge(config, ready_engine(config))
+    if purged.subscribers:
+        result = table("never confirmed: deleted")
+        for address in purged.subscribers:
+            result.add_row(address)
+        out.print(result)
+    out.print(
+        f"{purged.requests} expired sign-up requests, "
+        f"{len(purged.subscribers)} never-confirmed subscribers deleted"
+    )
 
 
 @app.command()

@@ -10,17 +10,19 @@ import email.policy
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from digestd import store
 from digestd.bounce_notices import parse_plain_bounce
-from digestd.bounces import BounceReport, parse_report
+from digestd.bounces import BounceReport, header_value, message_id_in, parse_report
 from digestd.config import Settings
-from digestd.db import session_scope
-from digestd.errors import NotFoundError
+from digestd.db import database_error, session_scope
+from digestd.errors import BusyError, DigestError, NotFoundError, StorageError
 from digestd.jobs.common import log, utc_now
 from digestd.mailboxes import MailboxItem, mark_read, read_mailbox
 from digestd.models import Subscriber
@@ -39,7 +41,8 @@ class BounceOutcome:
     """What one message in the mailbox turned out to be, and whom it concerned."""
 
     source: str  # the mailbox item's name
-    # "hard", "soft", "refused", "complaint", "unsubscribe", "unmatched", "not a bounce"
+    # "hard", "soft", "refused", "complaint", "unsubscribe", "unmatched", "not a bounce", or
+    # "error" (it could not be read or recorded: logged, and the pass went on)
     kind: str
     email: str = ""
     detail: str = ""
@@ -52,6 +55,9 @@ class BounceIntakeReport:
     outcomes: list[BounceOutcome] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)  # addresses suppressed by this pass
     already_known: int = 0  # reports recorded by an earlier pass
+    # Why the pass stopped before the other messages (the database cannot be written): they
+    # wait for the next pass.
+    stopped: DigestError | None = None
 
     def count(self, kind: str) -> int:
         """How many messages were of ``kind``."""
@@ -73,15 +79,71 @@ def run_bounces(
     report = BounceIntakeReport()
     secret = (runtime if runtime is not None else Runtime(settings, engine)).link_secret
     for item in read_mailbox(path):
-        reports = parse_report(item.data) or parse_plain_bounce(item.data)
+        # Each message stands alone: one that cannot be read or recorded is logged, counted and
+        # marked read (it would fail the same way every pass); the pass goes on.
+        try:
+            _read_one(settings, engine, secret, item, now, report)
+        except SQLAlchemyError as exc:
+            error = database_error(exc, url=engine.url)
+            if isinstance(error, StorageError | BusyError):
+                # Every other message would fail the same way: they wait for the next pass.
+                report.stopped = error
+                break
+            _failed(item, error, report)
+        except Exception as exc:
+            _failed(item, exc, report)
+        mark_read(path, item)
+    return report
+
+
+def _read_one(
+    settings: Settings,
+    engine: Engine,
+    secret: str,
+    item: MailboxItem,
+    now: datetime,
+    report: BounceIntakeReport,
+) -> None:
+    """Record what one message reports, in a transaction of its own."""
+    outcomes = len(report.outcomes)
+    suppressed = len(report.suppressed)
+    known = report.already_known
+    reports = parse_report(item.data) or parse_plain_bounce(item.data)
+    try:
         with session_scope(engine) as session:
             if reports:
                 for bounce in reports:
                     _record(session, settings, secret, item.name, bounce, now, report)
             else:
                 report.outcomes.append(_unsubscribe_request(session, secret, item, now, report))
-        mark_read(path, item)
-    return report
+    except BaseException:
+        # Rolled back: nothing of this message counts.
+        del report.outcomes[outcomes:], report.suppressed[suppressed:]
+        report.already_known = known
+        raise
+
+
+def _failed(item: MailboxItem, error: Exception, report: BounceIntakeReport) -> None:
+    message_id = _message_id(item.data) or "no Message-ID"
+    log.error(
+        "cannot record bounce mailbox message %s (%s): %s: %s",
+        item.name,
+        message_id,
+        type(error).__name__,
+        error,
+        exc_info=not isinstance(error, DigestError),
+    )
+    detail = f"{message_id}: {type(error).__name__}: {error}"
+    report.outcomes.append(BounceOutcome(item.name, "error", detail=detail))
+
+
+def _message_id(data: bytes) -> str | None:
+    """The Message-ID in a message's header, read without parsing its body."""
+    try:
+        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+        return message_id_in(header_value(headers, "Message-ID"))
+    except Exception:
+        return None
 
 
 def _record(

@@ -216,11 +216,21 @@ def unsubscribe(session: Session, subscriber_id: int, *, how: str, now: datetime
     return True
 
 
-def purge_unconfirmed(session: Session, *, before: datetime) -> list[str]:
+@dataclass(frozen=True)
+class PurgedSignUps:
+    """What ``purge_unconfirmed`` deleted: how many expired sign-up requests, and the addresses
+    of the subscribers who never confirmed."""
+
+    requests: int
+    subscribers: list[str]
+
+
+def purge_unconfirmed(session: Session, *, before: datetime) -> PurgedSignUps:
     """Delete the sign-up requests made before ``before`` (their links have expired), and the
-    subscribers who never confirmed and were last mailed a link before then; returns their
-    addresses. Nobody who ever confirmed is touched, whatever they did since."""
-    session.execute(delete(SignUpRequest).where(col(SignUpRequest.created_at) < before))
+    subscribers who never confirmed and were last mailed a link before then. Nobody who ever
+    confirmed is touched, whatever they did since."""
+    expired = session.execute(delete(SignUpRequest).where(col(SignUpRequest.created_at) < before))
+    requests = int(expired.rowcount)  # type: ignore[attr-defined]
     ever_mailed = select(Delivery.subscriber_id).where(Delivery.subscriber_id == Subscriber.id)
     waiting = select(SignUpRequest.subscriber_id).where(
         SignUpRequest.subscriber_id == Subscriber.id
@@ -238,7 +248,7 @@ def purge_unconfirmed(session: Session, *, before: datetime) -> list[str]:
     for subscriber in session.exec(query).all():
         removed.append(subscriber.email)
         remove_subscriber(session, subscriber.email)
-    return removed
+    return PurgedSignUps(requests=requests, subscribers=removed)
 
 
 def set_preferences(session: Session, subscriber: Subscriber, preferences: Preferences) -> None:

@@ -46,7 +46,7 @@ from digestd.web.recent import (
     describe_check,
     topic_views,
 )
-from digestd.web.security import RateLimiter, client_address, csrf_ok, subscriber_by_token
+from digestd.web.security import SignUpRateLimit, client_address, csrf_ok, subscriber_by_token
 from digestd.web.templating import PageRenderer
 
 _HTML: dict[str, Any] = {"text/html": {}}
@@ -82,7 +82,7 @@ class WebPages:
         self.clock = clock = runtime.clock
         self.secret = runtime.link_secret
         self.pages = PageRenderer(settings)
-        self.limiter = RateLimiter(settings.web.subscribe_per_hour, clock=clock)
+        self.limiter = SignUpRateLimit(settings.web.subscribe_per_hour, clock=clock)
 
     def router(self) -> APIRouter:
         """The routes of the pages."""

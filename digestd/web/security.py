@@ -30,7 +30,6 @@ from digestd.models import Subscriber
 from digestd.tokens import read_claim
 
 CSRF_COOKIE = "digestd_csrf"
-CSRF_FIELD = "csrf"
 _CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{32,64}")
 # Our tokens are well under this; a longer one is not read at all.
 _LONGEST_TOKEN = 400
@@ -136,7 +135,7 @@ def client_address(request: Request, *, proxy_headers: bool) -> str:
     return str(ip)
 
 
-class RateLimiter:
+class SignUpRateLimit:
     """At most ``limit`` events per client within a sliding ``window``, by ``clock``.
 
     Kept in memory for the clients seen most recently (a restart forgets everything, which
