@@ -180,6 +180,41 @@ def _unless_stopping(job: ScheduledJob, stop: threading.Event) -> ScheduledJob:
     return run
 
 
+def _add_fetch_jobs(
+    scheduler: BackgroundScheduler,
+    settings: Settings,
+    engine: Engine,
+    *,
+    stop: threading.Event,
+    runtime: Runtime,
+) -> None:
+    """One fetch job per source on the "fetch" executor, sharing one host gate; a fetch that
+    stored papers has the feeds rebuilt on "default"."""
+    gate = host_gate(engine, settings.fetching, stop=stop)
+
+    def publish() -> None:
+        # On "default", after the job in flight there: feeds are written by one thread at a
+        # time, and the fetch goes on meanwhile.
+        scheduler.add_job(
+            _unless_stopping(publish_feeds, stop),
+            args=(settings, engine, runtime),
+            name="rebuild feeds after a fetch",
+            executor="default",
+        )
+
+    for spec in settings.sources:
+        scheduler.add_job(
+            _unless_stopping(_fetcher(spec.name, gate, publish), stop),
+            "interval",
+            minutes=spec.interval_minutes,
+            args=(settings, engine, runtime),
+            id=f"fetch-{spec.name}",
+            name=f"fetch source {spec.name}",
+            executor="fetch",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_FETCH_SECONDS),
+        )
+
+
 def build_scheduler(
     settings: Settings,
     engine: Engine,
@@ -219,29 +254,7 @@ def build_scheduler(
         id="send",
         name="send due digests",
     )
-    gate = host_gate(engine, settings.fetching, stop=stop)
-
-    def publish() -> None:
-        # On "default", after the job in flight there: feeds are written by one thread at a
-        # time, and the fetch goes on meanwhile.
-        scheduler.add_job(
-            _unless_stopping(publish_feeds, stop),
-            args=(settings, engine, runtime),
-            name="rebuild feeds after a fetch",
-            executor="default",
-        )
-
-    for spec in settings.sources:
-        scheduler.add_job(
-            _unless_stopping(_fetcher(spec.name, gate, publish), stop),
-            "interval",
-            minutes=spec.interval_minutes,
-            args=(settings, engine, runtime),
-            id=f"fetch-{spec.name}",
-            name=f"fetch source {spec.name}",
-            executor="fetch",
-            next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_FETCH_SECONDS),
-        )
+    _add_fetch_jobs(scheduler, settings, engine, stop=stop, runtime=runtime)
     if settings.web.enabled:
         scheduler.add_job(
             _unless_stopping(purge_sign_ups, stop),

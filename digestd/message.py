@@ -96,6 +96,31 @@ def header_text(value: str) -> str:
     return _HEADER_UNSAFE.sub(" ", value).strip()
 
 
+def _checked_message_id(message_id: str) -> str:
+    """``message_id`` stripped; ValueError when it is not a usable Message-ID."""
+    mid = message_id.strip()
+    if len(mid) > 900 or not _MESSAGE_ID.fullmatch(mid):
+        raise ValueError(f"unusable message id {message_id!r}")
+    return mid
+
+
+def _body(rendered: RenderedDigest, boundary: str, encoded_pieces: EncodedPieces | None) -> bytes:
+    """The two parts, text then HTML, quoted-printable, between ``boundary`` delimiters."""
+    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
+    return b"".join(
+        [
+            delimiter[2:],
+            _PLAIN_HEAD,
+            _quoted_printable(rendered.text, rendered.text_pieces, encoded_pieces),
+            delimiter,
+            _HTML_HEAD,
+            _quoted_printable(rendered.html, rendered.html_pieces, encoded_pieces),
+            delimiter[:-2],
+            b"--\r\n",
+        ]
+    )
+
+
 def build_message(
     rendered: RenderedDigest,
     *,
@@ -126,12 +151,7 @@ def build_message(
     sender = _addr_spec(from_address)
     recipient = _addr_spec(to_address)
     bounce = _addr_spec(envelope_from) if envelope_from else sender
-    if message_id:
-        mid = message_id.strip()
-        if len(mid) > 900 or not _MESSAGE_ID.fullmatch(mid):
-            raise ValueError(f"unusable message id {message_id!r}")
-    else:
-        mid = _new_message_id(sender)
+    mid = _checked_message_id(message_id) if message_id else _new_message_id(sender)
     url = _uri(unsubscribe_url, "unsubscribe URL")
     boundary = f"=_{_RANDOM.getrandbits(96):024x}"
     # "=_" cannot occur in quoted-printable text (a "=" is always written "=3D"), so the
@@ -154,20 +174,7 @@ def build_message(
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n',
         ]
     )
-    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
-    data = b"".join(
-        [
-            head.encode("ascii"),
-            delimiter[2:],
-            _PLAIN_HEAD,
-            _quoted_printable(rendered.text, rendered.text_pieces, encoded_pieces),
-            delimiter,
-            _HTML_HEAD,
-            _quoted_printable(rendered.html, rendered.html_pieces, encoded_pieces),
-            delimiter[:-2],
-            b"--\r\n",
-        ]
-    )
+    data = head.encode("ascii") + _body(rendered, boundary, encoded_pieces)
     if signer is not None:
         # Last: the signature covers the message exactly as it goes out.
         data = signer.sign(data)

@@ -496,6 +496,7 @@ def test_arbitrary_bytes_inside_a_report_never_raise(noise: bytes) -> None:
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
 @given(name=st.sampled_from(ALL_FIXTURES), data=st.data())
+@pytest.mark.slow
 def test_mangled_fixtures_never_raise(name: str, data: st.DataObject) -> None:
     lines = fixture(name).splitlines(keepends=True)
     doomed = data.draw(st.sets(st.integers(0, len(lines) - 1)))

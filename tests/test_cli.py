@@ -108,6 +108,7 @@ def test_inbox_ingest_moves_files_to_processed(
     assert (tmp_path / "data" / "processed" / "today.txt").exists()
 
 
+@pytest.mark.slow
 def test_topics_and_subscribers(ready: Cli, sample_path: Path) -> None:
     ready("ingest", str(sample_path))
     assert (
@@ -233,6 +234,7 @@ def test_usage_errors_are_one_line_too(cli: Cli, args: tuple[str, ...], message:
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
+@pytest.mark.slow
 def test_a_database_that_is_not_one_is_one_line_without_traceback(
     cli: Cli, config_file: Path, tmp_path: Path
 ) -> None:
@@ -307,6 +309,7 @@ def test_removing_someones_only_topic_needs_force_and_pauses_them(ready: Cli) ->
     assert people["q@example.org"]["status"] == "active"
 
 
+@pytest.mark.slow
 def test_two_sends_at_once_never_mail_twice(
     ready: Cli, config_file: Path, sample_path: Path, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def healthz(port: int) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_daemon_ingests_inbox_publishes_feeds_and_stops_on_sigterm(
     cli,
     config_file: Path,
@@ -145,6 +146,7 @@ def test_feeds_out_of_date_follows_topic_changes(cli, config_file: Path, tmp_pat
     assert jobs.feeds_out_of_date(settings, engine)
 
 
+@pytest.mark.slow
 def test_digestd_web_serves_alone_and_stops_on_sigterm(cli, config_file: Path) -> None:  # type: ignore[no-untyped-def]
     web_port = free_port()
     config_file.write_text(

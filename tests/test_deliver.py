@@ -282,6 +282,7 @@ def body_lines(data: bytes) -> list[bytes]:
 
 @settings(max_examples=300, deadline=None)
 @given(from_name=any_text, to_name=any_text, subject=any_text)
+@pytest.mark.slow
 def test_names_and_subjects_round_trip_through_the_parser(
     from_name: str, to_name: str, subject: str
 ) -> None:
@@ -458,6 +459,7 @@ async def test_pool_of_three_connections_delivers_every_message_exactly_once(
     assert smtp_server.handler.connections == 3
 
 
+@pytest.mark.slow
 def test_send_job_with_a_pool_sends_each_digest_once(
     cli: Cli, config_file: Path, sample_path: Path, smtp_server: SmtpServer
 ) -> None:

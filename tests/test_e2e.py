@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import feedparser
+import pytest
 
 from tests.conftest import CliResult, SmtpServer
 
@@ -60,6 +61,7 @@ def setup_pipeline(cli: Cli, sample_path: Path) -> None:
     assert cli("subscriber", "pause", "paused@example.org").code == 0
 
 
+@pytest.mark.slow
 def test_digests_over_smtp_exactly_once(
     cli: Cli, config_file: Path, sample_path: Path, smtp_server: SmtpServer
 ) -> None:
@@ -122,6 +124,7 @@ def test_digests_over_smtp_exactly_once(
     assert "sent" in shown.out
 
 
+@pytest.mark.slow
 def test_refused_recipient_is_recorded_and_does_not_stop_the_others(
     cli: Cli, config_file: Path, sample_path: Path, smtp_server: SmtpServer
 ) -> None:
@@ -149,6 +152,7 @@ def test_refused_recipient_is_recorded_and_does_not_stop_the_others(
     assert retried == ["ada@example.org"]
 
 
+@pytest.mark.slow
 def test_file_backend_preview_and_feeds(cli: Cli, tmp_path: Path, sample_path: Path) -> None:
     setup_pipeline(cli, sample_path)
     preview = cli("preview", "grace@example.org", "--html", str(tmp_path / "p.html"))
@@ -177,6 +181,7 @@ def test_file_backend_preview_and_feeds(cli: Cli, tmp_path: Path, sample_path: P
     assert "https://digest.example.org/feeds/oracle.atom" in index
 
 
+@pytest.mark.slow
 def test_later_dump_sends_only_new_papers(
     cli: Cli, config_file: Path, sample_path: Path, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:

@@ -131,6 +131,7 @@ def reference(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(queries(), min_size=1, max_size=8), PAPERS)
+@pytest.mark.slow
 def test_engine_equals_reference_evaluator(texts: list[str], paper_texts: list) -> None:  # type: ignore[type-arg]
     good = compilable(texts)
     assume(good)
@@ -141,6 +142,7 @@ def test_engine_equals_reference_evaluator(texts: list[str], paper_texts: list) 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(queries(), min_size=1, max_size=4), PAPERS)
+@pytest.mark.slow
 def test_engine_equals_reference_across_chunks(
     monkeypatch_chunk: None,
     texts: list[str],
@@ -212,6 +214,7 @@ def test_result_counts_and_lists_papers_in_index_order() -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(queries(), min_size=1, max_size=6), PAPERS)
+@pytest.mark.slow
 def test_score_without_explanation_is_the_explained_score(
     texts: list[str], paper_texts: list
 ) -> None:  # type: ignore[type-arg]

@@ -287,6 +287,7 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(title=st.text(), abstract=st.text(), term=st.text(), topic_title=st.text())
+@pytest.mark.slow
 def test_arbitrary_text_always_yields_a_valid_feed(
     title: str, abstract: str, term: str, topic_title: str
 ) -> None:

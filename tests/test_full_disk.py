@@ -254,6 +254,7 @@ def one_line(stderr: str, kind: str) -> str:
 
 
 @pytest.mark.parametrize("disk", [DISK])
+@pytest.mark.slow
 def test_a_full_outbox_disk_pauses_the_run_then_everyone_gets_one_digest(
     small_disk: SmallDisk, config_file: Path, sample_path: Path, disk: str
 ) -> None:
@@ -297,6 +298,7 @@ def test_a_full_outbox_disk_pauses_the_run_then_everyone_gets_one_digest(
 
 
 @pytest.mark.parametrize("disk", [DISK])
+@pytest.mark.slow
 def test_a_full_database_disk_is_one_line_exit_4_then_everyone_gets_one_digest(
     small_disk: SmallDisk, config_file: Path, sample_path: Path, tmp_path: Path, disk: str
 ) -> None:
@@ -449,6 +451,7 @@ def test_a_digest_the_database_cannot_record_as_sending_is_not_sent(
     assert_everyone_mailed_once(settings, outbox, people)
 
 
+@pytest.mark.slow
 def test_a_disk_short_of_its_reserve_pauses_the_run_before_anything_is_sent(
     config_file: Path, sample_path: Path
 ) -> None:
@@ -493,6 +496,7 @@ def test_a_read_only_data_folder_is_one_line_exit_4(
 
 
 @pytest.mark.parametrize("disk", [DISK])
+@pytest.mark.slow
 def test_ingest_into_a_full_database_is_one_line_exit_4_and_the_file_waits(
     small_disk: SmallDisk, config_file: Path, sample_path: Path, tmp_path: Path, disk: str
 ) -> None:
@@ -528,6 +532,7 @@ def test_ingest_into_a_full_database_is_one_line_exit_4_and_the_file_waits(
 
 
 @pytest.mark.parametrize("disk", [DISK])
+@pytest.mark.slow
 def test_ingest_with_a_full_quarantine_disk_stops_at_that_file(
     small_disk: SmallDisk, config_file: Path, sample_path: Path, disk: str
 ) -> None:

@@ -56,6 +56,7 @@ print(json.dumps([[o.name, o.status, o.detail] for o in report.sources]), flush=
 """
 
 
+@pytest.mark.slow
 def test_two_processes_take_turns_at_one_host(site_for: SiteFor, server: SourceServer) -> None:
     names = {"first": ["a1", "a2", "a3"], "second": ["b1", "b2", "b3"]}
     sources = []

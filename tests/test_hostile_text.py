@@ -10,6 +10,7 @@ from html import unescape
 from pathlib import Path
 
 import feedparser
+import pytest
 
 from tests.conftest import CliResult
 
@@ -23,6 +24,7 @@ ABSTRACT = (
 CLEAN_TITLE = TITLE.replace("\x07", "")
 
 
+@pytest.mark.slow
 def test_hostile_text_is_escaped_and_intact_everywhere(cli: Cli, tmp_path: Path) -> None:
     dump = tmp_path / "hostile.txt"
     dump.write_text(f"header\n\nMar 14\n\n{TITLE}\n\n{ABSTRACT}\n", encoding="utf-8")

@@ -75,6 +75,7 @@ def digestd(config_file: Path, *args: str, **env: str) -> subprocess.CompletedPr
 # -- a file still being written ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ingest_waits_for_an_inbox_file_still_being_written(
     ready: Cli, config_file: Path, tmp_path: Path, sample_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_ingest_waits_for_an_inbox_file_still_being_written(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_ingest_of_a_named_file_does_not_wait(
     ready: Cli, config_file: Path, tmp_path: Path, sample_path: Path
 ) -> None:
@@ -107,6 +109,7 @@ def test_ingest_of_a_named_file_does_not_wait(
     assert time.monotonic() - started < 30  # far less than the settle time it would wait
 
 
+@pytest.mark.slow
 def test_an_inbox_file_that_never_settles_is_left_for_the_next_run(
     ready: Cli, tmp_path: Path, sample_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

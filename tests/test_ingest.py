@@ -233,6 +233,7 @@ papers = st.lists(
 
 
 @given(papers)
+@pytest.mark.slow
 def test_ordinary_titles_and_abstracts_parse_exactly(pairs: list[tuple[str, str]]) -> None:
     assert papers_of("\n\n".join(f"{title}\n\n{abstract}" for title, abstract in pairs)) == pairs
 

@@ -101,6 +101,7 @@ READERS: dict[tuple[str, ...], str] = {
 }
 
 
+@pytest.mark.slow
 def test_readers_answer_while_another_process_holds_a_long_write(
     stocked: None,
     held_write: subprocess.Popen[str],
@@ -131,6 +132,7 @@ def test_readers_answer_while_another_process_holds_a_long_write(
     assert "Background on this error" not in wrote.err and "Traceback" not in wrote.err
 
 
+@pytest.mark.slow
 def test_the_daemon_starts_while_another_process_holds_a_long_write(
     stocked: None, held_write: subprocess.Popen[str], config_file: Path
 ) -> None:

@@ -337,6 +337,7 @@ def matched(query: str, papers: dict[int, Paper]) -> set[int]:
 
 @settings(max_examples=200)
 @given(positive_queries(), positive_queries(), PAPERS)
+@pytest.mark.slow
 def test_or_is_the_union_and_and_the_intersection(
     a: str, b: str, texts: list[tuple[str, str]]
 ) -> None:
@@ -350,6 +351,7 @@ def test_or_is_the_union_and_and_the_intersection(
 
 @settings(max_examples=200)
 @given(positive_queries(), PAPERS)
+@pytest.mark.slow
 def test_every_match_is_explained_by_hits(text: str, texts: list[tuple[str, str]]) -> None:
     query = compile_query(text)
     for title, abstract in texts:

@@ -315,6 +315,7 @@ hostile_text = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(subject=hostile_text, from_name=hostile_text, to_name=hostile_text)
+@pytest.mark.slow
 def test_no_text_in_subject_or_names_changes_the_header_set(
     subject: str, from_name: str, to_name: str
 ) -> None:

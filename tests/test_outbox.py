@@ -217,6 +217,7 @@ def test_rate_limit_holds_over_the_whole_run(
 
 
 @pytest.mark.parametrize("runner", ["send", "daemon"])
+@pytest.mark.slow
 def test_killed_send_resumes_with_the_same_message_ids(
     config_file: Path, server: FaultServer, sample_path: Path, tmp_path: Path, runner: str
 ) -> None:
@@ -287,6 +288,7 @@ def test_killed_send_resumes_with_the_same_message_ids(
         assert store.resent_count(session) == len(in_flight)
 
 
+@pytest.mark.slow
 def test_a_cli_write_and_a_daemon_write_at_once_both_succeed(
     config_file: Path, tmp_path: Path
 ) -> None:

@@ -82,6 +82,7 @@ def test_pipeline_on_postgres(
     assert "[]" in cli("subscriber", "list", "--json").out
 
 
+@pytest.mark.slow
 def test_two_ingests_at_once_give_every_paper_an_instant_of_its_own(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -245,6 +245,7 @@ def _uts_namespace_works() -> bool:
     return probe.returncode == 0 and probe.stdout.strip() == "localhost"
 
 
+@pytest.mark.slow
 def test_a_machine_really_named_localhost_warns_once(
     cli: Callable[..., CliResult],
     config_file: Path,

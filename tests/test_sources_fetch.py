@@ -124,6 +124,7 @@ def test_a_429_waits_for_retry_after(site_for: SiteFor, server: SourceServer) ->
     assert second.started - first.ended >= 1.0
 
 
+@pytest.mark.slow
 def test_a_retry_after_over_the_cap_ends_the_poll_at_once(
     site_for: SiteFor, server: SourceServer
 ) -> None:

@@ -261,6 +261,7 @@ fuzzy_papers = st.builds(
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(fuzzy_papers, min_size=1, max_size=6), min_size=1, max_size=4))
+@pytest.mark.slow
 def test_store_dump_is_storing_one_paper_at_a_time(dumps: list[list[ParsedPaper]]) -> None:
     engine = make_engine("sqlite://")
     SQLModel.metadata.create_all(engine)

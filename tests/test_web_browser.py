@@ -261,6 +261,7 @@ def confirm(page: Page, site: Site, address: str) -> None:
     assert subscriber is not None and subscriber.confirmed_at is not None
 
 
+@pytest.mark.slow
 def test_subscribe_confirm_manage_unsubscribe(
     browser: Browser, site: Site, artifacts: Path
 ) -> None:
@@ -327,6 +328,7 @@ def test_subscribe_confirm_manage_unsubscribe(
     context.close()
 
 
+@pytest.mark.slow
 def test_pages_fit_a_narrow_screen(browser: Browser, site: Site, artifacts: Path) -> None:
     context = browser.new_context(
         viewport={"width": NARROW, "height": 740}, is_mobile=True, has_touch=True
@@ -361,6 +363,7 @@ def test_pages_fit_a_narrow_screen(browser: Browser, site: Site, artifacts: Path
     context.close()
 
 
+@pytest.mark.slow
 def test_subscribe_and_confirm_without_javascript(browser: Browser, site: Site) -> None:
     address = "nojs@example.org"
     context = browser.new_context(java_script_enabled=False, timezone_id="Europe/Paris")
@@ -384,6 +387,7 @@ def test_subscribe_and_confirm_without_javascript(browser: Browser, site: Site) 
     context.close()
 
 
+@pytest.mark.slow
 def test_javascript_preselects_the_timezone_and_checks_queries_live(
     browser: Browser, site: Site
 ) -> None:

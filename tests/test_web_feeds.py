@@ -687,6 +687,7 @@ async def test_the_site_answers_503_naming_a_source_failing_too_long(config_file
     assert body["sources"]["arxiv-cl"]["last_error"].startswith("HTTP 503")
 
 
+@pytest.mark.slow
 async def test_healthz_on_an_empty_database(config_file: Path) -> None:
     settings = load_settings(config_file, environ={})
     engine = make_engine(settings.database_url, create=True)

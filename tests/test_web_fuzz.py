@@ -174,6 +174,7 @@ def fuzz(operation: APIOperation, site: FuzzSite) -> str:
     return ""
 
 
+@pytest.mark.slow
 def test_no_request_makes_a_server_error(fuzz_site: FuzzSite) -> None:
     # The schema is loaded here rather than with schemathesis' pytest loaders: the app needs
     # the seeded database of a fixture, and the lazy loader (schemathesis.pytest.from_fixture)

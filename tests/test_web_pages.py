@@ -785,6 +785,7 @@ def test_saving_preferences_changes_the_database(web_site: WebSite) -> None:
     assert resumed.revised_papers is False
 
 
+@pytest.mark.slow
 def test_a_bad_preference_is_a_400_that_keeps_the_typed_values(web_site: WebSite) -> None:
     site = web_site
     bob_id = add_subscriber(site, "bob@example.org")

@@ -95,6 +95,20 @@ def ingest(
             progress=advance,
             format=format,
         )
+    _print_ingest_report(report)
+    if report.stopped:
+        stopped = report.stopped
+        hint = "; ".join(
+            filter(None, (stopped.hint, "the files not ingested are left as they are"))
+        )
+        error_line(f"ingest stopped: {stopped.message} ({hint})")
+        raise typer.Exit(exit_code(stopped))
+    if report.quarantined or report.errors:
+        raise typer.Exit(EXIT_BAD_QUERY_OR_FILE)
+
+
+def _print_ingest_report(report: jobs.IngestReport) -> None:
+    """The table of files and the line of totals."""
     result = table("file", "status", "new", "already known", "revised", "detail")
     for f in report.files:
         result.add_row(f.path.name, f.status, str(f.new), str(f.known), str(f.revised), f.detail)
@@ -108,15 +122,6 @@ def ingest(
     if report.unsettled:
         names = ", ".join(p.name for p in report.unsettled)
         out.print(f"still being written, left for the next run: {names}")
-    if report.stopped:
-        stopped = report.stopped
-        hint = "; ".join(
-            filter(None, (stopped.hint, "the files not ingested are left as they are"))
-        )
-        error_line(f"ingest stopped: {stopped.message} ({hint})")
-        raise typer.Exit(exit_code(stopped))
-    if report.quarantined or report.errors:
-        raise typer.Exit(EXIT_BAD_QUERY_OR_FILE)
 
 
 def _parse_date(text: str) -> date:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from digestd import store
 from digestd.config import Settings
 from digestd.db import read_scope
-from digestd.digest import PlannedDigest, QuerySource, digest_key, local_now, plan_digest
+from digestd.digest import PlannedDigest, QuerySource, plan_digest
 from digestd.jobs.common import match_queries, stage
 from digestd.jobs.plan_window import PlanningWindow, load_window
 from digestd.jobs.reports import SendReport
@@ -24,6 +24,7 @@ from digestd.message import message_id_for
 from digestd.models import Delivery, Subscriber
 from digestd.render import Digest
 from digestd.runtime import Runtime
+from digestd.schedule import Schedule
 from digestd.tokens import link_url, unsubscribe_url
 
 
@@ -51,9 +52,10 @@ class PreparedDigest:
 def _new_key(now: datetime, subscriber: Subscriber, last_keys: dict[int, str], forced: bool) -> str:
     """The key of a new digest: the local date; a forced send on a day that already has its
     digest gets the local time too, so it is a digest of its own."""
-    key = digest_key(now, subscriber.timezone)
+    schedule = Schedule.of(subscriber)
+    key = schedule.digest_key(now)
     if forced and last_keys.get(subscriber.id or 0, "")[:10] >= key:
-        key += local_now(now, subscriber.timezone).strftime("T%H%M%S%f")
+        key += schedule.local(now).strftime("T%H%M%S%f")
     return key
 
 

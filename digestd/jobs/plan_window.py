@@ -11,10 +11,11 @@ from sqlmodel import Session
 
 from digestd import store
 from digestd.config import Settings
-from digestd.digest import CandidatePaper, QuerySource, is_due
+from digestd.digest import CandidatePaper, QuerySource
 from digestd.errors import InputError
 from digestd.jobs.common import candidate
 from digestd.models import Delivery, Subscriber, Topic
+from digestd.schedule import Schedule
 
 # A paper stored while a digest was being planned is older than that digest's record; reaching
 # back this far past the last completed digest keeps it a candidate (the sent list stops repeats).
@@ -98,15 +99,8 @@ def select_due(
                 continue
             resumed[s.id] = row
             due.append(s)
-        elif is_due(
-            now=now,
-            timezone=s.timezone,
-            frequency=s.frequency,
-            send_hour=s.send_hour,
-            weekday=s.weekday,
-            last_key=last_keys.get(s.id),
-            created=s.created_at,
-            ignore_schedule=ignore_schedule,
+        elif ignore_schedule or Schedule.of(s).is_due(
+            now, last_key=last_keys.get(s.id), created=s.created_at
         ):
             due.append(s)
     return DueSelection(due, resumed)

@@ -113,13 +113,7 @@ async def _send_all(
     )
     try:
         if dry_run:
-            for item in planned:
-                rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
-                report.outcomes.append(
-                    DigestOutcome(
-                        item.email, "dry-run", len(item.planned.entries), rendered.subject
-                    )
-                )
+            report.outcomes.extend(_dry_run(settings, planned))
             return report
         first = next(planned, None)
         if first is None:
@@ -153,6 +147,17 @@ async def _send_all(
             )
             if error is not None:  # they are found empty again by the next run
                 stop_recording(report, error, "cannot record the digests with nothing new")
+
+
+def _dry_run(settings: Settings, planned: Iterable[PreparedDigest]) -> list[DigestOutcome]:
+    """What a send would mail: each digest rendered, nothing sent or recorded."""
+    outcomes = []
+    for item in planned:
+        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
+        outcomes.append(
+            DigestOutcome(item.email, "dry-run", len(item.planned.entries), rendered.subject)
+        )
+    return outcomes
 
 
 def _queued(

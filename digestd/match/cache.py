@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from digestd.match.compile import Catalog
 from digestd.match.engine import PaperIndex, index_papers
 from digestd.match.fields import PaperText
+from digestd.match.text import WordTable
 
 # Past this many interned terms (or compiled query texts) the catalog starts over.
 MAX_CATALOG_TERMS = 1_000_000
@@ -26,7 +27,8 @@ IndexKey = tuple[tuple[int, PaperText], ...]
 
 
 class MatchCache:
-    """The catalog queries are compiled into, and the indexes of the latest runs' papers.
+    """The catalog queries are compiled into, the indexes of the latest runs' papers, and the
+    word table those indexes looked their words up in.
 
     The web application's threads and the daemon's jobs share one, hence the lock."""
 
@@ -43,6 +45,7 @@ class MatchCache:
         self._catalog = Catalog()
         self._indexes: OrderedDict[IndexKey, PaperIndex[int]] = OrderedDict()
         self._lock = threading.Lock()
+        self.words = WordTable()  # bounded on its own
 
     def catalog(self) -> Catalog:
         """The catalog to compile into; a new one once the current one passed its bound (a
@@ -62,7 +65,7 @@ class MatchCache:
             if index is not None:
                 self._indexes.move_to_end(key)
                 return index
-        index = index_papers(texts)
+        index = index_papers(texts, words=self.words)
         with self._lock:
             self._indexes[key] = index
             while len(self._indexes) > self.indexes_kept:
@@ -70,7 +73,8 @@ class MatchCache:
         return index
 
     def clear(self) -> None:
-        """Drop the catalog and the indexes."""
+        """Drop the catalog, the indexes and the word table."""
         with self._lock:
             self._catalog = Catalog()
             self._indexes.clear()
+            self.words.clear()

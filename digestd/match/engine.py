@@ -29,7 +29,7 @@ from digestd.match.compile import Catalog, ProfileSet
 from digestd.match.fields import PaperText, author_words, category_words
 from digestd.match.nodes import Phrase, Term, Word
 from digestd.match.results import MatchResult
-from digestd.match.text import Field, analyze_words
+from digestd.match.text import Field, WordTable
 
 K = TypeVar("K", bound=Hashable)
 P = TypeVar("P", bound=Hashable)
@@ -57,9 +57,9 @@ class _FieldIndex:
     _prefix_words: dict[str, list[str]] = field(default_factory=dict)
     _pairs_indexed: tuple[int, int] = (0, 0)
 
-    def add(self, number: int, text: str) -> None:
-        """Index ``text`` as paper ``number`` (the next one)."""
-        norms, stems = analyze_words(text)
+    def add(self, number: int, text: str, words: WordTable) -> None:
+        """Index ``text`` as paper ``number`` (the next one), its words looked up in ``words``."""
+        norms, stems = words.analyze(text)
         self.add_words(number, norms, stems)
 
     def add_words(self, number: int, norms: list[str], stems: list[str]) -> None:
@@ -234,9 +234,13 @@ class PaperIndex(Generic[P]):
         return sum(len(chunk.keys) for chunk in self.chunks)
 
 
-def index_papers(papers: Mapping[P, PaperText | tuple[str, str]]) -> PaperIndex[P]:
+def index_papers(
+    papers: Mapping[P, PaperText | tuple[str, str]], *, words: WordTable | None = None
+) -> PaperIndex[P]:
     """``papers`` (key -> PaperText) tokenized, normalized, stemmed and indexed once; a plain
-    ``(title, abstract)`` pair reads as a paper without authors or categories."""
+    ``(title, abstract)`` pair reads as a paper without authors or categories. ``words`` is
+    the word table to look words up in (the MatchCache's; by default one of this call's)."""
+    words = words if words is not None else WordTable()
     index: PaperIndex[P] = PaperIndex()
     chunk = _Chunk()
     for key, text in papers.items():
@@ -246,8 +250,8 @@ def index_papers(papers: Mapping[P, PaperText | tuple[str, str]]) -> PaperIndex[
         paper = text if isinstance(text, PaperText) else PaperText(*text)
         number = len(chunk.keys)
         chunk.keys.append(key)
-        chunk.fields["title"].add(number, paper.title)
-        chunk.fields["abstract"].add(number, paper.abstract)
+        chunk.fields["title"].add(number, paper.title, words)
+        chunk.fields["abstract"].add(number, paper.abstract, words)
         chunk.authors.append(paper.authors)
         chunk.categories.append(paper.categories)
     if chunk.keys:

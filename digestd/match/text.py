@@ -102,28 +102,45 @@ _ASCII_FOLD = bytes(
 _WORD_CACHE_SIZE = 500_000
 
 
-def analyze_words(text: str) -> tuple[list[str], list[str]]:
-    """The normalized forms and the stems of the words of ``text``, in order.
+class WordTable:
+    """Folded ASCII word -> its normalized form and its stem, for every text analyzed with it:
+    most words recur, and a dictionary lookup is far cheaper than stemming. Bounded (cleared
+    past ``limit`` words); a MatchCache owns the one its indexes share."""
 
-    The same words as :func:`tokenize`, without offsets: what matching needs, quickly.
-    """
-    if not text.isascii():
-        tokens = tokenize(text)
-        return [t.norm for t in tokens], [t.stem for t in tokens]
-    words = text.encode("ascii").translate(_ASCII_FOLD).split()
-    try:
-        return list(map(_NORMS.__getitem__, words)), list(map(_STEMS.__getitem__, words))
-    except KeyError:
-        pass  # a word not seen before: analyze the new ones, then look up again
-    if len(_NORMS) > _WORD_CACHE_SIZE:
-        _NORMS.clear()
-        _STEMS.clear()
-    for word in set(words).difference(_NORMS):
-        norm = _NORMS[word] = word.decode("ascii")
-        _STEMS[word] = stem(norm)
-    return list(map(_NORMS.__getitem__, words)), list(map(_STEMS.__getitem__, words))
+    def __init__(self, limit: int = _WORD_CACHE_SIZE) -> None:
+        self.limit = limit
+        self._norms: dict[bytes, str] = {}
+        self._stems: dict[bytes, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._norms)
+
+    def clear(self) -> None:
+        """Forget every word."""
+        self._norms.clear()
+        self._stems.clear()
+
+    def analyze(self, text: str) -> tuple[list[str], list[str]]:
+        """The normalized forms and the stems of the words of ``text``, in order: the same
+        words as :func:`tokenize`, without offsets, what matching needs, quickly."""
+        if not text.isascii():
+            tokens = tokenize(text)
+            return [t.norm for t in tokens], [t.stem for t in tokens]
+        words = text.encode("ascii").translate(_ASCII_FOLD).split()
+        norms, stems = self._norms, self._stems
+        try:
+            return list(map(norms.__getitem__, words)), list(map(stems.__getitem__, words))
+        except KeyError:
+            pass  # a word not seen before: analyze the new ones, then look up again
+        if len(norms) > self.limit:
+            self.clear()
+        for word in set(words).difference(norms):
+            norm = norms[word] = word.decode("ascii")
+            stems[word] = stem(norm)
+        return list(map(norms.__getitem__, words)), list(map(stems.__getitem__, words))
 
 
-# Folded ASCII word -> its normalized form and its stem, shared by every text analyzed.
-_NORMS: dict[bytes, str] = {}
-_STEMS: dict[bytes, str] = {}
+def analyze_words(text: str, words: WordTable | None = None) -> tuple[list[str], list[str]]:
+    """The normalized forms and the stems of the words of ``text``, in order, looked up in
+    ``words`` (a table of this call's own by default)."""
+    return (words if words is not None else WordTable()).analyze(text)

@@ -142,13 +142,7 @@ class WebPages:
         form again with what is wrong. The answer is the same for every valid address."""
         wait = self.limiter.allow(client_address(request, proxy_headers=self._proxied))
         if wait is not None:
-            response = self.pages.message(
-                "Too many sign-ups",
-                "Too many sign-ups came from your network in the last hour. Try again later.",
-                status=429,
-            )
-            response.headers["Retry-After"] = str(int(wait.total_seconds()) + 1)
-            return response
+            return self._too_many(wait)
         if not csrf_ok(request, csrf):
             return self.pages.forbidden()
         schedule = self.settings.schedule
@@ -189,6 +183,16 @@ class WebPages:
             "Open the link in it to confirm your subscription. Nothing else is sent to you "
             "until you do.",
         )
+
+    def _too_many(self, wait: timedelta) -> Response:
+        """429: too many sign-ups from one network; try again after ``wait``."""
+        response = self.pages.message(
+            "Too many sign-ups",
+            "Too many sign-ups came from your network in the last hour. Try again later.",
+            status=429,
+        )
+        response.headers["Retry-After"] = str(int(wait.total_seconds()) + 1)
+        return response
 
     def confirm_page(self, request: Request, token: str) -> Response:
         """A button that confirms (only the POST does: mail scanners follow links)."""
