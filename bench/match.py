@@ -36,7 +36,7 @@ from digestd.match import (
 )
 from digestd.match.compile import Catalog
 from digestd.match.query import And, Node, Not, Or, Phrase, Prefix, Word
-from tests.reference_match import analyze_paper, match_papers
+from tests.support.reference_match import analyze_paper, match_papers
 
 PAPERS_PER_DAY = 1_000
 REFERENCE_PROFILES = 100

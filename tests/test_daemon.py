@@ -22,8 +22,8 @@ import pytest
 from digestd import daemon
 from digestd.config import load_settings
 from tests.conftest import CliResult, free_port
-from tests.source_server import Reply, SourceServer
-from tests.sources_site import (  # noqa: F401  (the server and site_for fixtures)
+from tests.support.source_server import Reply, SourceServer
+from tests.support.sources_site import (  # noqa: F401  (the server and site_for fixtures)
     BODY,
     Site,
     SiteFor,

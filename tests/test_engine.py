@@ -17,8 +17,8 @@ from digestd.match import (
 )
 from digestd.match import engine as engine_module
 from digestd.match.compile import Catalog
-from tests.matching import engine_match_all
-from tests.reference_match import analyze_paper, match_papers
+from tests.support.matching import engine_match_all
+from tests.support.reference_match import analyze_paper, match_papers
 
 WORDS = ["graph", "graphs", "neural", "network", "model", "models", "modeling", "text", "sql"]
 NOISE = ["Graph,", "naïve", "Naive", "text-to-SQL", "-", "of", "the", ".", "Ångström", "x2"]

@@ -29,7 +29,7 @@ from digestd.runtime import Runtime
 from digestd.tokens import link_url
 from digestd.web.recent import check_queries_text
 from tests.conftest import free_port
-from tests.web_server import running_app, site_settings
+from tests.support.web_server import running_app, site_settings
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 # Titles a validator or a reader could take for markup, entities or broken text.

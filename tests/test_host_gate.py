@@ -24,8 +24,8 @@ from digestd.db import make_engine, migrate, read_scope, session_scope
 from digestd.jobs.fetch_job import run_fetch
 from digestd.models import HostLease
 from digestd.sources import HostBusy, HostGate, host_gate
-from tests.source_server import Reply, SourceServer
-from tests.sources_site import (  # noqa: F401  (the server and site_for fixtures)
+from tests.support.source_server import Reply, SourceServer
+from tests.support.sources_site import (  # noqa: F401  (the server and site_for fixtures)
     BODY,
     SLACK,
     SiteFor,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from digestd.match import Hit, PaperMatch, compile_query, highlight
 from digestd.match.text import normalize, tokenize
-from tests.matching import engine_match, engine_match_all
+from tests.support.matching import engine_match, engine_match_all
 
 Paper = tuple[str, str]
 

@@ -21,8 +21,8 @@ from digestd.match import (
     index_papers,
     match_profiles,
 )
-from tests.matching import engine_match
-from tests.reference_match import analyze_paper, match_paper
+from tests.support.matching import engine_match
+from tests.support.reference_match import analyze_paper, match_paper
 
 
 def match_of(

@@ -29,13 +29,13 @@ from digestd.db import make_engine, migrate, session_scope
 from digestd.jobs.send_job import backoff_delay
 from digestd.models import Bounce, Delivery, Subscriber
 from tests.conftest import CliResult
-from tests.outbox_site import (  # noqa: F401  (the server and ready fixtures)
+from tests.support.outbox_site import (  # noqa: F401  (the server and ready fixtures)
     QUERY,
     T0,
     ready_fixture,
     server_fixture,
 )
-from tests.smtp_faults import FaultServer, refusing_port
+from tests.support.smtp_faults import FaultServer, refusing_port
 
 
 def add_people(engine: Engine, count: int, *, prefix: str = "reader") -> list[str]:

@@ -21,8 +21,8 @@ from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.ingest import DumpFile, ParsedDump, ParsedPaper
 from digestd.models import Dump, Paper, PaperVersion, SentPaper
-from tests.outbox_site import server_fixture  # noqa: F401  (the server fixture)
-from tests.smtp_faults import FaultServer
+from tests.support.outbox_site import server_fixture  # noqa: F401  (the server fixture)
+from tests.support.smtp_faults import FaultServer
 from tests.test_postgres import postgres_url  # noqa: F401  (the fixture, for the postgres runs)
 
 T0 = datetime(2026, 6, 12, 8, 0, tzinfo=UTC)

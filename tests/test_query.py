@@ -10,7 +10,7 @@ from digestd.errors import QueryError
 from digestd.match import CompiledQuery, compile_query
 from digestd.match.query import MAX_NESTING, MAX_QUERY_LENGTH, And, Not, Or, Phrase, Prefix, Word
 from digestd.match.text import stem
-from tests.matching import engine_match
+from tests.support.matching import engine_match
 
 
 def word(text: str, field: str | None = None) -> Word:

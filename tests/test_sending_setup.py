@@ -26,7 +26,7 @@ from digestd.jobs import senders
 from digestd.runtime import Runtime
 from digestd.web.mails import send_sign_up_mail
 from tests.conftest import CliResult
-from tests.smtp_faults import FaultServer, fault_server
+from tests.support.smtp_faults import FaultServer, fault_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

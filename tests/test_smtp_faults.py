@@ -23,7 +23,7 @@ from digestd.deliver import (
 )
 from digestd.render import RenderedDigest
 from tests.conftest import RecordingHandler, free_port
-from tests.smtp_faults import FaultServer, fault_server, refusing_port
+from tests.support.smtp_faults import FaultServer, fault_server, refusing_port
 
 ADA, BOB = "ada@example.org", "bob@example.org"
 

@@ -19,8 +19,8 @@ from digestd.db import session_scope
 from digestd.errors import ConfigError
 from digestd.web.health import health_router
 from tests.conftest import CliResult
-from tests.source_server import Reply, SourceServer
-from tests.sources_site import (  # noqa: F401  (the server and site_for fixtures)
+from tests.support.source_server import Reply, SourceServer
+from tests.support.sources_site import (  # noqa: F401  (the server and site_for fixtures)
     BODY,
     Site,
     SiteFor,

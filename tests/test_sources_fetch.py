@@ -18,8 +18,8 @@ from digestd.errors import NotFoundError
 from digestd.jobs.fetch_job import run_fetch
 from digestd.models import Dump, SourceState
 from digestd.sources import host_gate, retry_after_seconds
-from tests.source_server import Reply, SourceServer
-from tests.sources_site import (  # noqa: F401  (the server and site_for fixtures)
+from tests.support.source_server import Reply, SourceServer
+from tests.support.sources_site import (  # noqa: F401  (the server and site_for fixtures)
     BODY,
     SLACK,
     Site,

@@ -31,8 +31,8 @@ from digestd.models import Subscriber
 from digestd.store.people import find_subscriber
 from digestd.tokens import link_url
 from tests.conftest import free_port
-from tests.smtp_faults import FaultServer, fault_server
-from tests.web_server import running_app
+from tests.support.smtp_faults import FaultServer, fault_server
+from tests.support.web_server import running_app
 
 pytestmark = pytest.mark.browser
 

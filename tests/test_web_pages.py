@@ -1,5 +1,5 @@
 """The web pages over HTTP: httpx against the app running under uvicorn, a real SQLite file and
-a real SMTP server for the mails (tests/web_server.py)."""
+a real SMTP server for the mails (tests/support/web_server.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from digestd.store import signup
 from digestd.tokens import make_token, read_token
 from digestd.web.security import CONTENT_SECURITY_POLICY, CSRF_COOKIE
 from tests.conftest import free_port
-from tests.web_server import (
+from tests.support.web_server import (
     Clock,
     WebSite,
     running_app,

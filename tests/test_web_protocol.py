@@ -1,6 +1,6 @@
 """The site answers like a site, whatever is asked: error pages in its own style, redirects that
 never leave it whatever the Host header says, and HEAD wherever GET works. Over HTTP against
-the application running under uvicorn (tests/web_server.py)."""
+the application running under uvicorn (tests/support/web_server.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from digestd.db import make_engine, migrate, session_scope
 from digestd.tokens import make_token
 from digestd.web.security import CONTENT_SECURITY_POLICY
 from tests.conftest import SAMPLE
+from tests.support.web_server import WebSite, running_app, web_site_fixture  # noqa: F401
 from tests.test_web_pages import add_subscriber, h1, token
-from tests.web_server import WebSite, running_app, web_site_fixture  # noqa: F401
 
 BASE_URL = "https://digest.example.org"  # the test config's [feeds] base_url
 HOSTILE_HOST = "evil.example"

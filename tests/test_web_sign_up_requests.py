@@ -1,5 +1,5 @@
 """An unsubscribe stands, and each confirmation link applies the preferences of the sign-up that
-mailed it: over HTTP against the running site (tests/web_server.py), with the links taken from
+mailed it: over HTTP against the running site (tests/support/web_server.py), with the links taken from
 the mails a real SMTP server received and digests sent by real send runs."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from digestd.store import signup
 from digestd.tokens import unsubscribe_mailto
 from digestd.web.security import CSRF_COOKIE
 from tests.conftest import SAMPLE
+from tests.support.web_server import WebSite, web_site_fixture  # noqa: F401  (the web_site fixture)
 from tests.test_web_pages import (
     add_topic,
     client,
@@ -38,7 +39,6 @@ from tests.test_web_pages import (
     subscriber,
     subscriber_rows,
 )
-from tests.web_server import WebSite, web_site_fixture  # noqa: F401  (the web_site fixture)
 
 ADA = "ada@example.org"
 

@@ -19,13 +19,13 @@ from digestd.config import Settings
 from digestd.db import session_scope
 from digestd.models import Bounce, Delivery, Subscriber
 from tests.conftest import CliResult
-from tests.outbox_site import (  # noqa: F401  (the server and ready fixtures)
+from tests.support.outbox_site import (  # noqa: F401  (the server and ready fixtures)
     QUERY,
     T0,
     ready_fixture,
     server_fixture,
 )
-from tests.smtp_faults import FaultServer
+from tests.support.smtp_faults import FaultServer
 
 RCPT, DATA = "RCPT TO", "DATA"
 

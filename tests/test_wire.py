@@ -24,7 +24,7 @@ from digestd import jobs, store
 from digestd.config import DkimSettings, load_settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.models import Delivery
-from tests.smtp_faults import FaultServer, fault_server
+from tests.support.smtp_faults import FaultServer, fault_server
 from tests.test_message_standards import HEADERS
 
 HOSTILE_NAMES = [

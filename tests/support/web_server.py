@@ -2,9 +2,9 @@
 
 ``running_app(settings, engine)`` is a context manager giving the base URL. The ``web_site``
 fixture gives a whole site: a migrated SQLite database under tmp_path, a real SMTP server
-(tests.smtp_faults) as the mail backend, a clock the test can move, and the app with
+(tests.support.smtp_faults) as the mail backend, a clock the test can move, and the app with
 ``[feeds] base_url`` pointing at itself, so mailed links lead back to it. A test module uses it
-with ``from tests.web_server import web_site_fixture  # noqa: F401``.
+with ``from tests.support.web_server import web_site_fixture  # noqa: F401``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate
 from digestd.web import create_app
 from tests.conftest import free_port
-from tests.smtp_faults import FaultServer, fault_server
+from tests.support.smtp_faults import FaultServer, fault_server
 
 
 class Clock:

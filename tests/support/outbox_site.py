@@ -1,6 +1,6 @@
-"""What the outbox tests share: a fault SMTP server (tests.smtp_faults) and settings that send
-to it over a migrated database holding the sample. A test module uses the fixtures with
-``from tests.outbox_site import ready_fixture, server_fixture  # noqa: F401``."""
+"""What the outbox tests share: a fault SMTP server (tests.support.smtp_faults) and settings
+that send to it over a migrated database holding the sample. A test module uses the fixtures with
+``from tests.support.outbox_site import ready_fixture, server_fixture  # noqa: F401``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from digestd import jobs
 from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate
-from tests.smtp_faults import FaultServer, fault_server
+from tests.support.smtp_faults import FaultServer, fault_server
 
 QUERY = "oracle OR sql OR model OR learning OR language"
 # The moment the tests' send runs take as now: a minute ahead, so rows the fixtures write

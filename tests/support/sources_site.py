@@ -17,7 +17,7 @@ from digestd.config import Settings, load_settings
 from digestd.db import make_engine, migrate, read_scope
 from digestd.models import Dump, Paper
 from tests.conftest import SAMPLE
-from tests.source_server import SourceServer
+from tests.support.source_server import SourceServer
 
 BODY = SAMPLE.read_bytes()  # a text dump of 87 papers
 FAST = {
