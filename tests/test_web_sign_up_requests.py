@@ -1,6 +1,6 @@
 """An unsubscribe stands, and each confirmation link applies the preferences of the sign-up that
-mailed it: over HTTP against the running site (tests/support/web_server.py), with the links taken from
-the mails a real SMTP server received and digests sent by real send runs."""
+mailed it: over HTTP against the running site (tests/support/web_server.py), with the links taken
+from the mails a real SMTP server received and digests sent by real send runs."""
 
 from __future__ import annotations
 

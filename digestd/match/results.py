@@ -3,7 +3,7 @@
 Scores and hits are worked out only for the (profile, paper) pairs someone asks about: in
 bulk for ranking (:meth:`MatchResult.scores`), one by one for what a digest shows
 (:meth:`MatchResult.explain`). Both give exactly what the straightforward evaluator gives
-(tests/reference_match.py), and share per-(term, paper) hits across every profile.
+(tests/support/reference_match.py), and share per-(term, paper) hits across every profile.
 """
 
 from __future__ import annotations
