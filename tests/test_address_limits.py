@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import CliResult
+from tests.support.web_pages import client, subscribe, subscriber, subscriber_rows
 from tests.support.web_server import WebSite, web_site_fixture  # noqa: F401  (the web_site fixture)
-from tests.test_web_pages import client, subscribe, subscriber, subscriber_rows
 
 
 def local_part(octets: int) -> str:

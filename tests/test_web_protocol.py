@@ -20,8 +20,8 @@ from digestd.db import make_engine, migrate, session_scope
 from digestd.tokens import make_token
 from digestd.web.security import CONTENT_SECURITY_POLICY
 from tests.conftest import SAMPLE
+from tests.support.web_pages import add_subscriber, h1, token
 from tests.support.web_server import WebSite, running_app, web_site_fixture  # noqa: F401
-from tests.test_web_pages import add_subscriber, h1, token
 
 BASE_URL = "https://digest.example.org"  # the test config's [feeds] base_url
 HOSTILE_HOST = "evil.example"

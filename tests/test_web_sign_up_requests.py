@@ -25,8 +25,7 @@ from digestd.store import signup
 from digestd.tokens import unsubscribe_mailto
 from digestd.web.security import CSRF_COOKIE
 from tests.conftest import SAMPLE
-from tests.support.web_server import WebSite, web_site_fixture  # noqa: F401  (the web_site fixture)
-from tests.test_web_pages import (
+from tests.support.web_pages import (
     add_topic,
     client,
     csrf_of,
@@ -39,6 +38,7 @@ from tests.test_web_pages import (
     subscriber,
     subscriber_rows,
 )
+from tests.support.web_server import WebSite, web_site_fixture  # noqa: F401  (the web_site fixture)
 
 ADA = "ada@example.org"
 
