@@ -22,10 +22,9 @@ import hashlib
 import hmac
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.header import Header
-from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -55,7 +54,7 @@ _LONGEST_PLAIN_PHRASE = 400
 # Folding keeps header lines near 78 characters (RFC 5322's "should"); 998 is the hard limit.
 _FOLD_AT = 78
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
-_CACHE_SIZE = 4096
+_HEADERS_MOST = 4096  # header values an EncodedPieces keeps
 # Message ids and boundaries need to be unique, not secret: a generator seeded from the
 # system's randomness at start is enough, and saves a system call per message.
 _RANDOM = random.Random()
@@ -74,11 +73,24 @@ class EncodedPieces:
         self.seen_most = seen_most
         self.encoded: dict[str, bytes] = {}
         self.seen_once: set[int] = set()  # hashes of the pieces seen once
+        # Header values by (how they are made, from what): names, subjects, dates, list ids.
+        self.headers: dict[tuple[object, ...], str] = {}
 
     def clear(self) -> None:
         """Forget every piece."""
         self.encoded.clear()
         self.seen_once.clear()
+        self.headers.clear()
+
+    def header(self, make: Callable[..., str], *args: object) -> str:
+        """``make(*args)``, a header value, made once and kept while there is room."""
+        key = (make, *args)
+        found = self.headers.get(key)
+        if found is None:
+            if len(self.headers) >= _HEADERS_MOST:
+                self.headers.clear()
+            found = self.headers[key] = make(*args)
+        return found
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,11 @@ class OutgoingMessage:
 def header_text(value: str) -> str:
     """``value`` made safe for a header: control characters and line breaks become spaces."""
     return _HEADER_UNSAFE.sub(" ", value).strip()
+
+
+def _make(make: Callable[..., str], *args: object) -> str:
+    """``make(*args)``: a header value made afresh (no EncodedPieces to keep it)."""
+    return make(*args)
 
 
 def _checked_message_id(message_id: str) -> str:
@@ -149,6 +166,7 @@ def build_message(
     ``ValueError`` when an address, the list id, the message id or a URI cannot be used.
     """
     sender = _addr_spec(from_address)
+    made = encoded_pieces.header if encoded_pieces else _make
     recipient = _addr_spec(to_address)
     bounce = _addr_spec(envelope_from) if envelope_from else sender
     mid = _checked_message_id(message_id) if message_id else _new_message_id(sender)
@@ -158,15 +176,15 @@ def build_message(
     # boundary cannot collide with a line of either part.
     head = "".join(
         [
-            _mailbox_header("From", from_name, sender),
-            _mailbox_header("To", to_name, recipient),
-            _subject_header(header_text(rendered.subject)),
+            _mailbox_header("From", made(_phrase, from_name), sender),
+            _mailbox_header("To", made(_phrase, to_name), recipient),
+            made(_subject_header, header_text(rendered.subject)),
             "Date: ",
-            _date(date or datetime.datetime.now(datetime.UTC)),
+            made(_date, date or datetime.datetime.now(datetime.UTC)),
             "\r\nMessage-ID: ",
             mid,
             "\r\n",
-            _list_id_header(list_id, from_name),
+            made(_list_id_header, list_id, from_name),
             _list_unsubscribe(url, _mailto(unsubscribe_mailto) if unsubscribe_mailto else ""),
             # RFC 8058: one-click unsubscribing is only for https URLs.
             _ONE_CLICK if url[:8].lower() == "https://" else "",
@@ -260,13 +278,11 @@ def _addr_spec(address: str) -> str:
     return value
 
 
-def _mailbox_header(name: str, display_name: str, addr_spec: str) -> str:
-    """``Name: display <addr-spec>``, folded; no display name gives ``Name: addr-spec``."""
-    phrase = _phrase(display_name)
+def _mailbox_header(name: str, phrase: str, addr_spec: str) -> str:
+    """``Name: phrase <addr-spec>``, folded; no phrase gives ``Name: addr-spec``."""
     return _fold(f"{name}: {phrase} <{addr_spec}>") if phrase else f"{name}: {addr_spec}\r\n"
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
 def _phrase(display_name: str) -> str:
     """A display name as a header phrase: bare, quoted, or RFC 2047 encoded words."""
     phrase = header_text(display_name)
@@ -279,7 +295,6 @@ def _phrase(display_name: str) -> str:
     return f'"{email.utils.quote(phrase)}"'
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
 def _subject_header(subject: str) -> str:
     """``Subject: ...``, as encoded words if not ASCII or if it holds what looks like one."""
     if subject.isascii() and "=?" not in subject and all(len(w) < 900 for w in subject.split()):
@@ -315,7 +330,6 @@ def _fold(line: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-@lru_cache(maxsize=64)
 def _date(when: datetime.datetime) -> str:
     return email.utils.format_datetime(when)
 
@@ -324,7 +338,6 @@ def _new_message_id(sender: str) -> str:
     return f"<{_RANDOM.getrandbits(128):032x}@{sender.rpartition('@')[2]}>"
 
 
-@lru_cache(maxsize=64)
 def _list_id_header(list_id: str, description: str) -> str:
     """``List-Id: description <identifier>`` (RFC 2919); the description only if plain ASCII."""
     value = header_text(list_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 from digestd.config import load_settings
 from digestd.db import make_engine
 from digestd.match import MatchCache, PaperText
+from digestd.message import EncodedPieces
 from digestd.runtime import LatestValue, Runtime
 
 
@@ -51,3 +52,20 @@ def test_a_latest_value_is_read_again_when_its_version_moves() -> None:
     assert value.get(2, load) == [2]
     value.clear()
     assert value.get(2, load) == [3]
+
+
+def test_header_values_are_kept_by_the_runtimes_pieces_not_the_module() -> None:
+    pieces = EncodedPieces()
+    calls: list[str] = []
+
+    def make(name: str) -> str:
+        calls.append(name)
+        return f"made {name}"
+
+    assert pieces.header(make, "Ada") == pieces.header(make, "Ada") == "made Ada"
+    assert calls == ["Ada"]  # made once, then kept
+    pieces.clear()
+    assert pieces.header(make, "Ada") == "made Ada" and calls == ["Ada", "Ada"]
+    for number in range(5000):  # bounded: it starts over when full
+        pieces.header(make, str(number))
+    assert len(pieces.headers) <= 4096
