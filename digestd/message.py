@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail as RenderedDigest  # renamed; message.py is mid-split
 
 if TYPE_CHECKING:
     from digestd.dkim_sign import DkimSigner
