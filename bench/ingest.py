@@ -33,8 +33,8 @@ from bench.data import dump_text, synthetic_papers
 from digestd.config import PathsSettings, Settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.ingest import DumpFile, read_dump_file
-from digestd.jobs.common import utc_now
 from digestd.jobs.ingest_job import run_ingest
+from digestd.runtime import utc_now
 from digestd.store import store_dump
 
 FIRST_DAY = date(2024, 3, 1)

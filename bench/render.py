@@ -34,11 +34,11 @@ import premailer
 
 from bench.common import Report, is_quick, peak_rss_mib, timed
 from bench.data import SAMPLE_DATE, synthetic_papers, synthetic_profiles
-from digestd.digest import CandidatePaper, QuerySource, plan_digest
+from digestd.digest import CandidatePaper, Digest, QuerySource, plan_digest
 from digestd.jobs.common import match_queries
 from digestd.match import MatchCache
 from digestd.message import EncodedPieces, OutgoingMessage, build_message
-from digestd.render import Digest, DigestRenderer, RenderedDigest, render_digest
+from digestd.render import DigestRenderer, RenderedMail, render_digest
 
 PAPERS_PER_DAY = 1_000
 TOPICS = 20
@@ -122,7 +122,7 @@ def our_message(digest: Digest, pieces: EncodedPieces) -> OutgoingMessage:
     )
 
 
-def stdlib_message(digest: Digest, rendered: RenderedDigest) -> bytes:
+def stdlib_message(digest: Digest, rendered: RenderedMail) -> bytes:
     """``rendered`` as the standard library's EmailMessage writes it (digestd's former way)."""
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = Address(FROM_NAME, addr_spec=FROM_ADDRESS)
@@ -146,7 +146,7 @@ def baseline(digests: Sequence[Digest], inline: Callable[[str], str]) -> tuple[f
     with timed() as timing:
         for digest in digests:
             rendered = plain.render(digest)
-            rendered = RenderedDigest(rendered.subject, inline(rendered.html), rendered.text)
+            rendered = RenderedMail(rendered.subject, inline(rendered.html), rendered.text)
             size += len(stdlib_message(digest, rendered))
     return timing.cpu, size
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
-from digestd.formatting import Byline, paper_byline
+from digestd.formatting import NO_BYLINE, Byline, paper_byline
 from digestd.match import Hit, PaperMatch, highlight, hit_labels
-from digestd.render import DigestEntry
 from digestd.schedule import Schedule
 
 MORE_LISTED = 50  # papers past the cap are listed by title up to this many, then only counted
@@ -34,6 +33,38 @@ class CandidatePaper:
     upvotes: int | None = None
     version: int | None = None
     revised_at: datetime | None = None  # when a newer version replaced the stored text
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    """One matched paper as shown in a digest."""
+
+    uid: str
+    title: str
+    abstract: str
+    url: str
+    score: float
+    reasons: tuple[str, ...]
+    matched_terms: tuple[str, ...]
+    title_segments: tuple[tuple[str, bool], ...]
+    abstract_segments: tuple[tuple[str, bool], ...]
+    byline: Byline = NO_BYLINE  # authors, date, categories or source, upvotes
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Everything one subscriber's digest for one day shows."""
+
+    subscriber_name: str
+    subscriber_email: str
+    digest_date: date
+    entries: tuple[DigestEntry, ...]
+    more_count: int
+    unsubscribe_url: str
+    manage_url: str | None
+    site_name: str
+    # (title, url) of papers past the cap, listed by title only; may be fewer than more_count
+    more_papers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from email.header import Header
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail
 
 if TYPE_CHECKING:
     from digestd.dkim_sign import DkimSigner
@@ -121,7 +121,7 @@ def _checked_message_id(message_id: str) -> str:
     return mid
 
 
-def _body(rendered: RenderedDigest, boundary: str, encoded_pieces: EncodedPieces | None) -> bytes:
+def _body(rendered: RenderedMail, boundary: str, encoded_pieces: EncodedPieces | None) -> bytes:
     """The two parts, text then HTML, quoted-printable, between ``boundary`` delimiters."""
     delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
     return b"".join(
@@ -139,7 +139,7 @@ def _body(rendered: RenderedDigest, boundary: str, encoded_pieces: EncodedPieces
 
 
 def build_message(
-    rendered: RenderedDigest,
+    rendered: RenderedMail,
     *,
     from_address: str,
     from_name: str,
@@ -229,7 +229,7 @@ def _quoted_printable(
 ) -> bytes:
     """``text`` as UTF-8 quoted-printable with CRLF line ends, every line at most 76 bytes.
 
-    ``pieces`` are ``text`` cut at line ends (see RenderedDigest). Quoted-printable works line
+    ``pieces`` are ``text`` cut at line ends (see RenderedMail). Quoted-printable works line
     by line, so encoding each piece alone gives the same bytes as encoding the whole text, and
     a piece that recurs across messages is encoded once (while ``cache`` keeps it).
     """

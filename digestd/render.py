@@ -1,4 +1,4 @@
-"""Rendering: the Jinja environment, digests to (subject, html, text), and plain pages.
+"""Rendering: the Jinja environment, digests to mails (subject, html, text), and plain pages.
 
 Digests are rendered many thousands at a time, so the work that does not depend on the reader
 is done once: the stylesheet is inlined into the HTML templates when they are loaded (not into
@@ -7,7 +7,6 @@ every message), and each paper's entry is rendered once and reused in every dige
 
 from __future__ import annotations
 
-import datetime
 import functools
 import re
 from collections.abc import Callable
@@ -20,11 +19,10 @@ import css_inline
 import jinja2
 import markupsafe
 
+from digestd.digest import Digest, DigestEntry
 from digestd.formatting import (
     HIT_OPEN,
     MONTHS,
-    NO_BYLINE,
-    Byline,
     clean_text,
     highlighted_field,
     list_item,
@@ -34,10 +32,8 @@ from digestd.template_css import inline_template_css, load_template
 
 __all__ = [
     "ABSTRACT_LIMIT",
-    "Digest",
-    "DigestEntry",
     "DigestRenderer",
-    "RenderedDigest",
+    "RenderedMail",
     "default_templates_dir",
     "digest_subject",
     "inline_template_css",
@@ -67,40 +63,9 @@ _CACHE_SIZE = 16_384
 
 
 @dataclass(frozen=True)
-class DigestEntry:
-    """One matched paper as shown in a digest."""
-
-    uid: str
-    title: str
-    abstract: str
-    url: str
-    score: float
-    reasons: tuple[str, ...]
-    matched_terms: tuple[str, ...]
-    title_segments: tuple[tuple[str, bool], ...]
-    abstract_segments: tuple[tuple[str, bool], ...]
-    byline: Byline = NO_BYLINE  # authors, date, categories or source, upvotes
-
-
-@dataclass(frozen=True)
-class Digest:
-    """Everything one subscriber's digest for one day shows."""
-
-    subscriber_name: str
-    subscriber_email: str
-    digest_date: datetime.date
-    entries: tuple[DigestEntry, ...]
-    more_count: int
-    unsubscribe_url: str
-    manage_url: str | None
-    site_name: str
-    # (title, url) of papers past the cap, listed by title only; may be fewer than more_count
-    more_papers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class RenderedDigest:
-    """A digest ready to be put into a message.
+class RenderedMail:
+    """A mail's subject, HTML and text, ready to be put into a message: a rendered digest, or
+    a sign-up mail (confirmation, manage link) rendered by the web application.
 
     ``html_pieces`` and ``text_pieces``, when given, are ``html`` and ``text`` cut at line ends
     (each piece but the last ends with a newline), each with whether it is sure to recur in
@@ -185,7 +150,7 @@ def digest_subject(digest: Digest) -> str:
     return f"{count} new {noun} for you — {when}"
 
 
-def render_digest(digest: Digest, *, templates_dir: Path | None = None) -> RenderedDigest:
+def render_digest(digest: Digest, *, templates_dir: Path | None = None) -> RenderedMail:
     """The subject, the HTML part (CSS inlined) and the plain-text part of ``digest``."""
     return _renderer(templates_dir).render(digest)
 
@@ -236,13 +201,13 @@ class DigestRenderer:
             else self._render_entry
         )
 
-    def render(self, digest: Digest) -> RenderedDigest:
+    def render(self, digest: Digest) -> RenderedMail:
         """The subject, the HTML part and the plain-text part of ``digest``."""
         entries = [self._entry(entry) for entry in digest.entries]
         context = _digest_context(digest, entries)
         html = self._run(self._html, context)
         text = self._run(self._text, context)
-        return RenderedDigest(
+        return RenderedMail(
             context["subject"],
             html,
             text,

@@ -13,7 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from digestd.digest import CandidatePaper, QuerySource, plan_digest
+from digestd.digest import CandidatePaper, Digest, QuerySource, plan_digest
 from digestd.feeds import (
     ARXIV_CATEGORY_SCHEME,
     FEED_AUTHORS,
@@ -27,7 +27,7 @@ from digestd.jobs.feeds_job import feed_entry
 from digestd.match import compile_profiles, index_papers, match_profiles
 from digestd.message import build_message
 from digestd.models import Paper
-from digestd.render import Digest, render_digest
+from digestd.render import render_digest
 
 UTC = datetime.UTC
 DAY = datetime.date(2025, 3, 14)

@@ -31,7 +31,7 @@ from digestd.deliver import (
     send_concurrently,
 )
 from digestd.message import _quoted_printable
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail
 from tests.conftest import CliResult, SmtpServer
 from tests.test_message_standards import HEADERS
 
@@ -42,8 +42,8 @@ REFUSED = "nobody@example.org"
 REACH = "ada@example.net"
 
 
-def rendered(subject: str = "2 new papers for you — Mar 14") -> RenderedDigest:
-    return RenderedDigest(
+def rendered(subject: str = "2 new papers for you — Mar 14") -> RenderedMail:
+    return RenderedMail(
         subject=subject,
         html="<html><body><p>" + "Ω naïve 量子 " * 200 + "</p></body></html>",
         text="1.  A paper\n    https://arxiv.org/abs/2403.00001\n\nΩ naïve 量子\n",
@@ -311,7 +311,7 @@ def test_names_and_subjects_round_trip_through_the_parser(
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=400), html=st.text(max_size=400))
 def test_parts_are_quoted_printable_with_short_lines_and_round_trip(text: str, html: str) -> None:
-    data = build(rendered=RenderedDigest(subject="s", html=html, text=text)).data
+    data = build(rendered=RenderedMail(subject="s", html=html, text=text)).data
     assert all(len(line) <= 76 for line in body_lines(data))
     plain, rich = parse(data).iter_parts()
     assert plain["Content-Transfer-Encoding"] == "quoted-printable"
@@ -347,7 +347,7 @@ def test_encoding_by_pieces_is_encoding_the_whole_text(
 def test_long_lines_and_trailing_spaces_survive_quoted_printable() -> None:
     line = "x" * 500 + " ends with spaces   "
     text = f"{line}\n.starts with a dot\n\nFrom the start\n"
-    data = build(rendered=RenderedDigest(subject="s", html=f"<p>{line}</p>", text=text)).data
+    data = build(rendered=RenderedMail(subject="s", html=f"<p>{line}</p>", text=text)).data
     assert all(len(part) <= 76 for part in body_lines(data))
     plain, rich = parse(data).iter_parts()
     assert plain.get_content() == lf_to_crlf(text)

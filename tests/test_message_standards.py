@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from digestd.dkim_sign import SIGNED_HEADERS, DkimSigner, load_signer
 from digestd.errors import ConfigError
 from digestd.message import OutgoingMessage, build_message, header_text, message_id_for
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail
 
 FROM = "papers@digest.example.org"
 TO = "ada@example.net"
@@ -67,8 +67,8 @@ HOSTILE = [
 ]
 
 
-def rendered(subject: str = "3 new papers for you — Mar 14") -> RenderedDigest:
-    return RenderedDigest(
+def rendered(subject: str = "3 new papers for you — Mar 14") -> RenderedMail:
+    return RenderedMail(
         subject=subject,
         html="<html><body><p>Ω naïve 量子 <a href='" + URL + "'>unsubscribe</a></p></body></html>",
         text=f"1.  A paper\n    https://arxiv.org/abs/2403.00001\n\nUnsubscribe: {URL}\n",

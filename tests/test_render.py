@@ -14,10 +14,9 @@ import css_inline
 import jinja2
 import pytest
 
+from digestd.digest import Digest, DigestEntry
 from digestd.render import (
     ABSTRACT_LIMIT,
-    Digest,
-    DigestEntry,
     DigestRenderer,
     default_templates_dir,
     digest_subject,

@@ -21,7 +21,7 @@ from digestd.deliver import (
     build_message,
     send_concurrently,
 )
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail
 from tests.conftest import RecordingHandler, free_port
 from tests.support.smtp_faults import FaultServer, fault_server, refusing_port
 
@@ -29,7 +29,7 @@ ADA, BOB = "ada@example.org", "bob@example.org"
 
 
 def message(to: str = ADA) -> OutgoingMessage:
-    rendered = RenderedDigest(subject="2 new papers", html="<p>two</p>", text="two\n")
+    rendered = RenderedMail(subject="2 new papers", html="<p>two</p>", text="two\n")
     return build_message(
         rendered,
         from_address="papers@example.org",

@@ -13,7 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from digestd.deliver import OutgoingMessage, SmtpSender, build_message
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail
 from tests.conftest import RecordingHandler, free_port
 
 USER, PASSWORD = "digest", "s3cret"
@@ -74,7 +74,7 @@ def implicit_tls_server(ca: trustme.CA) -> Iterator[tuple[int, RecordingHandler]
 
 
 def message() -> OutgoingMessage:
-    rendered = RenderedDigest(subject="1 new paper for you — Mar 14", html="<p>hi</p>", text="hi\n")
+    rendered = RenderedMail(subject="1 new paper for you — Mar 14", html="<p>hi</p>", text="hi\n")
     return build_message(
         rendered,
         from_address="papers@example.org",

@@ -22,9 +22,10 @@ from digestd.cli.common import (
     shown_with_verbose,
     table,
 )
-from digestd.jobs.common import log, utc_now
+from digestd.jobs.common import log
 from digestd.jobs.fetch_job import run_fetch, selected_sources
 from digestd.models import SourceState
+from digestd.runtime import utc_now
 from digestd.sources import host_gate
 
 

@@ -23,11 +23,11 @@ from digestd.bounces import BounceReport, header_value, message_id_in, parse_rep
 from digestd.config import Settings
 from digestd.db import database_error, session_scope
 from digestd.errors import BusyError, DigestError, NotFoundError, StorageError
-from digestd.jobs.common import log, utc_now
+from digestd.jobs.common import log
 from digestd.mailboxes import MailboxItem, mark_read, read_mailbox
 from digestd.models import Subscriber
 from digestd.refusals import RECIPIENT, SENDER
-from digestd.runtime import Runtime
+from digestd.runtime import Runtime, utc_now
 from digestd.store import signup
 from digestd.tokens import read_token, verp_subscriber
 

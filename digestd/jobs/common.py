@@ -1,20 +1,14 @@
-"""What the jobs share: the progress callback, matching queries, a run lock."""
+"""What the jobs share: matching queries over papers, timing a stage, the log."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
 
-from digestd.digest import (
-    CandidatePaper,
-)
-from digestd.errors import BusyError
-from digestd.ingest import paper_url
+from digestd.digest import CandidatePaper
 from digestd.match import (
     MatchCache,
     MatchResult,
@@ -23,34 +17,9 @@ from digestd.match import (
     match_profiles,
 )
 from digestd.models import Paper
-from digestd.runtime import utc_now as utc_now  # the clock lives with the runtime
 
 log = logging.getLogger("digestd")
 K = TypeVar("K", bound=Hashable)
-Progress = Callable[[str, int], None]  # called with (item name, total items) as each item starts
-
-
-def candidate(paper: Paper) -> CandidatePaper:
-    """The planner's view of a stored paper."""
-    assert paper.id is not None
-    return CandidatePaper(
-        id=paper.id,
-        uid=paper.uid,
-        title=paper.title,
-        abstract=paper.abstract,
-        url=paper_url(
-            arxiv_id=paper.arxiv_id, title=paper.title, abs_url=paper.abs_url, hf_url=paper.hf_url
-        ),
-        dump_date=paper.dump_date,
-        stored_at=paper.first_seen,
-        authors=tuple(paper.authors),
-        categories=tuple(paper.categories),
-        published=paper.published,
-        source=paper.source,
-        upvotes=paper.upvotes,
-        version=paper.version,
-        revised_at=paper.revised_at,
-    )
 
 
 def match_queries(
@@ -84,21 +53,3 @@ def stage(seconds: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-
-
-@contextmanager
-def exclusive(lock_file: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_file`` for the block, or fail at once if another process
-    (the daemon, another CLI call) holds it: two runs of ``what`` must never overlap."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(
-                f"another {what} is running (lock {lock_file})", hint="try again when it ends"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

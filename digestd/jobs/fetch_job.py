@@ -20,7 +20,9 @@ from digestd.config import Settings
 from digestd.db import database_error, read_scope, session_scope
 from digestd.errors import BusyError, DigestError, DumpError, NotFoundError, StorageError
 from digestd.ingest import DumpFile, parse_dump_bytes, quarantine_file
-from digestd.jobs.common import Progress, log, utc_now
+from digestd.jobs.common import log
+from digestd.jobs.reports import Progress
+from digestd.runtime import utc_now
 from digestd.sources import (
     Fetched,
     FetchError,

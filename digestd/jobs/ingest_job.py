@@ -22,7 +22,9 @@ from digestd.ingest import (
     read_dump_file,
     settle_remaining,
 )
-from digestd.jobs.common import Progress, log, utc_now
+from digestd.jobs.common import log
+from digestd.jobs.reports import Progress
+from digestd.runtime import utc_now
 from digestd.storage import disk_refuses_writes, os_reason, storage_error
 
 # How often a wait for inbox files to settle looks at them again, at most.

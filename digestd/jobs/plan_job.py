@@ -15,14 +15,13 @@ from sqlalchemy.engine import Engine
 from digestd import store
 from digestd.config import Settings
 from digestd.db import read_scope
-from digestd.digest import PlannedDigest, QuerySource, plan_digest
+from digestd.digest import Digest, PlannedDigest, QuerySource, plan_digest
 from digestd.jobs.common import match_queries, stage
 from digestd.jobs.plan_window import PlanningWindow, load_window
 from digestd.jobs.reports import SendReport
 from digestd.match import MatchResult
 from digestd.message import message_id_for
 from digestd.models import Delivery, Subscriber
-from digestd.render import Digest
 from digestd.runtime import Runtime
 from digestd.schedule import Schedule
 from digestd.tokens import link_url, unsubscribe_url

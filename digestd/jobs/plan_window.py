@@ -13,13 +13,36 @@ from digestd import store
 from digestd.config import Settings
 from digestd.digest import CandidatePaper, QuerySource
 from digestd.errors import InputError
-from digestd.jobs.common import candidate
-from digestd.models import Delivery, Subscriber, Topic
+from digestd.ingest import paper_url
+from digestd.models import Delivery, Paper, Subscriber, Topic
 from digestd.schedule import Schedule
 
 # A paper stored while a digest was being planned is older than that digest's record; reaching
 # back this far past the last completed digest keeps it a candidate (the sent list stops repeats).
 _WINDOW_OVERLAP = timedelta(days=1)
+
+
+def candidate(paper: Paper) -> CandidatePaper:
+    """The planner's view of a stored paper."""
+    assert paper.id is not None
+    return CandidatePaper(
+        id=paper.id,
+        uid=paper.uid,
+        title=paper.title,
+        abstract=paper.abstract,
+        url=paper_url(
+            arxiv_id=paper.arxiv_id, title=paper.title, abs_url=paper.abs_url, hf_url=paper.hf_url
+        ),
+        dump_date=paper.dump_date,
+        stored_at=paper.first_seen,
+        authors=tuple(paper.authors),
+        categories=tuple(paper.categories),
+        published=paper.published,
+        source=paper.source,
+        upvotes=paper.upvotes,
+        version=paper.version,
+        revised_at=paper.revised_at,
+    )
 
 
 def _windows(

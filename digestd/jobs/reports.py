@@ -1,10 +1,14 @@
-"""What a send run reports: the outcome of each digest and the run's totals."""
+"""What a run reports: its progress as it goes; for a send run, the outcome of each digest and
+the run's totals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from digestd.errors import DigestError
+
+Progress = Callable[[str, int], None]  # called with (item name, total items) as each item starts
 
 
 @dataclass(frozen=True)

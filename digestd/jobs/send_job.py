@@ -28,9 +28,9 @@ from sqlmodel import Session
 from digestd import store
 from digestd.config import Settings
 from digestd.deliver import Sender, SendResult, send_concurrently
-from digestd.jobs.common import Progress, exclusive, utc_now
 from digestd.jobs.plan_job import PreparedDigest, plan_due_digests
-from digestd.jobs.reports import DigestOutcome, SendReport
+from digestd.jobs.reports import DigestOutcome, Progress, SendReport
+from digestd.jobs.run_lock import exclusive
 from digestd.jobs.send_record import (
     FailureStreak,
     pause,
@@ -43,7 +43,7 @@ from digestd.jobs.send_record import (
 from digestd.jobs.senders import Builder, message_builder
 from digestd.refusals import RECIPIENT, enhanced_status, refusal_fault, split_reply
 from digestd.render import render_digest
-from digestd.runtime import Runtime
+from digestd.runtime import Runtime, utc_now
 
 # Planned rows are written this many at a time, ahead of sending.
 _QUEUE_BATCH = 32

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 from digestd import __version__
 from digestd.config import Settings
 from digestd.errors import DigestError
-from digestd.jobs import run_feeds, utc_now
-from digestd.runtime import Runtime
+from digestd.jobs import run_feeds
+from digestd.runtime import Runtime, utc_now
 from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.feeds_http import feeds_router
 from digestd.web.health import health_router

@@ -33,10 +33,10 @@ from digestd.db import driver_line
 from digestd.errors import DigestError, NotFoundError
 from digestd.feeds import build_opml, written_by_digestd
 from digestd.feeds_private import SentEntry, build_private_atom
-from digestd.jobs import run_feeds, utc_now
+from digestd.jobs import run_feeds
 from digestd.jobs.feeds_job import feed_entry
 from digestd.models import Subscriber
-from digestd.runtime import Runtime
+from digestd.runtime import Runtime, utc_now
 from digestd.tokens import read_token
 from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.health import reading

@@ -13,7 +13,7 @@ from datetime import datetime
 import css_inline
 
 from digestd.message import OutgoingMessage, build_message
-from digestd.render import RenderedDigest
+from digestd.render import RenderedMail
 from digestd.runtime import Runtime
 from digestd.tokens import link_url, verp_address
 from digestd.web.templating import template_source, web_environment
@@ -69,7 +69,7 @@ def sign_up_message(
     html = environment.get_template(f"web/mail_{kind}.html").render(context)
     html = css_inline.inline(html, extra_css=template_source(environment, "digest.css"))
     return build_message(
-        RenderedDigest(subject=subject, html=html, text=text),
+        RenderedMail(subject=subject, html=html, text=text),
         from_address=identity.from_address,
         from_name=identity.from_name,
         to_address=email,
