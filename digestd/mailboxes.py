@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import mailbox
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,10 +56,23 @@ def _is_maildir(path: Path) -> bool:
     return (path / "new").is_dir() and (path / "cur").is_dir()
 
 
+# A maildir name starts with the delivery time: seconds, then (Python, Dovecot) M<microseconds>,
+# not zero-padded, so names sort by arrival only when read as numbers.
+_ARRIVAL = re.compile(r"(\d+)\.(?:M(\d+))?")
+
+
+def _arrival(path: Path) -> tuple[int, int, str]:
+    found = _ARRIVAL.match(path.name)
+    if found is None:
+        return (0, 0, path.name)
+    return (int(found[1]), int(found[2] or 0), path.name)
+
+
 def _maildir_unseen(path: Path) -> list[Path]:
     def messages(folder: Path) -> list[Path]:
         # Maildir readers skip names starting with a dot (RFC-less but universal convention).
-        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+        found = (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+        return sorted(found, key=_arrival)
 
     cur = [p for p in messages(path / "cur") if "S" not in _maildir_flags(p.name)]
     return messages(path / "new") + cur

@@ -682,3 +682,19 @@ def test_bounce_to_a_verp_address_names_the_subscriber() -> None:
     assert report.envelope_to[0] == address
     subscribers = {verp_subscriber(a, BOUNCE_ADDRESS, SECRET) for a in report.envelope_to}
     assert subscribers == {1, None}
+
+
+def test_a_maildir_is_read_in_arrival_order(tmp_path: Path) -> None:
+    path = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (path / sub).mkdir(parents=True)
+    # Microseconds are not zero-padded: by name, M100000 would come before M99999.
+    (path / "new" / "1700000000.M99999P7Q1.host").write_bytes(fixture(THREE[0]))
+    (path / "new" / "1700000000.M100000P7Q2.host").write_bytes(fixture(THREE[1]))
+    (path / "new" / "1699999999.M5P7Q3.host").write_bytes(fixture(THREE[2]))
+    names = [Path(item.name).name for item in read_mailbox(path)]
+    assert names == [
+        "1699999999.M5P7Q3.host",
+        "1700000000.M99999P7Q1.host",
+        "1700000000.M100000P7Q2.host",
+    ]
