@@ -6,22 +6,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from digestd import jobs, store
-from digestd.config import Settings, load_settings
+from digestd.config import Settings
 from digestd.db import make_engine, migrate, session_scope
 from digestd.ingest import DumpFile, ParsedDump, ParsedPaper
 from digestd.models import Dump, Paper, PaperVersion, SentPaper
-from tests.support.outbox_site import server_fixture  # noqa: F401  (the server fixture)
+from tests.support.databases import engine_fixture  # noqa: F401  (the engine fixture)
+from tests.support.outbox_site import (  # noqa: F401  (the server fixture)
+    server_fixture,
+    smtp_settings,
+)
 from tests.support.smtp_faults import FaultServer
 from tests.test_postgres import postgres_url  # noqa: F401  (the fixture, for the postgres runs)
 
@@ -29,18 +31,6 @@ T0 = datetime(2026, 6, 12, 8, 0, tzinfo=UTC)
 TITLE = "Sparse Mixture Routers for Tiny Language Models"
 ABSTRACT = "We route tokens through sparse experts. Tiny models gain a lot."
 ID = "2606.01234"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'd.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 _dumps = iter(range(10**6))
@@ -228,12 +218,7 @@ def _body(message: bytes) -> str:
 def test_a_v2_is_not_sent_again_unless_the_subscriber_wants_revised_papers(
     config_file: Path, server: FaultServer
 ) -> None:
-    base = load_settings(config_file, environ={})
-    settings = dataclasses.replace(
-        base,
-        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
-        delivery=dataclasses.replace(base.delivery, backend="smtp"),
-    )
+    settings = smtp_settings(config_file, server)
     engine = make_engine(settings.database_url, create=True)
     migrate(engine)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
@@ -276,12 +261,7 @@ def test_a_v2_is_not_sent_again_unless_the_subscriber_wants_revised_papers(
 def test_a_digest_says_which_author_and_category_matched(
     config_file: Path, server: FaultServer
 ) -> None:
-    base = load_settings(config_file, environ={})
-    settings = dataclasses.replace(
-        base,
-        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
-        delivery=dataclasses.replace(base.delivery, backend="smtp"),
-    )
+    settings = smtp_settings(config_file, server)
     engine = make_engine(settings.database_url, create=True)
     migrate(engine)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)

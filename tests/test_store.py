@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from digestd.jobs.ingest_job import run_ingest
 from digestd.models import Dump, Paper
 from digestd.store import papers as papers_module
 from digestd.store import store_dump
+from tests.support.databases import engine_fixture  # noqa: F401  (the engine fixture)
 from tests.test_postgres import postgres_url  # noqa: F401  (the fixture, for the postgres runs)
 
 
@@ -61,18 +61,6 @@ def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
 NOW = datetime(2026, 3, 14, 8, 0, tzinfo=UTC)
 REFERENCE = date(2026, 11, 23)
 ABSTRACT = "We study an old problem. The new method beats strong baselines."
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'd.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def dump_of(*papers: tuple[str, str], day: int = 14) -> DumpFile:

@@ -30,17 +30,22 @@ def server_fixture() -> Iterator[FaultServer]:
         yield running
 
 
+def smtp_settings(config_file: Path, server: FaultServer) -> Settings:
+    """The settings of ``config_file`` sending over SMTP to ``server``."""
+    base = load_settings(config_file, environ={})
+    return dataclasses.replace(
+        base,
+        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
+        delivery=dataclasses.replace(base.delivery, backend="smtp"),
+    )
+
+
 @pytest.fixture(name="ready")
 def ready_fixture(
     config_file: Path, server: FaultServer, sample_path: Path
 ) -> tuple[Settings, Engine]:
     """Settings sending to the fault server, a migrated database with the sample ingested."""
-    base = load_settings(config_file, environ={})
-    settings = dataclasses.replace(
-        base,
-        smtp=dataclasses.replace(base.smtp, host=server.host, port=server.port, timeout=5.0),
-        delivery=dataclasses.replace(base.delivery, backend="smtp"),
-    )
+    settings = smtp_settings(config_file, server)
     engine = make_engine(settings.database_url, create=True)
     migrate(engine)
     jobs.run_ingest(settings, engine, [sample_path])
