@@ -12,18 +12,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from digestd import store
-from digestd.db import make_engine, migrate, read_scope, session_scope
+from digestd.db import read_scope, session_scope
 from digestd.jobs.fetch_job import run_fetch
 from digestd.models import HostLease
 from digestd.sources import HostBusy, HostGate, host_gate
+from tests.support.databases import engine_fixture  # noqa: F401  (the engine fixture)
 from tests.support.source_server import Reply, SourceServer
 from tests.support.sources_site import (  # noqa: F401  (the server and site_for fixtures)
     BODY,
@@ -156,30 +155,18 @@ def test_a_stop_ends_the_wait_for_a_turn(site_for: SiteFor) -> None:
     assert time.monotonic() - started < 2
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def lease_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'leases.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-def test_the_lease_compare_and_set(lease_engine: Engine) -> None:
+def test_the_lease_compare_and_set(engine: Engine) -> None:
     t0 = datetime(2030, 1, 1, 6, 0, tzinfo=UTC)
 
     def take(holder: str, at: float) -> store.TurnRefused | None:
         now = t0 + timedelta(seconds=at)
-        with session_scope(lease_engine) as session:
+        with session_scope(engine) as session:
             return store.take_host_lease(
                 session, "h", holder=holder, now=now, expires=now + timedelta(seconds=10)
             )
 
     def release(holder: str, free_at: float) -> bool:
-        with session_scope(lease_engine) as session:
+        with session_scope(engine) as session:
             return store.release_host_lease(
                 session, "h", holder=holder, free_at=t0 + timedelta(seconds=free_at)
             )
@@ -199,7 +186,7 @@ def test_the_lease_compare_and_set(lease_engine: Engine) -> None:
     assert take("d", 16) is not None
 
 
-def test_threads_racing_for_a_new_host_get_one_turn(lease_engine: Engine) -> None:
+def test_threads_racing_for_a_new_host_get_one_turn(engine: Engine) -> None:
     now = datetime.now(UTC)
     racers = 8
     barrier = threading.Barrier(racers)
@@ -207,7 +194,7 @@ def test_threads_racing_for_a_new_host_get_one_turn(lease_engine: Engine) -> Non
 
     def race(holder: str) -> None:
         barrier.wait()
-        with session_scope(lease_engine) as session:
+        with session_scope(engine) as session:
             refused = store.take_host_lease(
                 session, "new.example.org", holder=holder, now=now, expires=now + timedelta(1)
             )
@@ -220,6 +207,6 @@ def test_threads_racing_for_a_new_host_get_one_turn(lease_engine: Engine) -> Non
     for thread in threads:
         thread.join()
     assert len(won) == 1
-    with read_scope(lease_engine) as session:
+    with read_scope(engine) as session:
         lease = store.host_lease(session, "new.example.org")
     assert lease is not None and lease.holder == won[0]

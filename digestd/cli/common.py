@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -147,6 +147,14 @@ def exit_code(error: DigestError) -> int:
 def error_line(message: str) -> None:
     """Write ``error: message`` as one unwrapped line on stderr."""
     sys.stderr.write(f"error: {' '.join(message.split())}\n")
+
+
+def stop_run(what: str, stopped: DigestError, *, left: str) -> NoReturn:
+    """End a command whose run ``stopped`` (the database or a disk refused it): one line saying
+    why, what was ``left`` for the next run, and the exit code of the cause."""
+    hint = "; ".join(filter(None, (stopped.hint, left)))
+    error_line(f"{what} stopped: {stopped.message} ({hint})")
+    raise typer.Exit(exit_code(stopped))
 
 
 class ProgressBar:

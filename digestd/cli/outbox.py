@@ -13,11 +13,10 @@ from digestd.cli.common import (
     app,
     command_runtime,
     database,
-    error_line,
-    exit_code,
     out,
     reading,
     settings,
+    stop_run,
     table,
 )
 from digestd.errors import InputError
@@ -167,9 +166,4 @@ def bounces(
         f"{report.count('error')} could not be read; {len(report.suppressed)} suppressed"
     )
     if report.stopped:
-        stopped = report.stopped
-        hint = "; ".join(
-            filter(None, (stopped.hint, "the messages not read are left for the next pass"))
-        )
-        error_line(f"bounces stopped: {stopped.message} ({hint})")
-        raise typer.Exit(exit_code(stopped))
+        stop_run("bounces", report.stopped, left="the messages not read are left for the next pass")

@@ -26,6 +26,7 @@ from digestd.cli.common import (
     ready_engine,
     settings,
     shown_with_verbose,
+    stop_run,
     table,
     terminal_safe,
 )
@@ -97,12 +98,7 @@ def ingest(
         )
     _print_ingest_report(report)
     if report.stopped:
-        stopped = report.stopped
-        hint = "; ".join(
-            filter(None, (stopped.hint, "the files not ingested are left as they are"))
-        )
-        error_line(f"ingest stopped: {stopped.message} ({hint})")
-        raise typer.Exit(exit_code(stopped))
+        stop_run("ingest", report.stopped, left="the files not ingested are left as they are")
     if report.quarantined or report.errors:
         raise typer.Exit(EXIT_BAD_QUERY_OR_FILE)
 

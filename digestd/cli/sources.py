@@ -13,13 +13,12 @@ from digestd.cli.common import (
     EXIT_WAITING,
     app,
     err,
-    error_line,
-    exit_code,
     out,
     reading,
     ready_engine,
     settings,
     shown_with_verbose,
+    stop_run,
     table,
 )
 from digestd.jobs.common import log
@@ -65,10 +64,7 @@ def fetch(
         + (f" ({', '.join(o.name for o in failed)})" if failed else "")
     )
     if report.stopped:
-        stopped = report.stopped
-        hint = "; ".join(filter(None, (stopped.hint, "the other sources were not polled")))
-        error_line(f"fetch stopped: {stopped.message} ({hint})")
-        raise typer.Exit(exit_code(stopped))
+        stop_run("fetch", report.stopped, left="the other sources were not polled")
     if any(o.status == "failed" for o in failed):
         raise typer.Exit(EXIT_WAITING)
     if failed:
