@@ -153,6 +153,20 @@ class DigestSettings:
 
     site_name: str = _key("digestd", "name shown in subjects, footers and feed titles")
     max_papers: int = _key(25, "most papers in one digest; the rest are counted in a line")
+    full_entries: int = _key(
+        10, "papers shown whole (authors, snippet, links); the rest of a digest is a compact list"
+    )
+    snippet_chars: int = _key(
+        300, "abstracts are cut at a sentence or word boundary near this many characters"
+    )
+    subject: str = _key(
+        "{first} and {more} more papers — {date}",
+        "subject pattern: {first} (top title), {count}, {more} (count - 1), {date}, {site}; "
+        'one paper gets "{first} — {date}"',
+    )
+    default_language: str = _key(
+        "en", "language of mails and pages for new subscribers", ("en", "de")
+    )
     lookback_days: int = _key(7, "a new subscriber's first digest reaches back this many days")
     list_id: str = _key("", "List-Id domain; empty means digest.<domain of smtp.from_address>")
     secret: str = _key("", "key for signed links; empty means <data_dir>/secret.key, made once")
@@ -166,6 +180,19 @@ class FeedsSettings:
     max_entries: int = _key(50, "newest matching papers kept in each topic feed")
     lookback_days: int = _key(90, "feeds are built from the papers stored within this many days")
     author_name: str = _key("digestd", "author named in every feed")
+
+
+@dataclass(frozen=True)
+class TrendingSettings:
+    """[trending]: the built-in Trending topic, the day's most upvoted papers."""
+
+    enabled: bool = _key(
+        True,
+        "offer the Trending topic (a feed, and a topic to follow); it stays off while no "
+        "stored paper has upvotes",
+    )
+    papers: int = _key(10, "most papers in one day's Trending list")
+    min_upvotes: int = _key(1, "papers with fewer upvotes are never trending")
 
 
 @dataclass(frozen=True)
@@ -226,6 +253,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
+    trending: TrendingSettings = field(default_factory=TrendingSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     fetching: FetchingSettings = field(default_factory=FetchingSettings)
     sources: tuple[SourceSpec, ...] = ()  # the [[sources]] entries, in file order
@@ -282,6 +310,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "web": WebSettings,
     "digest": DigestSettings,
     "feeds": FeedsSettings,
+    "trending": TrendingSettings,
     "schedule": ScheduleSettings,
     "fetching": FetchingSettings,
 }

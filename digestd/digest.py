@@ -65,6 +65,11 @@ class Digest:
     site_name: str
     # (title, url) of papers past the cap, listed by title only; may be fewer than more_count
     more_papers: tuple[tuple[str, str], ...] = ()
+    view_url: str | None = None  # the signed "View in browser" page of this digest
+    pause_url: str | None = None  # the signed page that pauses digests for some days
+    language: str = "en"  # of the fixed words and dates ("en", "de")
+    new_count: int = 0  # new papers the subscriber's queries were run over (0: not known)
+    query_count: int = 0  # the subscriber's queries and followed topics
 
 
 @dataclass(frozen=True)

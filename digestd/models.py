@@ -84,6 +84,10 @@ class Subscriber(SQLModel, table=True):
     confirmation_sent_at: datetime | None = None
     # Also send papers again when a new version of one already sent appears.
     revised_papers: bool = False
+    # How the digest is ordered: "relevance", "newest" or "upvotes".
+    digest_order: str = Field(default="relevance", max_length=16)
+    language: str = Field(default="en", max_length=8)  # of the mails and pages: "en", "de"
+    paused_until: date | None = None  # no digest before this local date (a pause of N days)
 
 
 class SignUpRequest(SQLModel, table=True):
@@ -107,6 +111,8 @@ class SignUpRequest(SQLModel, table=True):
     timezone: str = Field(default="UTC", max_length=64)
     weekday: str = Field(default="mon", max_length=8)
     revised_papers: bool = False
+    digest_order: str = Field(default="relevance", max_length=16)
+    language: str = Field(default="en", max_length=8)
     created_at: datetime
 
 

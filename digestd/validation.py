@@ -14,6 +14,8 @@ from digestd.match import compile_query
 
 FREQUENCIES = ("daily", "weekly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DIGEST_ORDERS = ("relevance", "newest", "upvotes")  # how a subscriber's digest is ordered
+LANGUAGES = ("en", "de")  # of the mails and pages; each has a complete catalog
 MAX_LOCAL_PART = 64  # octets before the @ (RFC 5321 4.5.3.1.1)
 MAX_ADDRESS = 254  # octets in all: a 256-octet path less its angle brackets (RFC 5321, errata)
 

@@ -1,0 +1,53 @@
+"""The languages of mails and pages: gettext catalogs (Babel) and dates written for a language.
+
+Catalogs are the ``.po`` files under ``digestd/locale/<language>/LC_MESSAGES/messages.po``,
+compiled in memory when first used, so the source tree holds no binary files. English is the
+language of the templates themselves and needs no catalog.
+"""
+
+from __future__ import annotations
+
+import gettext
+from datetime import date
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+
+from babel.dates import format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+from digestd.validation import LANGUAGES
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DEFAULT_LANGUAGE = "en"
+
+
+def catalog_path(language: str) -> Path:
+    """The ``.po`` catalog of ``language``."""
+    return LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
+
+
+@lru_cache(maxsize=len(LANGUAGES) + 1)
+def translations(language: str) -> gettext.NullTranslations:
+    """The translations of ``language`` (none for English or a language without a catalog)."""
+    path = catalog_path(language)
+    if language == DEFAULT_LANGUAGE or not path.is_file():
+        return gettext.NullTranslations()
+    with path.open("rb") as source:
+        catalog = read_po(source, locale=language)
+    compiled = BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(fp=compiled)
+
+
+def short_date(day: date, language: str) -> str:
+    """``day`` as a short month and day, e.g. "Mar 14" or "14. März"."""
+    return format_date(day, format="MMM d" if language == "en" else "d. MMM", locale=language)
+
+
+def long_date(day: date, language: str) -> str:
+    """``day`` written out, e.g. "March 14, 2026" or "14. März 2026"."""
+    return format_date(day, format="long", locale=language)
