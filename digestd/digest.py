@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
@@ -205,6 +205,21 @@ def _entry(
     )
 
 
+def _order_key(
+    order: str, totals: Mapping[int, float], papers: Mapping[int, CandidatePaper]
+) -> Callable[[int], tuple[float, ...]]:
+    """The sort key of a paper id for ``order`` (see ``plan_digest``)."""
+    if order == "newest":
+        return lambda pid: (
+            -(papers[pid].published or papers[pid].dump_date).toordinal(),
+            -totals[pid],
+            pid,
+        )
+    if order == "upvotes":
+        return lambda pid: (-(papers[pid].upvotes or -1), -totals[pid], pid)
+    return lambda pid: (-totals[pid], pid)
+
+
 def plan_digest(
     *,
     sources: Sequence[tuple[QuerySource, SourceMatches]],
@@ -213,6 +228,7 @@ def plan_digest(
     max_papers: int,
     stored_since: datetime | None = None,
     revised: frozenset[int] = frozenset(),
+    order: str = "relevance",
 ) -> PlannedDigest | None:
     """The digest for one subscriber from each source's matches, or None if nothing new matched.
 
@@ -221,11 +237,15 @@ def plan_digest(
     ``max_papers`` are listed by title only; they belong to this digest and are not sent
     later. Papers stored before ``stored_since`` are left out, except ``revised`` ones (sent
     before; a newer version came since, and the subscriber wants revised papers).
+
+    ``order`` is the subscriber's choice: "relevance" (score), "newest" (publication date,
+    else the dump's date) or "upvotes" (most upvoted first, papers without upvotes last); ties
+    go by score. Which papers make the cap follows the same order.
     """
     totals, matched_by = _scores(sources, papers, already_sent, stored_since, revised)
     if not totals:
         return None
-    ranked = sorted(totals, key=lambda pid: (-totals[pid], pid))
+    ranked = sorted(totals, key=_order_key(order, totals, papers))
     chosen = ranked[:max_papers]
     entries = []
     for paper_id in chosen:
