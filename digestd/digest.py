@@ -33,6 +33,9 @@ class CandidatePaper:
     upvotes: int | None = None
     version: int | None = None
     revised_at: datetime | None = None  # when a newer version replaced the stored text
+    abs_url: str = ""  # the paper's abstract page, where known
+    pdf_url: str = ""
+    hf_url: str = ""  # its Hugging Face paper page
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,15 @@ class DigestEntry:
     title_segments: tuple[tuple[str, bool], ...]
     abstract_segments: tuple[tuple[str, bool], ...]
     byline: Byline = NO_BYLINE  # authors, date, categories or source, upvotes
+    # The row of links under it: (kind, url), kind one of "abstract", "pdf", "hf"
+    links: tuple[tuple[str, str], ...] = ()
+    # What the reader's language needs to say the byline and the reasons in its own words: the
+    # paper's date, upvotes, the version it is sent again for, and (kind, label) of each query
+    # or topic that found it ("query" or "topic").
+    day: date | None = None
+    upvotes: int | None = None
+    revised_version: int | None = None
+    found_in: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,19 @@ def _entry(
             highlight(paper.abstract, [h for h in hits if h.field == "abstract"])
         ),
         byline=_byline(paper, revised=revised),
+        day=paper.published or paper.dump_date,
+        upvotes=paper.upvotes,
+        revised_version=paper.version if revised else None,
+        found_in=tuple(dict.fromkeys((source.kind, source.label) for source, _ in found_by)),
+        links=tuple(
+            (kind, url)
+            for kind, url in (
+                ("abstract", paper.abs_url),
+                ("pdf", paper.pdf_url),
+                ("hf", paper.hf_url),
+            )
+            if url
+        ),
     )
 
 

@@ -13,16 +13,12 @@ from datetime import date
 from functools import lru_cache
 from typing import Protocol
 
-import markupsafe
+from digestd.snippets import clean_text as clean_text  # the home of the cleaning rule
 
 TEXT_WIDTH = 72
-HIT_OPEN = '<mark class="hit">'
-# Control characters (C0, DEL, C1) are invalid in HTML and can drive terminals when a text
-# part is printed; together with Unicode line separators they become plain spaces.
-_UNSAFE_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001]+")
-# Private-use characters that stand for <mark> and </mark> while a field is escaped in one call;
-# they are removed from untrusted text first (isprintable() is false for them).
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+# A highlighted word: a styled span (Outlook for Windows does not style <mark>).
+HIT_OPEN = '<span class="hit">'
+HIT_CLOSE = "</span>"
 _CACHE_SIZE = 16_384
 
 
@@ -66,74 +62,11 @@ def _line_pattern(width: int) -> re.Pattern[str]:
     return re.compile(rf"(\S.{{0,{width - 1}}}(?= |$)|\S+)(?: |$)")
 
 
-def clean_text(text: str) -> str:
-    """``text`` on one line: control characters and runs of whitespace become single spaces."""
-    # Most text needs no substitution, and isprintable() is false for every character that does.
-    return text.strip() if text.isprintable() else _UNSAFE_OR_SPACE.sub(" ", text).strip()
-
-
-def highlighted_field(
-    segments: tuple[tuple[str, bool], ...], *, limit: int | None, hit_open: str
-) -> tuple[str, markupsafe.Markup]:
-    """The plain text of ``segments`` and its escaped HTML, the marked ones in ``hit_open``.
-
-    Control characters become spaces. With a ``limit``, the text is cut at the last word
-    boundary before that many characters and ends with an ellipsis.
-    """
-    texts: list[str] = []
-    marks: list[bool] = []
-    length = 0
-    truncated = False
-    for text, marked in segments:
-        if not text:
-            continue
-        # isprintable() is false for every character the substitution would touch, and is
-        # much cheaper than the substitution most segments do not need.
-        if not text.isprintable():
-            text = _UNSAFE_OR_SPACE.sub(" ", text)
-        if not texts:
-            text = text.lstrip()
-        if limit is not None and length + len(text) > limit:
-            room = limit - length
-            space = text.rfind(" ", 0, room + 1)
-            if space > 0:
-                texts.append(text[:space])
-                marks.append(marked)
-            elif not texts:
-                texts.append(text[:room])
-                marks.append(marked)
-            truncated = True
-            break
-        texts.append(text)
-        marks.append(marked)
-        length += len(text)
-    tail = " ,;:.-" if truncated else " "
-    while texts and not texts[-1].rstrip(tail):
-        texts.pop()
-        marks.pop()
-    if texts:
-        texts[-1] = texts[-1].rstrip(tail) + ("…" if truncated else "")
-    plain = "".join(texts)
-    # Escaping the whole field once, with private-use stand-ins for the tags, is several
-    # times faster than escaping every segment.
-    joined = "".join(
-        [
-            f"{_MARK_OPEN}{text}{_MARK_CLOSE}" if marked else text
-            for text, marked in zip(texts, marks, strict=True)
-        ]
-    )
-    html = (
-        str(markupsafe.escape(joined)).replace(_MARK_OPEN, hit_open).replace(_MARK_CLOSE, "</mark>")
-    )
-    return plain, markupsafe.Markup(html)
-
-
 # -- the paper byline -------------------------------------------------------------------------
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# A byline names at most this many authors; with more, the first ones and "et al." (so four
-# authors show as three and "et al.": every byline is equally short, whatever the paper).
-BYLINE_AUTHORS = 3
+# A byline names at most this many authors; with more, the first ones and "et al.".
+BYLINE_AUTHORS = 4
 BYLINE_CATEGORIES = 5  # then "+N": cross-lists rarely pass five, hostile input might
 _NAME_LIMIT = 80  # characters of one author's name; a longer one is cut with an ellipsis
 

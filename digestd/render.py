@@ -7,6 +7,7 @@ every message), and each paper's entry is rendered once and reused in every dige
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -20,23 +21,32 @@ import jinja2
 import markupsafe
 
 from digestd.digest import Digest, DigestEntry
-from digestd.formatting import (
-    HIT_OPEN,
-    MONTHS,
-    clean_text,
-    highlighted_field,
-    list_item,
-    wrap_text,
+from digestd.formatting import HIT_OPEN, list_item, wrap_text
+from digestd.i18n import translations
+from digestd.mail_view import (
+    MORE_LISTED,
+    PREHEADER_PADDING,
+    EntryView,
+    MailOptions,
+    breakable,
+    entry_view,
+    header_line,
+    http_link,
+    preheader,
+    subject_line,
+    text_direction,
 )
+from digestd.snippets import clean_text
 from digestd.template_css import inline_template_css, load_template
 
 __all__ = [
-    "ABSTRACT_LIMIT",
     "DigestRenderer",
+    "MailOptions",
     "RenderedMail",
     "default_templates_dir",
     "digest_subject",
     "inline_template_css",
+    "mail_environment",
     "render_digest",
     "render_page",
     "template_environment",
@@ -47,19 +57,12 @@ __all__ = [
 # wheel find the same files.
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# Abstracts are cut at a word boundary near this many characters: a digest is for skimming,
-# the link leads to the full text, and short messages stay under webmail clipping limits.
-ABSTRACT_LIMIT = 600
-
-_MONTH_NAMES = (
-    "January February March April May June July August September October November December"
-)
-_MONTHS_LONG = tuple(_MONTH_NAMES.split())
-_NO_MARKUP = markupsafe.Markup("")
-_MARK_TAG = re.compile(r"<mark\b[^>]*>")
+_HIT_TAG = re.compile(r"<span\b[^>]*>")
 # Rendered entries repeat across the digests of one run, since one day's papers go to many
 # subscribers (an entry differs by its highlights and reasons); this covers a busy day.
 _CACHE_SIZE = 16_384
+_LINK_NAMES = {"abstract": "Abstract", "pdf": "PDF", "hf": "Hugging Face"}
+_TEXT_WORD = 66  # a longer word (not a link) is broken so plain-text lines stay under 78
 
 
 @dataclass(frozen=True)
@@ -77,40 +80,6 @@ class RenderedMail:
     text: str
     html_pieces: tuple[tuple[str, bool], ...] = ()
     text_pieces: tuple[tuple[str, bool], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _EntryView:
-    """An entry with its text cleaned and its abstract cut, as the templates use it; ``html``
-    and ``text`` are its own rendered fragments (digest_entry.html and digest_entry.txt)."""
-
-    title: str
-    url: str
-    link: str | None
-    title_html: markupsafe.Markup
-    abstract_html: markupsafe.Markup
-    abstract: str
-    matched_line: str
-    authors: str  # the byline's first line
-    details: str  # and its second: date, categories or source, upvotes
-    html: markupsafe.Markup = _NO_MARKUP
-    text: str = ""
-
-    def with_fragments(self, html: markupsafe.Markup, text: str) -> _EntryView:
-        """This entry with its rendered fragments (dataclasses.replace costs several times more)."""
-        return _EntryView(
-            self.title,
-            self.url,
-            self.link,
-            self.title_html,
-            self.abstract_html,
-            self.abstract,
-            self.matched_line,
-            self.authors,
-            self.details,
-            html,
-            text,
-        )
 
 
 def default_templates_dir() -> Path:
@@ -134,60 +103,76 @@ def template_environment(templates_dir: Path | None = None) -> jinja2.Environmen
     return env
 
 
+@lru_cache(maxsize=16)
+def mail_environment(templates_dir: Path | None, language: str) -> jinja2.Environment:
+    """The digest templates' environment for one language: ``template_environment`` with the
+    gettext calls (``_``, ``gettext``, ``ngettext``, ``{% trans %}``) of that language's
+    catalog."""
+    env = template_environment(templates_dir).overlay(extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["text_item"] = _text_item
+    env.filters["text_wrap"] = _text_wrap
+    return env
+
+
 def render_page(template_name: str, *, templates_dir: Path | None = None, **context: Any) -> str:
     """Render one template from the templates folder with ``context``."""
     return template_environment(templates_dir).get_template(template_name).render(**context)
 
 
-def digest_subject(digest: Digest) -> str:
-    """The subject line, e.g. "7 new papers for you — Mar 14"; counts papers shown and beyond."""
-    count = len(digest.entries) + max(digest.more_count, 0)
-    date = digest.digest_date
-    when = f"{MONTHS[date.month - 1]} {date.day}"
-    if count == 0:
-        return f"No new papers for you — {when}"
-    noun = "paper" if count == 1 else "papers"
-    return f"{count} new {noun} for you — {when}"
+def digest_subject(digest: Digest, options: MailOptions | None = None) -> str:
+    """The subject line of ``digest`` (see ``mail_view.subject_line``)."""
+    return subject_line(digest, options or MailOptions(), translations(digest.language))
 
 
-def render_digest(digest: Digest, *, templates_dir: Path | None = None) -> RenderedMail:
-    """The subject, the HTML part (CSS inlined) and the plain-text part of ``digest``."""
-    return _renderer(templates_dir).render(digest)
+def render_digest(
+    digest: Digest, *, templates_dir: Path | None = None, options: MailOptions | None = None
+) -> RenderedMail:
+    """The subject, the HTML part (CSS inlined) and the plain-text part of ``digest``, in the
+    subscriber's language, shaped by the ``[digest]`` settings in ``options``."""
+    return _renderer(templates_dir, digest.language, options or MailOptions()).render(digest)
 
 
 class DigestRenderer:
-    """Renders digests with one templates folder: digest.html and digest.txt for the message,
-    digest_entry.html and digest_entry.txt for each paper in it.
+    """Renders digests with one templates folder and language: digest.html and digest.txt for
+    the message, digest_entry.html and digest_entry.txt for each paper shown whole.
 
     With ``inline_css`` the stylesheet (digest.css) is inlined into the HTML templates once, when
     they are loaded, so rendering a message only runs Jinja; without it the HTML keeps its class
-    attributes unstyled. With ``cache_entries`` each entry's fragments are rendered once and
-    reused: one day's papers go into many subscribers' digests. The fragments do not know their
-    position, so the same entry is the same fragment wherever it is shown; digest.txt numbers
-    the titles.
+    attributes unstyled. With ``cache_entries`` each entry's view and fragments are made once
+    and reused: one day's papers go into many subscribers' digests. The fragments do not know
+    their position, so the same entry is the same fragment wherever it is shown; digest.html
+    and digest.txt number them.
     """
 
     def __init__(
         self,
         templates_dir: Path | None = None,
         *,
+        language: str = "en",
+        options: MailOptions | None = None,
         inline_css: bool = True,
         cache_entries: bool = True,
     ) -> None:
         """Load and compile the templates of ``templates_dir`` (default: the bundled ones)."""
-        env = template_environment(templates_dir)
+        env = mail_environment(templates_dir, language)
+        self.language = language
+        self.options = options or MailOptions()
+        self.translations = translations(language)
         css_path = Path(templates_dir or default_templates_dir()) / "digest.css"
         self.css = css_path.read_text(encoding="utf-8") if css_path.is_file() else ""
         self.hit_open = HIT_OPEN
         if inline_css:
-            # The stylesheet is applied from outside the document, so no <style> element is
-            # needed and nothing in a template can pull in remote stylesheets.
-            inliner = css_inline.CSSInliner(extra_css=self.css, load_remote_stylesheets=False)
+            # The stylesheet is applied from outside the document; the <style> block in
+            # digest.html (dark mode, small screens) is kept as it is.
+            inliner = css_inline.CSSInliner(
+                extra_css=self.css, load_remote_stylesheets=False, keep_style_tags=True
+            )
             self._html = load_template(env, "digest.html", inliner.inline)
             fragment = functools.partial(inliner.inline_fragment, css="")
             self._entry_html = load_template(env, "digest_entry.html", fragment)
             # Highlights are made per entry from text, so their tag carries its styles itself.
-            found = _MARK_TAG.search(fragment(f"{HIT_OPEN}x</mark>"))
+            found = _HIT_TAG.search(fragment(f"{HIT_OPEN}x</span>"))
             self.hit_open = found.group() if found else HIT_OPEN
         else:
             self._html = load_template(env, "digest.html")
@@ -195,7 +180,7 @@ class DigestRenderer:
         self._globals = dict(env.globals)
         self._text = load_template(env, "digest.txt")
         self._entry_text = load_template(env, "digest_entry.txt")
-        self._entry: Callable[[DigestEntry], _EntryView] = (
+        self._entry: Callable[[DigestEntry, bool], EntryView] = (
             lru_cache(maxsize=_CACHE_SIZE)(self._render_entry)
             if cache_entries
             else self._render_entry
@@ -203,8 +188,10 @@ class DigestRenderer:
 
     def render(self, digest: Digest) -> RenderedMail:
         """The subject, the HTML part and the plain-text part of ``digest``."""
-        entries = [self._entry(entry) for entry in digest.entries]
-        context = _digest_context(digest, entries)
+        whole = max(self.options.full_entries, 0)
+        entries = [self._entry(entry, True) for entry in digest.entries[:whole]]
+        compact = [self._entry(entry, False) for entry in digest.entries[whole:]]
+        context = self._context(digest, entries, compact)
         html = self._run(self._html, context)
         text = self._run(self._text, context)
         return RenderedMail(
@@ -232,10 +219,71 @@ class DigestRenderer:
             template.environment.handle_exception()
         raise AssertionError("unreachable")
 
-    def _render_entry(self, entry: DigestEntry) -> _EntryView:
-        view = _entry_view(entry, self.hit_open)
-        html = markupsafe.Markup(self._run(self._entry_html, {"entry": view}))
-        return view.with_fragments(html, self._run(self._entry_text, {"entry": view}))
+    def _render_entry(self, entry: DigestEntry, whole: bool) -> EntryView:
+        view = entry_view(
+            entry,
+            language=self.language,
+            translations=self.translations,
+            hit_open=self.hit_open,
+            snippet_chars=self.options.snippet_chars,
+        )
+        if not whole:
+            return view
+        context = {"entry": view, "link_names": self._link_names()}
+        html = markupsafe.Markup(self._run(self._entry_html, context))
+        return dataclasses.replace(view, html=html, text=self._run(self._entry_text, context))
+
+    @functools.cached_property
+    def _link_names_map(self) -> dict[str, str]:
+        gettext = self.translations.gettext
+        return {kind: gettext(name) for kind, name in _LINK_NAMES.items()}
+
+    def _link_names(self) -> dict[str, str]:
+        return self._link_names_map
+
+    def _context(
+        self, digest: Digest, entries: list[EntryView], compact: list[EntryView]
+    ) -> dict[str, Any]:
+        """The context of digest.html and digest.txt."""
+        gettext, ngettext = self.translations.gettext, self.translations.ngettext
+        more = max(digest.more_count, 0)
+        listed = digest.more_papers[: max(MORE_LISTED - len(compact), 0)]
+        more_total = len(compact) + more
+        subject = subject_line(digest, self.options, self.translations)
+        return {
+            "subject": subject,
+            "lang": self.language,
+            "dir": text_direction(self.language),
+            "preheader": preheader(digest, self.translations),
+            "preheader_padding": PREHEADER_PADDING,
+            "site_name": clean_text(digest.site_name),
+            "header_line": header_line(digest, self.translations),
+            "subscriber_email": clean_text(digest.subscriber_email),
+            "entries": entries,
+            "compact": compact,
+            "full_count": len(entries),
+            "more_total": more_total,
+            "more_heading": ngettext("%(num)d more paper", "%(num)d more papers", more_total)
+            % {"num": more_total},
+            "more_papers": [
+                {
+                    "title": breakable(clean_text(title)),
+                    "url": clean_text(url),
+                    "link": http_link(url),
+                }
+                for title, url in listed
+            ],
+            "unlisted": more - len(listed),
+            "view_url": clean_text(digest.view_url) if digest.view_url else None,
+            "pause_url": clean_text(digest.pause_url) if digest.pause_url else None,
+            "unsubscribe_url": clean_text(digest.unsubscribe_url),
+            "manage_url": clean_text(digest.manage_url) if digest.manage_url else None,
+            "query_count": digest.query_count,
+            "why_line": gettext(
+                "You receive this digest because you subscribed to %(site)s as %(email)s."
+            )
+            % {"site": clean_text(digest.site_name), "email": clean_text(digest.subscriber_email)},
+        }
 
 
 def _cut(whole: str, fragments: list[str]) -> tuple[tuple[str, bool], ...]:
@@ -272,63 +320,29 @@ def _find(whole: str, fragment: str, start: int) -> int:
 
 
 @lru_cache(maxsize=8)
-def _renderer(templates_dir: Path | None) -> DigestRenderer:
-    return DigestRenderer(templates_dir)
+def _renderer(templates_dir: Path | None, language: str, options: MailOptions) -> DigestRenderer:
+    return DigestRenderer(templates_dir, language=language, options=options)
 
 
-def _digest_context(digest: Digest, entries: list[_EntryView]) -> dict[str, Any]:
-    """The context of digest.html and digest.txt."""
-    subject = digest_subject(digest)
-    date = digest.digest_date
-    more = max(digest.more_count, 0)
-    return {
-        "subject": subject,
-        "site_name": clean_text(digest.site_name),
-        "greeting_name": clean_text(digest.subscriber_name),
-        "subscriber_email": clean_text(digest.subscriber_email),
-        "date_long": f"{_MONTHS_LONG[date.month - 1]} {date.day}, {date.year}",
-        "entries": entries,
-        "more_line": _more_line(more, listed=bool(digest.more_papers)) if more else "",
-        "more_papers": [
-            {"title": clean_text(title), "url": clean_text(url), "link": _http_link(url)}
-            for title, url in digest.more_papers
-        ],
-        "unlisted": more - len(digest.more_papers),
-        "unsubscribe_url": clean_text(digest.unsubscribe_url),
-        "manage_url": clean_text(digest.manage_url) if digest.manage_url else None,
-    }
+def _text_wrap(text: str, indent: str = "    ") -> str:
+    """``text`` wrapped for the plain part, words too long for a line broken (links kept)."""
+    return wrap_text(_break_words(text), indent=indent)
 
 
-def _more_line(more: int, *, listed: bool) -> str:
-    noun = "paper" if more == 1 else "papers"
-    return f"and {more} more {noun} matched your subscriptions" + (":" if listed else ".")
+def _text_item(text: str, number: int) -> str:
+    """``text`` as item ``number`` of the plain part's numbered list, long words broken."""
+    return list_item(_break_words(text), number)
 
 
-def _http_link(url: str) -> str | None:
-    """``url`` if it is safe to make clickable (http or https), else None."""
-    return url if url.lower().startswith(("https://", "http://")) else None
-
-
-def _entry_view(entry: DigestEntry, hit_open: str) -> _EntryView:
-    title, title_html = highlighted_field(
-        entry.title_segments or ((entry.title, False),), limit=None, hit_open=hit_open
-    )
-    abstract, abstract_html = highlighted_field(
-        entry.abstract_segments or ((entry.abstract, False),),
-        limit=ABSTRACT_LIMIT,
-        hit_open=hit_open,
-    )
-    url = clean_text(entry.url)
-    terms = ", ".join([clean_text(term) for term in entry.matched_terms if term.strip()])
-    reasons = "; ".join([clean_text(reason) for reason in entry.reasons if reason.strip()])
-    return _EntryView(
-        title=title,
-        url=url,
-        link=_http_link(url),
-        title_html=title_html,
-        abstract_html=abstract_html,
-        abstract=abstract,
-        matched_line=f"{terms} — {reasons}" if terms and reasons else terms or reasons,
-        authors=entry.byline.authors,
-        details=entry.byline.details,
-    )
+def _break_words(text: str) -> str:
+    """``text`` with every word over 66 characters that is not a link cut into pieces."""
+    words = text.replace("\u200b", "").split(" ")
+    if all(len(word) <= _TEXT_WORD for word in words):
+        return " ".join(words)
+    out: list[str] = []
+    for word in words:
+        if len(word) > _TEXT_WORD and not http_link(word):
+            out.extend(word[at : at + _TEXT_WORD] for at in range(0, len(word), _TEXT_WORD))
+        else:
+            out.append(word)
+    return " ".join(out)

@@ -16,8 +16,8 @@ import pytest
 
 from digestd.digest import Digest, DigestEntry
 from digestd.render import (
-    ABSTRACT_LIMIT,
     DigestRenderer,
+    MailOptions,
     default_templates_dir,
     digest_subject,
     inline_template_css,
@@ -99,10 +99,10 @@ def sample() -> Digest:
 @pytest.mark.parametrize(
     ("shown", "more", "expected"),
     [
-        (7, 0, "7 new papers for you — Mar 14"),
-        (1, 0, "1 new paper for you — Mar 14"),
-        (3, 4, "7 new papers for you — Mar 14"),
-        (0, 0, "No new papers for you — Mar 14"),
+        (7, 0, "Paper 0 and 6 more papers — Mar 14"),
+        (1, 0, "Paper 0 — Mar 14"),
+        (3, 4, "Paper 0 and 6 more papers — Mar 14"),
+        (0, 0, "No new papers — Mar 14"),
     ],
 )
 def test_subject_wording(shown: int, more: int, expected: str) -> None:
@@ -113,7 +113,7 @@ def test_subject_wording(shown: int, more: int, expected: str) -> None:
 def test_subject_date_has_no_leading_zero() -> None:
     one = digest(entry("1", "x"))
     early = dataclasses.replace(one, digest_date=datetime.date(2025, 12, 3))
-    assert digest_subject(early) == "1 new paper for you — Dec 3"
+    assert digest_subject(early) == "x — Dec 3"
 
 
 def test_html_escapes_untrusted_text_and_highlights_matches(sample: Digest) -> None:
@@ -122,20 +122,24 @@ def test_html_escapes_untrusted_text_and_highlights_matches(sample: Digest) -> N
     assert "<script>" not in html and "<b>tags</b>" not in html
     assert "&lt;b&gt;tags&lt;/b&gt; &amp; more" in html
     assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", html)
-    assert re.search(r'<mark class="hit" style="[^"]+">model</mark>', html)
-    assert html.count("<mark") >= 4
+    assert re.search(r'<span class="hit" style="[^"]+">model</span>', html)
+    assert html.count('<span class="hit"') >= 4
     assert 'href="https://arxiv.org/abs/2403.00001"' in html
     # Jinja escapes quotes in text too (&#34;); a browser shows the same text.
-    assert 'Matched: model, "text to sql" — your query “llm AND code”' in unescape(html)
-    assert "and 4 more papers matched" in html
+    reason = re.sub(r"<[^>]+>", "", unescape(html))
+    assert 'Matched model, "text to sql" — your query “llm AND code”' in reason
+    assert "4 more papers" in html and "… and 4 more papers." in html
     assert 'href="https://digest.example.org/unsubscribe?token=abc&amp;list=1"' in html
     assert 'href="https://digest.example.org/manage?token=abc"' in html
 
 
 def test_html_styles_are_inlined(sample: Digest) -> None:
     html = render_digest(sample).html
-    assert "<style" not in html
-    assert re.search(r'class="wrapper" style="[^"]*max-width: 640px', html)
+    # The one <style> block holds only what cannot be inline: media queries.
+    (block,) = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
+    rules = re.sub(r"/\*.*?\*/", "", block, flags=re.DOTALL)
+    assert re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", rules).strip() == ""
+    assert re.search(r'class="container"[^>]* style="[^"]*max-width: 600px', html)
     assert re.search(r'<a class="title-link" href="[^"]+" style="[^"]*color:', html)
     assert re.search(r'class="hit" style="[^"]*background-color:', html)
 
@@ -145,23 +149,25 @@ def test_long_abstract_is_cut_at_a_word_with_an_ellipsis(sample: Digest) -> None
     paragraphs = re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', rendered.html)
     visible = re.sub(r"<[^>]+>", "", paragraphs[2])
     assert visible.endswith("…")
-    assert len(visible) <= ABSTRACT_LIMIT + 1
-    assert visible[:-1] == LONG_ABSTRACT[: len(visible) - 1]
-    assert LONG_ABSTRACT[len(visible) - 1] in " ."  # cut between words, not inside one
+    limit = MailOptions().snippet_chars
+    assert limit * 0.6 <= len(visible) <= limit + 2
+    kept = visible.removesuffix(" …")
+    # Cut after a whole sentence, near the limit.
+    assert kept.endswith(".") and LONG_ABSTRACT.startswith(kept)
 
 
 def test_text_part_lists_papers_urls_and_links(sample: Digest) -> None:
     text = render_digest(sample).text
-    assert text.startswith("7 new papers for you — Mar 14\n")
-    assert "Hi Ada," in text
-    assert "1.  A model for text to SQL\n    https://arxiv.org/abs/2403.00001\n" in text
+    assert text.startswith("7 new papers matched · Mar 14\n")
+    assert "1.  A model for text to SQL\n" in text
+    assert "\n    https://arxiv.org/abs/2403.00001\n" in text
     # The escape character is gone; what followed it is harmless text.
     assert "2.  " + HOSTILE_TITLE + " [31m model" in text
-    assert 'Matched: model, "text to sql" — your query “llm AND code”' in text
+    assert 'Matched model, "text to sql" — your query “llm AND code”' in text
     assert "https://arxiv.org/abs/2403.00003" in text
-    assert "And 4 more papers matched your subscriptions." in text
-    assert "Unsubscribe: https://digest.example.org/unsubscribe?token=abc&list=1" in text
-    assert "Manage your subscription: https://digest.example.org/manage?token=abc" in text
+    assert "4 more papers\n" in text and "… and 4 more papers." in text
+    assert "Unsubscribe:\nhttps://digest.example.org/unsubscribe?token=abc&list=1" in text
+    assert "Manage your subscription:\nhttps://digest.example.org/manage?token=abc" in text
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
     assert max(len(line) for line in text.splitlines() if "https://" not in line) <= 72
 
@@ -173,7 +179,6 @@ def test_no_manage_link_no_more_line_no_name() -> None:
     rendered = render_digest(plain)
     assert "Manage" not in rendered.html and "Manage" not in rendered.text
     assert "more paper" not in rendered.text
-    assert "Here is what matched" in rendered.text
     assert "Unsubscribe" in rendered.html
 
 
@@ -214,7 +219,7 @@ def test_text_cannot_forge_highlights() -> None:
     )
     html = render_digest(digest(sneaky)).html
     assert "&lt;mark&gt;fake&lt;/mark&gt;" in html
-    assert html.count("<mark") == 1
+    assert html.count('<span class="hit"') == 1
     assert "\ue000" not in html and "\ue001" not in html
 
 
@@ -227,19 +232,20 @@ def test_entry_without_segments_shows_plain_title_and_abstract() -> None:
     rendered = render_digest(digest(bare))
     assert "Plain &lt;title&gt;" in rendered.html
     assert "Plain &amp; abstract" in rendered.html
-    assert "<mark" not in rendered.html
+    title = re.findall(r'<h2 class="title".*?</h2>', rendered.html)[0]
+    assert 'class="hit"' not in title
     assert "1.  Plain <title>" in rendered.text
 
 
 def test_cut_inside_a_highlight_keeps_the_markup_balanced() -> None:
-    words = "word " * 118 + "model " * 10  # the cut falls among the highlighted words
+    words = "word " * 55 + "model " * 10  # the cut falls among the highlighted words
     marked = dataclasses.replace(
         entry("1", "x", abstract=words),
         abstract_segments=segments(words, "model"),
     )
     html = render_digest(digest(marked)).html
     abstract = re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', html)[0]
-    assert abstract.count("<mark") == abstract.count("</mark>") >= 1
+    assert abstract.count("<span") == abstract.count("</span>") >= 1
     assert re.sub(r"<[^>]+>", "", abstract).endswith("…")
 
 
@@ -263,10 +269,10 @@ def test_papers_past_the_cap_are_listed_by_title() -> None:
     rendered = render_digest(capped)
     assert "Extra &lt;One&gt;" in rendered.html
     assert 'href="https://arxiv.org/abs/1"' in rendered.html
-    assert "javascript:" not in rendered.html.split("Extra Two")[0].rsplit("<li", 1)[1]
-    assert "… and 1 more." in rendered.html
-    assert "  - Extra <One>" in rendered.text and "https://arxiv.org/abs/1" in rendered.text
-    assert "… and 1 more." in rendered.text
+    assert "javascript:" not in rendered.html.split("Extra Two")[0].rsplit("<p", 1)[1]
+    assert "… and 1 more paper." in rendered.html
+    assert "2.  Extra <One>\n    https://arxiv.org/abs/1" in rendered.text
+    assert "… and 1 more paper." in rendered.text
 
 
 class _Elements(HTMLParser):
@@ -294,7 +300,9 @@ def test_css_inlined_once_per_template_equals_inlining_every_message(sample: Dig
     # The reference: the plain template rendered, then the whole message run through the
     # inliner, as a per-message inliner would do it.
     plain = DigestRenderer(inline_css=False, cache_entries=False)
-    inliner = css_inline.CSSInliner(extra_css=plain.css, load_remote_stylesheets=False)
+    inliner = css_inline.CSSInliner(
+        extra_css=plain.css, load_remote_stylesheets=False, keep_style_tags=True
+    )
     capped = dataclasses.replace(sample, more_papers=(("Extra <One>", "https://arxiv.org/abs/1"),))
     for one in (sample, capped, dataclasses.replace(sample, manage_url=None, subscriber_name="")):
         expected = inliner.inline(plain.render(one).html)

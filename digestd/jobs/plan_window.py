@@ -42,6 +42,11 @@ def candidate(paper: Paper) -> CandidatePaper:
         upvotes=paper.upvotes,
         version=paper.version,
         revised_at=paper.revised_at,
+        abs_url=paper.abs_url
+        or (f"https://arxiv.org/abs/{paper.arxiv_id}" if paper.arxiv_id else ""),
+        pdf_url=paper.pdf_url
+        or (f"https://arxiv.org/pdf/{paper.arxiv_id}" if paper.arxiv_id else ""),
+        hf_url=paper.hf_url,
     )
 
 

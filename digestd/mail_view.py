@@ -1,0 +1,225 @@
+"""What a digest mail says, worked out from a ``Digest`` in the reader's language: the subject,
+the preheader, the header line, the footer's reason, and each paper as the templates show it
+(title and snippet cut and highlighted, byline, why it matched, links). Pure functions; the
+renderer caches each paper's view, since one day's papers go to many readers."""
+
+from __future__ import annotations
+
+import gettext
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import markupsafe
+from babel import Locale
+from babel.dates import format_date
+
+from digestd.digest import Digest, DigestEntry
+from digestd.formatting import HIT_CLOSE
+from digestd.i18n import short_date
+from digestd.snippets import clean_text, cut_point, highlighted_field, readable_latex
+
+DEFAULT_SUBJECT = "{first} and {more} more papers — {date}"
+SUBJECT_LIMIT = 78  # characters of a subject before encoding (RFC 5322's line length)
+PREHEADER_LIMIT = 90  # characters an inbox shows beside the subject, give or take
+TITLE_LIMIT = 250  # characters of a title shown; hostile titles are cut at a word
+MORE_LISTED = 15  # papers past the cap listed by title in the mail; the rest are counted
+# Invisible characters after the preheader, so inboxes do not fill the preview with the body.
+PREHEADER_PADDING = markupsafe.Markup("&#847;&zwnj;&nbsp;" * 60)
+NO_MARKUP = markupsafe.Markup("")
+_LONG_WORD = re.compile(r"[^\s/]{40,}")  # a word that would overflow a phone's width
+
+
+@dataclass(frozen=True)
+class MailOptions:
+    """The [digest] settings that shape a mail: papers shown whole, snippet length, subject."""
+
+    full_entries: int = 10
+    snippet_chars: int = 300
+    subject: str = DEFAULT_SUBJECT
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """One paper as the templates show it (every text cleaned; ``*_html`` escaped). ``html``
+    and ``text`` are its own rendered fragments (digest_entry.html, digest_entry.txt)."""
+
+    title: str
+    title_html: markupsafe.Markup
+    link: str | None  # the title's link: the paper's own page, if http(s)
+    url: str
+    abstract: str
+    abstract_html: markupsafe.Markup
+    authors: str
+    details: str  # new version · date · categories or source · upvotes
+    terms: tuple[str, ...]  # the matched terms
+    # (kind, label) of the queries and topics that found it; kind "" is a reason said whole
+    found_in: tuple[tuple[str, str], ...]
+    links: tuple[tuple[str, str], ...]  # (kind, url): abstract, pdf, hf
+    html: markupsafe.Markup = NO_MARKUP
+    text: str = ""
+
+
+def http_link(url: str) -> str | None:
+    """``url`` if it is safe to make clickable (http or https), else None."""
+    return url if url.lower().startswith(("https://", "http://")) else None
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space every 30 characters of a very long word (not a link),
+    so a hostile title cannot push a phone's screen wide."""
+    return _LONG_WORD.sub(lambda m: "\u200b".join(_chunks(m.group(), 30)), text)
+
+
+def _chunks(word: str, size: int) -> list[str]:
+    return [word[at : at + size] for at in range(0, len(word), size)]
+
+
+def entry_view(
+    entry: DigestEntry,
+    *,
+    language: str,
+    translations: gettext.NullTranslations,
+    hit_open: str,
+    snippet_chars: int,
+) -> EntryView:
+    """The view of ``entry`` for one language and highlight style (its fragments not yet set)."""
+    title, title_html = highlighted_field(
+        _breakable_segments(entry.title_segments or ((entry.title, False),)),
+        limit=TITLE_LIMIT,
+        hit_open=hit_open,
+        hit_close=HIT_CLOSE,
+    )
+    abstract, abstract_html = highlighted_field(
+        _breakable_segments(entry.abstract_segments or ((entry.abstract, False),)),
+        limit=snippet_chars,
+        hit_open=hit_open,
+        hit_close=HIT_CLOSE,
+        sentences=True,
+    )
+    url = clean_text(entry.url)
+    links = tuple((kind, clean_text(u)) for kind, u in entry.links if http_link(clean_text(u)))
+    return EntryView(
+        title=title,
+        title_html=title_html,
+        link=http_link(url),
+        url=url,
+        abstract=abstract,
+        abstract_html=abstract_html,
+        authors=breakable(entry.byline.authors),
+        details=_details(entry, language, translations),
+        terms=tuple(clean_text(term) for term in entry.matched_terms if term.strip()),
+        found_in=tuple((kind, clean_text(label)) for kind, label in entry.found_in)
+        or tuple(("", clean_text(reason)) for reason in entry.reasons if reason.strip()),
+        links=links or ((("abstract", url),) if http_link(url) else ()),
+    )
+
+
+def _breakable_segments(segments: tuple[tuple[str, bool], ...]) -> tuple[tuple[str, bool], ...]:
+    return tuple((breakable(text), marked) for text, marked in segments)
+
+
+def _details(entry: DigestEntry, language: str, translations: gettext.NullTranslations) -> str:
+    """The byline's second line in ``language``: revision, date, categories or source, upvotes."""
+    parts = []
+    if entry.revised_version is not None:
+        revision = translations.gettext("new version (v%(num)d)")
+        parts.append(revision % {"num": entry.revised_version})
+    if entry.day is not None:
+        parts.append(format_date(entry.day, format="medium", locale=language))
+    parts.append(entry.byline.where)
+    if entry.upvotes is not None:
+        count = entry.upvotes
+        parts.append(
+            translations.ngettext("%(num)d upvote", "%(num)d upvotes", count) % {"num": count}
+        )
+    return " · ".join(part for part in parts if part)
+
+
+def subject_line(
+    digest: Digest, options: MailOptions, translations: gettext.NullTranslations
+) -> str:
+    """The subject: ``options.subject`` filled in ("Chain-of-Thought Hub and 4 more papers —
+    Mar 14"), the first title shortened so that it never passes 78 characters."""
+    count = len(digest.entries) + max(digest.more_count, 0)
+    when = short_date(digest.digest_date, digest.language)
+    site = clean_text(digest.site_name)
+    if not digest.entries:
+        subject = translations.gettext("No new papers — %(date)s") % {"date": when}
+        return _shorten(subject, len(subject) - SUBJECT_LIMIT)
+    if count == 1:
+        pattern = translations.gettext("{first} — {date}")
+    elif options.subject == DEFAULT_SUBJECT:
+        pattern = translations.gettext(DEFAULT_SUBJECT)
+    else:
+        pattern = options.subject
+    fields: dict[str, Any] = {"count": count, "more": count - 1, "date": when, "site": site}
+    first = clean_text(readable_latex(digest.entries[0].title))
+    subject = clean_text(pattern.format(first=first, **fields))
+    if len(subject) <= SUBJECT_LIMIT:
+        return subject
+    room = max(len(first) - (len(subject) - SUBJECT_LIMIT), 8)
+    subject = clean_text(pattern.format(first=_shorten(first, len(first) - room), **fields))
+    return _shorten(subject, len(subject) - SUBJECT_LIMIT)
+
+
+def _shorten(text: str, excess: int) -> str:
+    """``text`` less ``excess`` characters, cut at a word with an ellipsis (as is if none)."""
+    if excess <= 0:
+        return text
+    cut = cut_point(text, max(len(text) - excess - 1, 1), sentences=False)
+    cut = min(cut, len(text) - excess - 1)
+    return text[: max(cut, 1)].rstrip(" ,;:-—") + "…"
+
+
+def preheader(digest: Digest, translations: gettext.NullTranslations) -> str:
+    """The preview an inbox shows after the subject, about 90 characters that read well cut
+    anywhere: "5 papers · Chain-of-Thought Hub, PaLM and 3 more"."""
+    count = len(digest.entries) + max(digest.more_count, 0)
+    head = translations.ngettext("%(num)d paper", "%(num)d papers", count) % {"num": count}
+    titles = [clean_text(readable_latex(entry.title)) for entry in digest.entries[:3]]
+    shown: list[str] = []
+    for title in titles:
+        rest = count - len(shown) - 1
+        tail = translations.gettext(" and %(num)d more") % {"num": rest} if rest else ""
+        line = f"{head} · {', '.join([*shown, title])}{tail}"
+        if len(line) > PREHEADER_LIMIT:
+            if not shown:
+                room = PREHEADER_LIMIT - len(head) - 3 - len(tail)
+                shown.append(_shorten(title, len(title) - max(room, 12)))
+            break
+        shown.append(title)
+    rest = count - len(shown)
+    tail = translations.gettext(" and %(num)d more") % {"num": rest} if rest and shown else ""
+    return f"{head} · {', '.join(shown)}{tail}" if shown else head
+
+
+def header_line(digest: Digest, translations: gettext.NullTranslations) -> str:
+    """What this mail is: "12 of 340 new papers matched your 3 queries · Mar 14"."""
+    matched = len(digest.entries) + max(digest.more_count, 0)
+    when = short_date(digest.digest_date, digest.language)
+    values = {
+        "shown": matched,
+        "num": max(digest.new_count, matched),
+        "queries": digest.query_count,
+    }
+    if digest.new_count:
+        found = translations.ngettext(
+            "%(shown)d of %(num)d new paper matched",
+            "%(shown)d of %(num)d new papers matched",
+            values["num"],
+        )
+    else:
+        found = translations.ngettext(
+            "%(shown)d new paper matched", "%(shown)d new papers matched", matched
+        )
+    if digest.query_count:
+        found += " " + translations.ngettext(
+            "your query", "your %(queries)d queries", digest.query_count
+        )
+    return f"{found % values} · {when}"
+
+
+def text_direction(language: str) -> str:
+    """ "rtl" for a language written right to left, else "ltr"."""
+    return "rtl" if Locale.parse(language).character_order == "right-to-left" else "ltr"
