@@ -28,6 +28,8 @@ _CONTACT = re.compile(r"[^\s<>()\"',;\\]+@[^\s<>()\"',;\\]+")
 _POSITIVE = (
     ("digest", "max_papers"),
     ("digest", "lookback_days"),
+    ("digest", "snippet_chars"),
+    ("trending", "papers"),
     ("feeds", "max_entries"),
     ("feeds", "lookback_days"),
     ("smtp", "port"),
@@ -54,6 +56,8 @@ _POSITIVE = (
     ("fetching", "max_retry_after_seconds"),
 )
 _NOT_NEGATIVE = (
+    ("digest", "full_entries"),
+    ("trending", "min_upvotes"),
     ("delivery", "rate_per_second"),
     ("delivery", "min_free_mb"),
     ("fetching", "retries"),
@@ -76,6 +80,22 @@ def validate_settings(
     _check_schedule(settings, source)
     _check_numbers(settings, source)
     _check_names(settings, source)
+    _check_subject(settings, source)
+
+
+_SUBJECT_FIELDS = {"first": "Title", "count": 2, "more": 1, "date": "Mar 14", "site": "digestd"}
+
+
+def _check_subject(settings: Settings, source: str) -> None:
+    """The subject pattern names only the fields a subject has, with valid braces."""
+    pattern = settings.digest.subject
+    try:
+        pattern.format(**_SUBJECT_FIELDS)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"{source}: [digest] subject = {pattern!r} is not a subject pattern ({exc!s}); "
+            "use {first}, {count}, {more}, {date}, {site} and {{ }} for braces"
+        ) from None
 
 
 def _check_schedule(settings: Settings, source: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gettext
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import markupsafe
 from babel import Locale
@@ -18,6 +18,9 @@ from digestd.digest import Digest, DigestEntry
 from digestd.formatting import HIT_CLOSE
 from digestd.i18n import short_date
 from digestd.snippets import clean_text, cut_point, highlighted_field, readable_latex
+
+if TYPE_CHECKING:
+    from digestd.config import Settings
 
 DEFAULT_SUBJECT = "{first} and {more} more papers — {date}"
 SUBJECT_LIMIT = 78  # characters of a subject before encoding (RFC 5322's line length)
@@ -37,6 +40,12 @@ class MailOptions:
     full_entries: int = 10
     snippet_chars: int = 300
     subject: str = DEFAULT_SUBJECT
+
+
+def mail_options(settings: Settings) -> MailOptions:
+    """The mail options of ``settings``' [digest] section."""
+    digest = settings.digest
+    return MailOptions(digest.full_entries, digest.snippet_chars, digest.subject)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from digestd import jobs
 from digestd.cli.common import (
     EXIT_BAD_QUERY_OR_FILE,
+    EXIT_BAD_VALUE,
     EXIT_WAITING,
     app,
     command_runtime,
@@ -36,7 +37,9 @@ from digestd.errors import DigestError, InputError
 from digestd.ingest import FORMATS
 from digestd.jobs.purge_job import run_purge
 from digestd.jobs.send_record import pause_message, send_log
+from digestd.render import mail_options
 from digestd.runtime import Runtime
+from digestd.template_check import check_templates, require_good_templates
 
 # `digestd ingest` waits this long past [schedule] inbox_settle_seconds for inbox files still
 # being written; one that is still changing then is left for the next run.
@@ -151,7 +154,9 @@ def preview(
     if not prepared:
         out.print(f"{email}: no new papers match, no digest would be sent")
         return
-    rendered = render_digest(prepared[0].digest, templates_dir=config.templates_dir)
+    rendered = render_digest(
+        prepared[0].digest, templates_dir=config.templates_dir, options=mail_options(config)
+    )
     out.print(Text.assemble(("Subject: ", "bold"), terminal_safe(rendered.subject)))
     sys.stdout.write(terminal_safe(rendered.text))
     if html:
@@ -172,6 +177,7 @@ def send(
 ) -> None:
     """Send the digests that are due (and record them, so nothing is sent twice)."""
     config = settings()
+    require_good_templates(config)
     runtime = command_runtime(config)
     for warning in jobs.start_warnings(config):
         sys.stderr.write(f"warning: {warning}\n")
@@ -238,10 +244,31 @@ def run() -> None:
     from digestd.daemon import run_daemon
 
     config = settings()
+    require_good_templates(config)
     engine = make_engine(config.database_url, create=True)
     migrate(engine)
     logging.getLogger().setLevel(logging.INFO)
     run_daemon(config, engine)
+
+
+@app.command("check-templates")
+def check_templates_command(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="templates folder to check (default: [paths] templates)"),
+    ] = None,
+) -> None:
+    """Check the mail templates: each compiles and renders sample digests in every language."""
+    config = settings()
+    where = folder or config.templates_dir
+    if where is not None and not where.is_dir():
+        raise DigestError(f"templates folder {where}: not found")
+    problems = check_templates(where, mail_options(config))
+    for problem in problems:
+        error_line(str(problem))
+    if problems:
+        raise typer.Exit(EXIT_BAD_VALUE)
+    out.print(f"templates OK: {where or 'the bundled templates'}")
 
 
 @app.command()

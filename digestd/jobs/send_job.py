@@ -42,7 +42,7 @@ from digestd.jobs.send_record import (
 )
 from digestd.jobs.senders import Builder, message_builder
 from digestd.refusals import RECIPIENT, enhanced_status, refusal_fault, split_reply
-from digestd.render import render_digest
+from digestd.render import mail_options, render_digest
 from digestd.runtime import Runtime, utc_now
 
 # Planned rows are written this many at a time, ahead of sending.
@@ -153,7 +153,9 @@ def _dry_run(settings: Settings, planned: Iterable[PreparedDigest]) -> list[Dige
     """What a send would mail: each digest rendered, nothing sent or recorded."""
     outcomes = []
     for item in planned:
-        rendered = render_digest(item.digest, templates_dir=settings.templates_dir)
+        rendered = render_digest(
+            item.digest, templates_dir=settings.templates_dir, options=mail_options(settings)
+        )
         outcomes.append(
             DigestOutcome(item.email, "dry-run", len(item.planned.entries), rendered.subject)
         )

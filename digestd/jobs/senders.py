@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from digestd.config import Settings
 from digestd.deliver import OutgoingMessage, build_message
 from digestd.jobs.plan_job import PreparedDigest
-from digestd.render import render_digest
+from digestd.render import mail_options, render_digest
 from digestd.runtime import Runtime
 from digestd.runtime import open_sender as open_sender  # its home is the runtime
 from digestd.tokens import unsubscribe_mailto, verp_address
@@ -72,10 +72,11 @@ def message_builder(runtime: Runtime) -> Builder:
     identity, link secret and signer (ConfigError for a broken DKIM setup)."""
     identity, signer, secret = runtime.identity, runtime.signer, runtime.link_secret
     templates_dir = runtime.settings.templates_dir
+    options = mail_options(runtime.settings)
     mailto = identity.unsubscribe_mailto
 
     def build(item: PreparedDigest) -> tuple[OutgoingMessage, str]:
-        rendered = render_digest(item.digest, templates_dir=templates_dir)
+        rendered = render_digest(item.digest, templates_dir=templates_dir, options=options)
         message = build_message(
             rendered,
             from_address=identity.from_address,
