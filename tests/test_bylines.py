@@ -86,25 +86,27 @@ def bare() -> CandidatePaper:
         (1, "A1"),
         (2, "A1, A2"),
         (3, "A1, A2, A3"),
-        (4, "A1, A2, A3 et al."),  # four: still three names, so every byline is as short
-        (40, "A1, A2, A3 et al."),
+        (4, "A1, A2, A3, A4"),
+        (5, "A1, A2, A3, A4 et al."),
+        (40, "A1, A2, A3, A4 et al."),
     ],
 )
-def test_authors_are_the_first_three_then_et_al(count: int, expected: str) -> None:
+def test_authors_are_the_first_four_then_et_al(count: int, expected: str) -> None:
     assert short_authors([f"A{n}" for n in range(1, count + 1)]) == expected
 
 
 def test_byline_parts_and_fallbacks() -> None:
     byline = paper_byline(rich())
     assert byline == Byline(
-        authors="Ada Lovelace, Alan Turing, Grace Hopper et al.",
+        authors="Ada Lovelace, Alan Turing, Grace Hopper, Émilie du Châtelet et al.",
         when="Mar 12, 2025",  # published, not the dump's date
         where="cs.CL · cs.LG",
         upvotes="0 upvotes",
     )
     assert byline.details == "Mar 12, 2025 · cs.CL · cs.LG · 0 upvotes"
     assert byline.line == (
-        "Ada Lovelace, Alan Turing, Grace Hopper et al. — Mar 12, 2025 · cs.CL · cs.LG · 0 upvotes"
+        "Ada Lovelace, Alan Turing, Grace Hopper, Émilie du Châtelet et al. — "
+        "Mar 12, 2025 · cs.CL · cs.LG · 0 upvotes"
     )
     # no categories: the source's name; one upvote; blank and multi-line names cleaned
     other = paper_byline(
@@ -202,7 +204,7 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 
 def test_digest_shows_each_papers_byline_and_links_its_own_page() -> None:
     text, html = parts(mailed(rich(), bare()))
-    authors = "Ada Lovelace, Alan Turing, Grace Hopper et al."
+    authors = "Ada Lovelace, Alan Turing, Grace Hopper, Émilie du Châtelet et al."
     details = "Mar 12, 2025 · cs.CL · cs.LG · 0 upvotes"
 
     page = Paragraphs()
@@ -222,13 +224,14 @@ def test_digest_shows_each_papers_byline_and_links_its_own_page() -> None:
     assert "<b>for</b>" not in html and "&lt;b&gt;for&lt;/b&gt;" in html
     assert "<script" not in html
     # styles are inlined, as on every other paragraph
-    assert re.search(r'<p class="authors" style="[^"]*font-size: ?14px', html)
+    assert re.search(r'<p class="authors" style="[^"]*font-size: ?13px', html)
 
     first, second = text.split("\n2.  ")[0], text.split("\n2.  ")[1]
     title = "1.  Language models <b>for</b> code"
-    assert f"{title}\n    {ABS}\n    {authors}\n    {details}\n" in first
+    assert f"{title}\n    {authors}\n    {details}\n" in first
+    assert f"\n    {ABS}\n" in first
     assert "A bare language model\n" in second
-    assert "\n    Mar 14, 2025\n    Matched:" in second
+    assert "\n    Mar 14, 2025\n    Matched " in second
     assert "et al." not in second and "upvote" not in second
 
 
@@ -309,8 +312,8 @@ def test_feed_entries_carry_authors_categories_their_page_and_byline(tmp_path: P
     assert first.link == ABS
     assert first.published == "2025-03-12T00:00:00+00:00"  # the paper's own date
     assert first.summary == (
-        "<p>Ada Lovelace, Alan Turing, Grace Hopper et al. — Mar 12, 2025 · cs.CL · cs.LG · "
-        "0 upvotes</p><p>We train a language model on code.</p>"
+        "<p>Ada Lovelace, Alan Turing, Grace Hopper, Émilie du Châtelet et al. — "
+        "Mar 12, 2025 · cs.CL · cs.LG · 0 upvotes</p><p>We train a language model on code.</p>"
     )
     assert "<script>" not in path.read_text(encoding="utf-8")
 

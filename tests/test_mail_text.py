@@ -16,10 +16,10 @@ from digestd.digest import CandidatePaper, Digest, DigestEntry, QuerySource, pla
 from digestd.errors import ConfigError
 from digestd.formatting import Byline, short_authors
 from digestd.mail_view import MailOptions, header_line, preheader, subject_line
+from digestd.match import PaperMatch
 from digestd.render import default_templates_dir, render_digest
 from digestd.snippets import highlighted_field, readable_latex
 from digestd.template_check import check_templates
-from digestd.match import PaperMatch
 
 HOSTILE = "<script>alert(1)</script> & \u202e" + "Ω" * 40 + " " + "word " * 200
 
@@ -70,7 +70,9 @@ def test_latex_is_shown_as_readable_text(latex: str, text: str) -> None:
 
 def test_abstract_is_cut_after_a_sentence_near_the_limit() -> None:
     sentences = "".join(f"Sentence number {n} says something. " for n in range(30))
-    plain, html = highlighted_field(((sentences, False),), limit=300, hit_open="<b>", sentences=True)
+    plain, _ = highlighted_field(
+        ((sentences, False),), limit=300, hit_open="<b>", sentences=True
+    )
     assert 180 <= len(plain) <= 302
     assert plain.endswith(". …") and sentences.startswith(plain.removesuffix(" …"))
     # Without a sentence end past 60% of the limit, the cut falls between words.

@@ -287,8 +287,8 @@ def test_the_front_page_shows_each_papers_own_page_and_byline(web_site: WebSite)
         '<a class="more-link" href="https://arxiv.org/search/?searchtype=title&amp;query=A+bare+'
         'language+model">A bare language model</a><span class="byline">Mar 14, 2026</span>',
         '<a class="more-link" href="https://arxiv.org/abs/2603.01234v2">A dumped language model</a>'
-        '<span class="byline">Ada Lovelace, Émilie du Châtelet, &lt;b&gt;Bold&lt;/b&gt; et al. — '
-        "Mar 12, 2026 · cs.CL · cs.LG · 0 upvotes</span>",
+        '<span class="byline">Ada Lovelace, Émilie du Châtelet, &lt;b&gt;Bold&lt;/b&gt;, '
+        "Alan Turing — Mar 12, 2026 · cs.CL · cs.LG · 0 upvotes</span>",
     ]
 
 
