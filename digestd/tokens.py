@@ -1,5 +1,5 @@
-"""Signed, purpose-scoped tokens for links in digests (unsubscribe, manage), and the signed
-VERP envelope addresses that bounces come back to.
+"""Signed, purpose-scoped tokens for links in digests (unsubscribe, manage, pause, the digest
+as a web page), and the signed VERP envelope addresses that bounces come back to.
 
 A token names a subscriber by id and by a digest of their address, so a link keeps working only
 for the person it was made for: once that subscriber is removed and the id reused, old links
@@ -98,7 +98,7 @@ def read_token(
     return claim.subscriber_id if claim is not None else None
 
 
-PURPOSES = ("confirm", "manage", "unsubscribe", "feed")
+PURPOSES = ("confirm", "manage", "unsubscribe", "feed", "digest", "pause")
 
 
 def link_url(
@@ -110,8 +110,9 @@ def link_url(
     *,
     reference: str | None = None,
 ) -> str:
-    """A subscriber's signed link for ``purpose``: /confirm/T, /manage/T, /unsubscribe/T or
-    /feeds/me/T.atom under ``base_url`` (naming ``reference`` too, if given)."""
+    """A subscriber's signed link for ``purpose``: /confirm/T, /manage/T, /unsubscribe/T,
+    /feeds/me/T.atom, /digest/T (with the digest's key as ``reference``) or /pause/T under
+    ``base_url`` (naming ``reference`` too, if given)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
     token = make_token(secret, purpose, subscriber_id, email, reference=reference)

@@ -1,10 +1,10 @@
-"""The web application: sign-up with double opt-in, the preference page, unsubscribing, the
-topic feeds and the health check, on FastAPI under uvicorn.
+"""The web application: sign-up with double opt-in, the preference page, unsubscribing, a
+mailed digest as a web page, the topic feeds and the health check, on FastAPI under uvicorn.
 
-``create_app`` builds the application (pages.py: the pages; feeds_http.py: the feeds;
-feed_rebuild.py: missing feeds rebuilt in the background; health.py: the health check;
-security.py: headers, CSRF, rate limit; mails.py: the sign-up mails; protocol.py: error pages,
-trailing-slash redirects, HEAD). ``serve`` runs it until
+``create_app`` builds the application (pages.py: the pages; digest_page.py: "View in
+browser"; feeds_http.py: the feeds; feed_rebuild.py: missing feeds rebuilt in the background;
+health.py: the health check; security.py: headers, CSRF, rate limit; mails.py: the sign-up
+mails; protocol.py: error pages, trailing-slash redirects, HEAD). ``serve`` runs it until
 stopped; ``web_server`` gives the uvicorn server to run and stop from another thread.
 """
 
@@ -27,6 +27,7 @@ from digestd.config import Settings
 from digestd.errors import DigestError
 from digestd.jobs import run_feeds
 from digestd.runtime import Runtime, utc_now
+from digestd.web.digest_page import digest_page_router
 from digestd.web.feed_rebuild import FeedRebuild
 from digestd.web.feeds_http import feeds_router
 from digestd.web.health import health_router
@@ -61,6 +62,7 @@ def create_app(
         redoc_url=None,
     )
     app.include_router(WebPages(runtime).router())
+    app.include_router(digest_page_router(runtime))
     # The app owns the background rebuild of missing feed files (one run at a time).
     app.state.feed_rebuild = FeedRebuild(partial(run_feeds, settings, engine, runtime=runtime))
     app.include_router(
