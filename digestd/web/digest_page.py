@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from digestd.db import read_scope
 from digestd.jobs.plan_job import stored_digest
-from digestd.render import render_digest
+from digestd.render import mail_options, render_digest
 from digestd.runtime import Runtime
 from digestd.store.signup import unsubscribed_themselves
 from digestd.web.security import link_target
@@ -72,7 +72,9 @@ def digest_page_router(runtime: Runtime) -> APIRouter:
         digest = stored_digest(settings, engine, subscriber.id, key, runtime=runtime)
         if digest is None:
             raise HTTPException(status_code=404)
-        html = render_digest(digest, templates_dir=settings.templates_dir).html
+        html = render_digest(
+            digest, templates_dir=settings.templates_dir, options=mail_options(settings)
+        ).html
         return HTMLResponse(with_robots_meta(html).encode("utf-8", "replace"), headers=PAGE_HEADERS)
 
     router = APIRouter()
