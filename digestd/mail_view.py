@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 DEFAULT_SUBJECT = "{first} and {more} more papers — {date}"
 SUBJECT_LIMIT = 78  # characters of a subject before encoding (RFC 5322's line length)
 PREHEADER_LIMIT = 90  # characters an inbox shows beside the subject, give or take
-TITLE_LIMIT = 250  # characters of a title shown; hostile titles are cut at a word
+TITLE_LIMIT = 200  # characters of a title shown; hostile titles are cut at a word
+TERMS_SHOWN = 6  # matched terms named in a paper's reason line
+SOURCES_SHOWN = 3  # queries and topics named there
+LABEL_LIMIT = 60  # characters of a query or topic named there
 MORE_LISTED = 15  # papers past the cap listed by title in the mail; the rest are counted
 # Invisible characters after the preheader, so inboxes do not fill the preview with the body.
 PREHEADER_PADDING = markupsafe.Markup("&#847;&zwnj;&nbsp;" * 60)
@@ -117,11 +120,27 @@ def entry_view(
         abstract_html=abstract_html,
         authors=breakable(entry.byline.authors),
         details=_details(entry, language, translations),
-        terms=tuple(clean_text(term) for term in entry.matched_terms if term.strip()),
-        found_in=tuple((kind, clean_text(label)) for kind, label in entry.found_in)
-        or tuple(("", clean_text(reason)) for reason in entry.reasons if reason.strip()),
+        terms=_first(
+            [clean_text(term) for term in entry.matched_terms if term.strip()], TERMS_SHOWN
+        ),
+        found_in=tuple(
+            (kind, _shorten(label, len(label) - LABEL_LIMIT))
+            for kind, label in _first(
+                [(kind, clean_text(label)) for kind, label in entry.found_in]
+                or [("", clean_text(reason)) for reason in entry.reasons if reason.strip()],
+                SOURCES_SHOWN,
+            )
+        ),
         links=links or ((("abstract", url),) if http_link(url) else ()),
     )
+
+
+def _first(items: list[Any], count: int) -> tuple[Any, ...]:
+    """The first ``count`` of ``items``; a last one "…" says more were left out."""
+    if len(items) <= count:
+        return tuple(items)
+    more: Any = "…" if isinstance(items[0], str) else ("", "…")
+    return (*items[:count], more)
 
 
 def _breakable_segments(segments: tuple[tuple[str, bool], ...]) -> tuple[tuple[str, bool], ...]:

@@ -12,13 +12,17 @@ import markupsafe
 from pylatexenc.latex2text import LatexNodes2Text
 
 # Control characters (C0, DEL, C1) are invalid in HTML and can drive terminals when a text
-# part is printed; together with Unicode line separators they become plain spaces. The two
+# part is printed; together with Unicode line separators and the bidirectional overrides (which
+# make a title read backwards, or hide what follows) they become plain spaces. The two
 # private-use characters stand for the start and end of a highlight while a field is worked on,
 # so they are removed from untrusted text first.
-_UNSAFE_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001]+")
+_UNSAFE_OR_SPACE = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ue000\ue001]+"
+)
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARKS = re.compile("[\ue000\ue001]")
 _SPACES = re.compile(r"[ \xa0]{2,}")
+_ADJACENT_MARKS = re.compile("\ue001([ \xa0]*)\ue000")
 # LaTeX is converted only where the text has some: math between dollars, or a command.
 _HAS_LATEX = re.compile(r"\$[^$]+\$|\\[A-Za-z]+")
 # Characters LaTeX treats specially but abstracts use as plain text ("50%", "R&D", "#1").
@@ -91,7 +95,8 @@ def highlighted_field(
             if text
         ]
     )
-    joined = readable_latex(joined).strip()
+    # Neighbouring highlights become one ("<hit>kv cache</hit>", not two spans).
+    joined = _ADJACENT_MARKS.sub(r"\1", readable_latex(joined).strip())
     plain = _MARKS.sub("", joined)
     if limit is not None:
         cut = cut_point(plain, limit, sentences=sentences)

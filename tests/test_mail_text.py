@@ -208,3 +208,24 @@ def _english():  # type: ignore[no-untyped-def]
     from digestd.i18n import translations
 
     return translations("en")
+
+
+def test_neighbouring_highlights_are_one_and_bidi_overrides_are_gone() -> None:
+    segments = (("a ", False), ("kv", True), (" ", False), ("cache", True), (" \u202eevil", False))
+    plain, html = highlighted_field(segments, limit=None, hit_open="<b>", hit_close="</b>")
+    assert html == "a <b>kv cache</b> evil"
+    assert "\u202e" not in plain
+
+
+def test_reason_line_names_a_few_terms_and_sources() -> None:
+    many = entry(
+        1,
+        matched_terms=tuple(f"term{n}" for n in range(20)),
+        found_in=tuple(("query", f"query number {n} " + "x" * 100) for n in range(9)),
+    )
+    text = render_digest(digest(many)).text
+    reason = text[text.index("Matched") : text.index("\n\n", text.index("Matched"))]
+    assert "term5" in reason and "term6" not in reason
+    joined = reason.replace("\n    ", " ")
+    assert "query number 2" in joined and "query number 3" not in joined
+    assert "x" * 61 not in joined
