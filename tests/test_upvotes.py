@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -23,6 +24,11 @@ from tests.conftest import CliResult
 from tests.support.databases import engine_fixture  # noqa: F401  (the engine fixture)
 from tests.support.matching import engine_match_all
 from tests.support.reference_match import analyze_paper, match_papers
+from tests.support.web_pages import add_papers
+from tests.support.web_server import (
+    WebSite,
+    web_site_fixture,  # noqa: F401  (the web_site fixture)
+)
 from tests.test_postgres import postgres_url  # noqa: F401  (the fixture, for the postgres runs)
 
 DAY = date(2026, 6, 12)
@@ -215,3 +221,23 @@ def test_an_old_paper_keeps_its_count_but_takes_a_first_one(engine: Engine) -> N
     edge = NOW + timedelta(days=UPVOTES_REFRESH_DAYS)
     put(engine, hf_paper(2, 7), day=edge.date(), at=edge)
     assert stored(engine)["arxiv:2606.00002"].upvotes == 7  # still recent on its 14th day
+
+
+# -- the web form's live query check ------------------------------------------------------------
+
+
+def test_the_web_query_check_counts_upvote_clauses(web_site: WebSite) -> None:
+    site = web_site
+    newest = date(2026, 3, 14)
+    add_papers(site, newest, [("Popular graph paper", "a"), ("Quiet graph paper", "b")])
+    add_papers(site, newest - timedelta(days=1), [("Uncounted graph paper", "c")])
+    with session_scope(site.engine) as session:
+        for row in session.exec(select(Paper)).all():
+            row.upvotes = {"Popular graph paper": 25, "Quiet graph paper": 1}.get(row.title)
+            session.add(row)
+    lines = ["graph upvotes:>=10", "upvotes:<5", "graph"]
+    answer = httpx.get(f"{site.base_url}/api/query-check", params={"queries": "\n".join(lines)})
+    assert answer.status_code == 200
+    assert answer.json()["lines"] == [1, 1, 3]
+    broken = httpx.get(f"{site.base_url}/api/query-check", params={"queries": "upvotes:>=x"})
+    assert broken.json()["valid"] is False and "upvotes:" in broken.json()["error"]
