@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -42,6 +44,10 @@ CATEGORIES = ["cs.CL", "cs.LG", "CS.ai", "hep-th", "astro-ph", "astro-ph.GA", "m
 CATEGORIES += ["math-ph", "physics.comp-ph", "cs"]
 CATEGORY_TERMS = ["cs.CL", "cs.cl", "cs", "cs.*", "cs*", "astro-ph", "astro*", "astro-ph.*"]
 CATEGORY_TERMS += ["hep-th", "hep-*", "math", "math-ph", "math.GT", "physics", "graph"]
+# Counts near the papers' own (0 to 6), so every test both holds and fails on some.
+UPVOTE_TESTS = ["upvotes:>=3", "upvotes:>2", "upvotes:<=1", "upvotes:<5", "upvotes:0"]
+UPVOTE_TESTS += ["upvotes:4", "upvotes:<0", "upvotes:top1", "upvotes:top3", "UPVOTES:>=6"]
+DAYS = [date(2024, 5, 1), date(2024, 5, 2)]
 
 
 def author_terms() -> st.SearchStrategy[str]:
@@ -76,6 +82,7 @@ def queries() -> st.SearchStrategy[str]:
             lambda ts: "author:(" + " OR ".join(ts) + ")"
         ),
         st.lists(category, min_size=2, max_size=3).map(lambda ts: "cat:(" + " ".join(ts) + ")"),
+        st.sampled_from(UPVOTE_TESTS),
     )
 
     def combine(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -105,6 +112,8 @@ PAPERS = st.lists(
         text(0, 25),
         st.lists(st.sampled_from(AUTHORS), max_size=4).map(tuple),
         st.lists(st.sampled_from(CATEGORIES), max_size=3).map(tuple),
+        st.none() | st.integers(min_value=0, max_value=6),
+        st.none() | st.sampled_from(DAYS),
     ),
     min_size=1,
     max_size=12,

@@ -206,7 +206,11 @@ def test_compiled_query_lists_positive_terms_once_in_order() -> None:
         ("a cat:(cs.CL", 6, "'(' is never closed"),
         ("a author:-x", 9, "put '-' before 'author:'"),
         ("a author:*", 9, "needs letters or digits"),
-        ("a auteur:x", 2, "unknown field 'auteur:' (use title:, abstract:, author: or cat:)"),
+        (
+            "a auteur:x",
+            2,
+            "unknown field 'auteur:' (use title:, abstract:, author:, cat: or upvotes:)",
+        ),
     ],
 )
 def test_syntax_errors_name_the_position(text: str, position: int, reason: str) -> None:
@@ -248,7 +252,7 @@ def test_error_message_points_at_the_problem_for_a_reader() -> None:
     with pytest.raises(QueryError) as caught:
         compile_query("llm xyz:foo")
     assert str(caught.value) == (
-        "unknown field 'xyz:' (use title:, abstract:, author: or cat:) at position 5"
+        "unknown field 'xyz:' (use title:, abstract:, author:, cat: or upvotes:) at position 5"
         " of query 'llm xyz:foo'"
     )
 

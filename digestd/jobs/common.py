@@ -38,7 +38,9 @@ def match_queries(
     for key, exc in profiles.errors.items():
         log.error("skipping query %r: %s", queries[key], exc)
     texts = {
-        p.id: PaperText(p.title, p.abstract, tuple(p.authors), tuple(p.categories))
+        p.id: PaperText(
+            p.title, p.abstract, tuple(p.authors), tuple(p.categories), p.upvotes, p.dump_date
+        )
         for p in papers
         if p.id is not None
     }

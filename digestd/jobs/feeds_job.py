@@ -9,13 +9,14 @@ from sqlalchemy.engine import Engine
 
 from digestd import store
 from digestd.config import Settings
-from digestd.db import read_scope
+from digestd.db import read_scope, session_scope
 from digestd.feeds import FeedEntry, TopicFeed, paper_dates, write_feeds, written_by_digestd
 from digestd.formatting import paper_byline, paper_date
 from digestd.ingest import paper_url
 from digestd.jobs.common import match_queries
 from digestd.models import Paper
 from digestd.runtime import Runtime
+from digestd.trending import TRENDING_SLUG, ensure_trending, trending_out_of_date
 
 
 def paper_page(paper: Paper) -> str:
@@ -54,11 +55,14 @@ def feed_entry(paper: Paper, matched_terms: tuple[str, ...] = ()) -> FeedEntry:
 
 def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
     """Whether the feeds folder lacks the index, misses a topic's feed, or predates a topic
-    (one removed and added again under the same slug with another query)."""
+    (one removed and added again under the same slug with another query); or the Trending
+    topic is not in step with the configuration (rebuilding the feeds brings it)."""
     folder = settings.folder("feeds")
     index = folder / "index.html"
     with read_scope(engine) as session:
         topic_rows = store.topics(session)
+        if trending_out_of_date(session, settings):
+            return True
     if not index.exists():
         return True
     written_at = datetime.fromtimestamp(index.stat().st_mtime, UTC)
@@ -73,7 +77,12 @@ def feeds_out_of_date(settings: Settings, engine: Engine) -> bool:
 
 def run_feeds(settings: Settings, engine: Engine, *, runtime: Runtime | None = None) -> list[Path]:
     """Rebuild every topic's Atom feed and the feeds index (matching with ``runtime``'s
-    cache when given)."""
+    cache when given), the Trending topic first brought in step with the configuration."""
+    with read_scope(engine) as session:
+        stale = trending_out_of_date(session, settings)
+    if stale:
+        with session_scope(engine) as session:
+            ensure_trending(session, settings, now=datetime.now(UTC))
     with read_scope(engine) as session:
         topic_rows = store.topics(session)
         since = datetime.now(UTC) - timedelta(days=settings.feeds.lookback_days)
@@ -85,9 +94,13 @@ def run_feeds(settings: Settings, engine: Engine, *, runtime: Runtime | None = N
     feeds = []
     for topic in topic_rows:
         hits = matches.get(topic.slug)
-        entries = [
-            feed_entry(p, hits[p.id].terms) for p in papers if p.id is not None and p.id in hits
-        ][: settings.feeds.max_entries]
+        matched = [p for p in papers if p.id is not None and p.id in hits]
+        if topic.slug == TRENDING_SLUG:
+            # Each day's list in upvote order, ties as the day's ranking breaks them (by id).
+            matched.sort(key=lambda p: (-p.dump_date.toordinal(), -(p.upvotes or 0), p.id))
+        entries = [feed_entry(p, hits[p.id or 0].terms) for p in matched][
+            : settings.feeds.max_entries
+        ]
         feeds.append(
             TopicFeed(
                 slug=topic.slug,

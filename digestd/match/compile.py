@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
 from digestd.errors import QueryError
-from digestd.match.nodes import And, Node, Not, Or, Phrase, Prefix, Term, Word
+from digestd.match.nodes import TERM_TYPES, And, Node, Not, Or, Phrase, Term, Word
 from digestd.match.query import MAX_QUERY_LENGTH, parse_query
 from digestd.match.text import stem
 
@@ -107,7 +107,7 @@ class Catalog:
         return CompiledProfile(shape=shape_id, slots=tuple(slots))
 
     def _shape_tree(self, node: Node, slots: list[int]) -> ShapeNode:
-        if isinstance(node, Word | Phrase | Prefix):
+        if isinstance(node, TERM_TYPES):
             term_id = self.term_ids.get(node)
             if term_id is None:
                 term_id = self.term_ids[node] = len(self.terms)

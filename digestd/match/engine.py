@@ -11,7 +11,9 @@ asks about (see :mod:`digestd.match.results`).
 
 Title and abstract are indexed at once; author names and categories (see
 :mod:`digestd.match.fields`) only when a query first asks for them, so a run whose queries
-never do pays nothing for them.
+never do pays nothing for them. Upvote counts are kept as they are, with each paper's rank
+among the batch's papers of its day (most upvoted first, ties to the lower key), for
+``upvotes:`` tests.
 
 Large batches are cut into chunks of ``CHUNK_SIZE`` papers so bitsets stay small.
 """
@@ -23,11 +25,12 @@ import itertools
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Generic, TypeVar
 
 from digestd.match.compile import Catalog, ProfileSet
 from digestd.match.fields import PaperText, author_words, category_words
-from digestd.match.nodes import Phrase, Term, Word
+from digestd.match.nodes import Phrase, Prefix, Upvotes, Word
 from digestd.match.results import MatchResult
 from digestd.match.text import Field, WordTable
 
@@ -110,7 +113,7 @@ class _FieldIndex:
             self._sorted_norms = sorted(norm_bits)
         return self._norm_bits
 
-    def bits(self, term: Term, phrase_pairs: set[tuple[str, str]]) -> int:
+    def bits(self, term: Word | Phrase | Prefix, phrase_pairs: set[tuple[str, str]]) -> int:
         """The papers of this chunk where ``term`` occurs in this field; ``phrase_pairs``
         holds the consecutive pairs of every phrase compiled so far."""
         if isinstance(term, Word):
@@ -144,7 +147,7 @@ class _FieldIndex:
                 found |= lowest
         return found
 
-    def count(self, term: Term, number: int) -> int:
+    def count(self, term: Word | Phrase | Prefix, number: int) -> int:
         """How many times ``term`` occurs in this field of paper ``number``."""
         if isinstance(term, Word):
             counts = self._stem_counts.get(number)
@@ -185,7 +188,9 @@ class _TermBits(dict[int, int]):
         term = self.catalog.terms[term_id]
         chunk = self.chunk
         pairs = self.catalog.phrase_pairs
-        if term.field is not None:
+        if isinstance(term, Upvotes):
+            bits = chunk.upvote_bits(term)
+        elif term.field is not None:
             bits = chunk.field_index(term.field).bits(term, pairs)
         else:
             fields = chunk.fields
@@ -202,10 +207,20 @@ class _Chunk:
     )
     authors: list[tuple[str, ...]] = field(default_factory=list)
     categories: list[tuple[str, ...]] = field(default_factory=list)
+    upvotes: list[int | None] = field(default_factory=list)
+    day_ranks: list[int | None] = field(default_factory=list)  # 1 = its day's most upvoted
 
     @property
     def all_papers(self) -> int:
         return (1 << len(self.keys)) - 1
+
+    def upvote_bits(self, test: Upvotes) -> int:
+        """The papers of this chunk passing the upvote ``test``."""
+        found = 0
+        for number, (upvotes, rank) in enumerate(zip(self.upvotes, self.day_ranks, strict=True)):
+            if upvotes is not None and passes(test, upvotes, rank):
+                found |= 1 << number
+        return found
 
     def field_index(self, name: Field) -> _FieldIndex:
         """The index of field ``name``; author names and categories are indexed on first use."""
@@ -234,6 +249,35 @@ class PaperIndex(Generic[P]):
         return sum(len(chunk.keys) for chunk in self.chunks)
 
 
+def passes(test: Upvotes, upvotes: int, rank: int | None) -> bool:
+    """Whether a paper with ``upvotes`` (ranked ``rank`` in its day) passes ``test``."""
+    value = test.value
+    if test.test == ">=":
+        return upvotes >= value
+    if test.test == ">":
+        return upvotes > value
+    if test.test == "<=":
+        return upvotes <= value
+    if test.test == "<":
+        return upvotes < value
+    return rank is not None and rank <= value
+
+
+def day_ranks(papers: Mapping[P, PaperText]) -> dict[P, int]:
+    """Each paper with an upvote count and a day: its place among that day's papers, most
+    upvoted first, ties to the lower key (an int key: a paper id; else the earlier given)."""
+    by_day: dict[date, list[tuple[int, int, int, P]]] = {}
+    for position, (key, paper) in enumerate(papers.items()):
+        if paper.upvotes is not None and paper.day is not None:
+            tie = key if isinstance(key, int) else position
+            by_day.setdefault(paper.day, []).append((-paper.upvotes, tie, position, key))
+    ranks: dict[P, int] = {}
+    for entries in by_day.values():
+        entries.sort(key=lambda entry: entry[:3])
+        ranks.update((entry[3], rank) for rank, entry in enumerate(entries, start=1))
+    return ranks
+
+
 def index_papers(
     papers: Mapping[P, PaperText | tuple[str, str]], *, words: WordTable | None = None
 ) -> PaperIndex[P]:
@@ -243,17 +287,23 @@ def index_papers(
     words = words if words is not None else WordTable()
     index: PaperIndex[P] = PaperIndex()
     chunk = _Chunk()
-    for key, text in papers.items():
+    texts = {
+        key: text if isinstance(text, PaperText) else PaperText(*text)
+        for key, text in papers.items()
+    }
+    ranks = day_ranks(texts)
+    for key, paper in texts.items():
         if len(chunk.keys) == CHUNK_SIZE:
             index.chunks.append(chunk)
             chunk = _Chunk()
-        paper = text if isinstance(text, PaperText) else PaperText(*text)
         number = len(chunk.keys)
         chunk.keys.append(key)
         chunk.fields["title"].add(number, paper.title, words)
         chunk.fields["abstract"].add(number, paper.abstract, words)
         chunk.authors.append(paper.authors)
         chunk.categories.append(paper.categories)
+        chunk.upvotes.append(paper.upvotes)
+        chunk.day_ranks.append(ranks.get(key))
     if chunk.keys:
         index.chunks.append(chunk)
     return index

@@ -11,12 +11,13 @@ part before the dot: ``cs`` for ``cs.CL``). The rules are those of :mod:`digestd
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date
 from functools import lru_cache
 from typing import NamedTuple
 
 from digestd.errors import QueryError
 from digestd.match.hits import Hit
-from digestd.match.nodes import Phrase, Prefix, Term, Word
+from digestd.match.nodes import Phrase, Prefix, Term, Upvotes, Word
 from digestd.match.query import parse_query
 from digestd.match.text import TEXT_FIELDS, analyze_words
 
@@ -24,12 +25,15 @@ NAME_BREAK = ""  # between two authors' words: tokens are never empty, so nothin
 
 
 class PaperText(NamedTuple):
-    """What matching reads of a paper: title, abstract, author names and categories."""
+    """What matching reads of a paper: title, abstract, author names, categories, and its
+    upvote count (None where no source counts them) and own day (for ``upvotes:top``)."""
 
     title: str
     abstract: str
     authors: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()  # primary first, as arXiv lists them
+    upvotes: int | None = None
+    day: date | None = None
 
 
 def author_words(authors: Iterable[str]) -> list[str]:
@@ -60,7 +64,7 @@ def category_words(categories: Iterable[str]) -> tuple[list[str], list[str]]:
     return names, keys
 
 
-def _author_count(term: Term, name: str) -> int:
+def _author_count(term: Word | Phrase | Prefix, name: str) -> int:
     words = analyze_words(name)[0]
     if isinstance(term, Word):
         return words.count(term.norm)
@@ -70,7 +74,7 @@ def _author_count(term: Term, name: str) -> int:
     return sum(tuple(words[i : i + width]) == term.norms for i in range(len(words) - width + 1))
 
 
-def _category_matches(term: Term, category: str) -> bool:
+def _category_matches(term: Word | Phrase | Prefix, category: str) -> bool:
     name = category_name(category)
     if isinstance(term, Prefix):
         return name.startswith(term.prefix)
@@ -85,7 +89,7 @@ def _term_from_display(display: str) -> Term | None:
         root = parse_query(display)
     except QueryError:
         return None
-    return root if isinstance(root, Word | Phrase | Prefix) else None
+    return root if isinstance(root, Word | Phrase | Prefix | Upvotes) else None
 
 
 def hit_labels(
@@ -93,7 +97,8 @@ def hit_labels(
 ) -> tuple[str, ...]:
     """What a reader is shown for ``hits``, each label once, in hit order: the term of a
     title or abstract hit, ``author: Yann LeCun`` for each author an author hit found, and
-    ``cat:cs.CL`` for each category a category hit found (as the paper spells them)."""
+    ``cat:cs.CL`` for each category a category hit found (as the paper spells them), and the
+    test of an upvotes hit as words (``upvotes ≥ 10``, ``top 10 by upvotes``)."""
     labels: dict[str, None] = {}
     for hit in hits:
         if hit.field in TEXT_FIELDS:
@@ -102,6 +107,8 @@ def hit_labels(
         term = _term_from_display(hit.term)
         if term is None:
             labels[hit.term] = None
+        elif isinstance(term, Upvotes):
+            labels[term.label] = None
         elif hit.field == "author":
             labels.update(
                 (f"author: {name}", None) for name in authors if _author_count(term, name)

@@ -7,7 +7,9 @@ so in any order): a title hit weighs three abstract hits, and repeating a word r
 weight only gently. An author hit weighs two abstract hits (a name is chosen on purpose and
 rarely found by chance); a category hit half of one (a category holds hundreds of papers a day,
 so it should rank papers less than the words a query pairs it with). The count of an author or
-category hit is how many words of the names, or how many categories, it found.
+category hit is how many words of the names, or how many categories, it found. An upvotes
+test that held is a hit of count 1 weighing what a category hit does: it says a paper is
+popular, not what it is about, so it must not outrank the words of the query.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
-from digestd.match.nodes import Phrase, Prefix, Term, Word, phrase_or_word
+from digestd.match.nodes import Phrase, Prefix, Word, phrase_or_word
 from digestd.match.text import Token, tokenize
 
-FIELD_WEIGHTS: Mapping[str, float] = {"title": 3.0, "abstract": 1.0, "author": 2.0, "cat": 0.5}
+FIELD_WEIGHTS: Mapping[str, float] = {
+    "title": 3.0,
+    "abstract": 1.0,
+    "author": 2.0,
+    "cat": 0.5,
+    "upvotes": 0.5,
+}
 
 
 class Hit(NamedTuple):
@@ -62,10 +70,10 @@ def score_hits(hits: Iterable[Hit]) -> float:
 
 
 @lru_cache(maxsize=65536)
-def _term_from_display(display: str) -> Term | None:
+def _term_from_display(display: str) -> Word | Phrase | Prefix | None:
     """The title or abstract term a Hit's ``term`` string stands for, or None if it names
     nothing there (author and category hits mark no text)."""
-    if display.startswith(("author:", "cat:")):
+    if display.startswith(("author:", "cat:", "upvotes:")):
         return None
     if display.endswith("*"):
         tokens = tokenize(display[:-1])
@@ -92,7 +100,7 @@ def _words(text: str) -> _Words:
     return _Words(tokens, positions)
 
 
-def _token_ranges(term: Term, words: _Words) -> list[tuple[int, int]]:
+def _token_ranges(term: Word | Phrase | Prefix, words: _Words) -> list[tuple[int, int]]:
     """The ``[first, last)`` token ranges where ``term`` occurs."""
     if isinstance(term, Word):
         return [(i, i + 1) for i in words.positions.get(term.stem, ())]

@@ -13,14 +13,27 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from digestd.errors import QueryError
-from digestd.match.nodes import Prefix, Term, Word, phrase_or_word
+from digestd.match.nodes import Prefix, Term, Upvotes, UpvoteTest, Word, phrase_or_word
 from digestd.match.text import FIELDS, Field, tokenize
 
 _FIELD_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_]*):")
 _WORD_END = re.compile(r'[\s()"]')
 _OPERATORS = {"AND": "and", "OR": "or", "NOT": "not"}
-_FIELD_BY_NAME: dict[str, Field] = {name: name for name in FIELDS}
-FIELD_LIST = "title:, abstract:, author: or cat:"
+_FIELD_BY_NAME: dict[str, Field] = {name: name for name in FIELDS if name != "upvotes"}
+FIELD_LIST = "title:, abstract:, author:, cat: or upvotes:"
+# upvotes:>=10, upvotes:>10, upvotes:<=10, upvotes:<10, upvotes:10 (meaning >=10), upvotes:top10
+_UPVOTE_TEST = re.compile(r"(>=|>|<=|<|top|)([0-9]+)", re.IGNORECASE)
+_UPVOTE_TESTS: dict[str, UpvoteTest] = {
+    "": ">=",  # upvotes:10 is "at least 10", what someone asking for popular papers means
+    ">=": ">=",
+    ">": ">",
+    "<=": "<=",
+    "<": "<",
+    "top": "top",
+}
+_UPVOTE_HELP = (
+    "upvotes: takes >=, >, <=, < or top and a whole number, such as upvotes:>=10 or upvotes:top10"
+)
 
 # arXiv categories: cs.CL, hep-th, astro-ph.GA, physics.comp-ph; a prefix ends in "*".
 _CATEGORY = re.compile(r"[A-Za-z0-9]+(?:[.-][A-Za-z0-9]+)*")
@@ -111,6 +124,9 @@ class Lexer:
                 self.lexemes.append(Lexeme(_OPERATORS[chunk], start, f"'{chunk}'"))
                 return end, False
             field_match = _FIELD_PREFIX.match(chunk)
+            if field_match and field_match.group(1).lower() == "upvotes":
+                self.lexemes.append(Lexeme("term", start, term=self.upvotes(chunk, start)))
+                return end, False
             if field_match:
                 return self.field(start, field_match.group(1)), True
         elif _FIELD_PREFIX.match(chunk):
@@ -135,6 +151,19 @@ class Lexer:
             self.error(f"to exclude, put '-' before {label}", after)
         self.lexemes.append(Lexeme("field", start, label, field=field))
         return after
+
+    def upvotes(self, chunk: str, start: int) -> Upvotes:
+        """The upvote test ``chunk`` (``upvotes:>=10``) states; a bare number means ``>=``."""
+        body = chunk[len("upvotes:") :]
+        test = _UPVOTE_TEST.fullmatch(body)
+        if test is None:
+            if not body and self.text[start + len(chunk) : start + len(chunk) + 1] == "(":
+                self.error("upvotes: applies to one number, not a group", start)
+            self.error(f"{_UPVOTE_HELP}: {chunk!r}", start)
+        how, value = _UPVOTE_TESTS[test.group(1).lower()], int(test.group(2))
+        if how == "top" and value == 0:
+            self.error(f"upvotes:top needs a number of papers above 0: {chunk!r}", start)
+        return Upvotes(how, value, start=start)
 
     def bare_term(self, chunk: str, start: int) -> Term:
         """The word, phrase (inner punctuation) or prefix that ``chunk`` is."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from digestd.match.text import Field
 
@@ -69,6 +70,38 @@ class Prefix:
         return _shown(self.field, self.prefix + "*")
 
 
+UpvoteTest = Literal[">=", ">", "<=", "<", "top"]
+_SHOWN_TESTS: dict[str, str] = {">=": "≥ ", ">": "> ", "<=": "≤ ", "<": "< "}
+
+
+@dataclass(frozen=True)
+class Upvotes:
+    """A test of a paper's upvote count: compared with ``value`` (``>=``, ``>``, ``<=``,
+    ``<``) or, for ``top``, among the ``value`` most upvoted papers of its day. A paper
+    without an upvote count passes no test."""
+
+    test: UpvoteTest
+    value: int
+    start: int = dataclasses.field(default=0, compare=False)
+
+    @property
+    def field(self) -> Field:
+        """Always "upvotes": the test reads nothing else."""
+        return "upvotes"
+
+    @property
+    def display(self) -> str:
+        """The term as written in a query: ``upvotes:>=10``, ``upvotes:top10``."""
+        return f"upvotes:{self.test}{self.value}"
+
+    @property
+    def label(self) -> str:
+        """The test as a reader is shown it: ``upvotes ≥ 10``, ``top 10 by upvotes``."""
+        if self.test == "top":
+            return f"top {self.value} by upvotes"
+        return f"upvotes {_SHOWN_TESTS[self.test]}{self.value}"
+
+
 @dataclass(frozen=True)
 class Not:
     """Matches when ``child`` does not."""
@@ -93,8 +126,9 @@ class Or:
     start: int = dataclasses.field(default=0, compare=False)
 
 
-Term = Word | Phrase | Prefix
-Node = Word | Phrase | Prefix | Not | And | Or
+Term = Word | Phrase | Prefix | Upvotes
+Node = Word | Phrase | Prefix | Upvotes | Not | And | Or
+TERM_TYPES = (Word, Phrase, Prefix, Upvotes)  # for isinstance: the leaves of a query
 
 
 def phrase_or_word(norms: list[str], stems: list[str], *, start: int = 0) -> Word | Phrase:
@@ -104,7 +138,7 @@ def phrase_or_word(norms: list[str], stems: list[str], *, start: int = 0) -> Wor
     return Phrase(tuple(norms), tuple(stems), start=start)
 
 
-def in_field(term: Term, field: Field, *, start: int) -> Term:
+def in_field(term: Word | Phrase | Prefix, field: Field, *, start: int) -> Term:
     """``term`` limited to ``field``, starting at ``start``.
 
     Names are not stemmed (``author:rivers`` must not find "River"), so a word or phrase

@@ -6,9 +6,10 @@ Grammar (``AND``, ``OR``, ``NOT`` are operators only in upper case)::
     or      := and ("OR" and)*
     and     := unary (["AND"] unary)*         adjacent clauses are ANDed
     unary   := ("NOT" | "-") unary | primary  "-" only directly before a clause: -llm, -(a b)
-    primary := [field ":"] (word | word"*" | '"' phrase '"' | "(" or ")")
+    primary := [field ":"] (word | word"*" | '"' phrase '"' | "(" or ")") | upvotes
     field   := "title" | "abstract" | "author" | "cat"
                                               before a group it applies to every term inside
+    upvotes := "upvotes:" (">=" | ">" | "<=" | "<" | "top" | "") number
 
 Words and phrases are tokenized like paper text (see :mod:`digestd.match.text`) and match by
 stem. A bare word with inner punctuation, such as ``text-to-sql`` or ``gpt-4``, is the phrase
@@ -33,6 +34,15 @@ matches its subject classes (``cat:cs`` finds cs.AI and cs.LG, ``cat:astro-ph`` 
 astro-ph and astro-ph.GA, but ``cat:math`` does not find math-ph, another archive); a trailing
 ``*`` is a prefix of the whole name (``cat:cs.*``, ``cat:hep-*``).
 
+``upvotes:`` tests a paper's upvote count (Hugging Face's, as last fetched): ``upvotes:>=10``,
+``upvotes:>10``, ``upvotes:<=10``, ``upvotes:<10``; a bare number means at least that many
+(``upvotes:10`` is ``upvotes:>=10``). ``upvotes:top10`` holds for the ten most upvoted papers
+of the paper's own day among the papers matched together (a digest's candidates, a feed's
+papers), ties going to the paper stored first. A paper without an upvote count (its sources
+do not count them) passes no test, ``upvotes:<5`` included. A test is a clause like any other
+(``cat:cs.CL upvotes:>=10``, ``NOT upvotes:<3``) and a positive term on its own; it cannot be
+put under another field (``title:(upvotes:>=3)`` is an error).
+
 Limits keep parsing and evaluation (both recursive) far from Python's recursion limit: a
 query is at most ``MAX_QUERY_LENGTH`` characters, and parentheses and negations (``NOT``,
 ``-``) together nest at most ``MAX_NESTING`` levels. Long flat queries are fine: ``AND`` and
@@ -48,6 +58,7 @@ from typing import NoReturn
 from digestd.errors import QueryError
 from digestd.match.lexer import Lexeme, Lexer
 from digestd.match.nodes import (
+    TERM_TYPES,
     And,
     Node,
     Not,
@@ -55,6 +66,7 @@ from digestd.match.nodes import (
     Phrase,
     Prefix,
     Term,
+    Upvotes,
     Word,
     in_field,
     phrase_or_word,
@@ -72,6 +84,7 @@ __all__ = [
     "Phrase",
     "Prefix",
     "Term",
+    "Upvotes",
     "Word",
     "compile_query",
     "parse_query",
@@ -198,9 +211,10 @@ class _Parser:
 
     def restrict(self, node: Node, field: Field, *, start: int) -> Node:
         """``node`` with every term limited to ``field``; ``start`` is where the term begins."""
-        if isinstance(node, Word | Phrase | Prefix):
+        if isinstance(node, TERM_TYPES):
             if node.field is not None and node.field != field:
                 self.error(f"'{node.field}:' inside '{field}:' can never match", node.start)
+            assert not isinstance(node, Upvotes)  # its field is always "upvotes"
             return in_field(node, field, start=start)
         if isinstance(node, Not):
             return Not(self.restrict(node.child, field, start=node.child.start), start=node.start)
@@ -219,7 +233,7 @@ def _flatten(kind: type[And] | type[Or], children: list[Node]) -> Node:
 
 def _first_negative_only(node: Node) -> Node | None:
     """The part of ``node`` that makes it match only through negation, or None if positive."""
-    if isinstance(node, Word | Phrase | Prefix):
+    if isinstance(node, TERM_TYPES):
         return None
     if isinstance(node, Not):
         return node
@@ -231,7 +245,7 @@ def _first_negative_only(node: Node) -> Node | None:
 
 def positive_terms(node: Node) -> list[Term]:
     """The terms of ``node`` outside any negation, in query order."""
-    if isinstance(node, Word | Phrase | Prefix):
+    if isinstance(node, TERM_TYPES):
         return [node]
     if isinstance(node, Not):
         return []

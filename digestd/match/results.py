@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from digestd.match.compile import ProfileSet, ShapeNode
 from digestd.match.hits import Hit, PaperMatch, score_hits
+from digestd.match.nodes import Upvotes
 from digestd.match.text import FIELDS, TEXT_FIELDS
 
 if TYPE_CHECKING:
@@ -195,6 +196,10 @@ class MatchResult(Generic[K, P]):
         if hits is None:
             term = self._profiles.catalog.terms[term_id]
             chunk = self._index.chunks[chunk_number]
+            if isinstance(term, Upvotes):
+                passed = self._term_bits[chunk_number][term_id] >> number & 1
+                hits = self._hits[cache_key] = (Hit(term.display, "upvotes", 1),) if passed else ()
+                return hits
             hits = self._hits[cache_key] = tuple(
                 Hit(term.display, name, count)
                 for name in ((term.field,) if term.field else TEXT_FIELDS)

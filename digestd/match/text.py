@@ -22,8 +22,9 @@ import Stemmer
 
 from digestd.folding import fold_word
 
-Field = Literal["title", "abstract", "author", "cat"]
-FIELDS: tuple[Field, ...] = ("title", "abstract", "author", "cat")  # hits are listed in this order
+Field = Literal["title", "abstract", "author", "cat", "upvotes"]
+# Hits are listed in this order; "upvotes" is a number, not text (see digestd.match.query).
+FIELDS: tuple[Field, ...] = ("title", "abstract", "author", "cat", "upvotes")
 TEXT_FIELDS: tuple[Field, ...] = ("title", "abstract")  # what a term without a field matches
 
 # \w minus "_" is exactly str.isalnum(); combining marks are absorbed in tokenize().

@@ -5,13 +5,18 @@ Identity: the version-less arXiv id, else the DOI, else the folded title. A pape
 title or DOI (a text dump has neither id) takes the arXiv id of the first source that names it,
 so the same paper through a dump, Hugging Face and the arXiv API is one row. A newer arXiv
 version replaces the stored text and is recorded; it is a revision, not a new paper.
+
+Upvotes are the last fetched count, refreshed while the paper is recent (its own date within
+``UPVOTES_REFRESH_DAYS`` of the fetch; an older paper without a count still takes its first
+one, as an empty link is filled in); a refresh alone is invisible to readers: the paper is
+neither new nor revised, and its feed entry keeps its updated instant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from digestd.ingest import ParsedPaper
@@ -33,7 +38,11 @@ MERGE_COLUMNS = (
     "pdf_url",
     "hf_url",
     "upvotes",
+    "dump_date",
 )
+# Hugging Face counts votes on a paper for about its first two weeks on Daily Papers; an older
+# paper's count is what it ended at, and a stray late count must not reorder old days.
+UPVOTES_REFRESH_DAYS = 14
 # Text fields a source fills in when the stored paper has none yet.
 _FILLED = ("journal_ref", "comment", "abs_url", "pdf_url", "hf_url")
 
@@ -57,6 +66,7 @@ class StoredRow:
     pdf_url: str
     hf_url: str
     upvotes: int | None
+    dump_date: date | None = None  # the paper's own date
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> StoredRow:
@@ -125,8 +135,19 @@ def find_stored(
     return rows[0] if rows else None
 
 
-def merge_change(row: StoredRow, paper: ParsedPaper, *, uid: str) -> PaperChange:
-    """What ``paper`` changes in the stored ``row`` it is (see the module docstring)."""
+def upvotes_recent(row: StoredRow, today: date | None) -> bool:
+    """Whether the stored paper's upvotes still follow its sources: always without
+    ``today``, else while its own date is within UPVOTES_REFRESH_DAYS of it."""
+    if today is None or row.dump_date is None:
+        return True
+    return row.dump_date >= today - timedelta(days=UPVOTES_REFRESH_DAYS)
+
+
+def merge_change(
+    row: StoredRow, paper: ParsedPaper, *, uid: str, today: date | None = None
+) -> PaperChange:
+    """What ``paper`` changes in the stored ``row`` it is (see the module docstring);
+    ``today`` is the fetch's date, for whether the upvotes are still refreshed."""
     change = PaperChange(row.id)
     values = change.values
     if row.arxiv_id is None and paper.arxiv_id:
@@ -152,7 +173,8 @@ def merge_change(row: StoredRow, paper: ParsedPaper, *, uid: str) -> PaperChange
         given = getattr(paper, name)
         if given and (change.revised or not getattr(row, name)) and given != getattr(row, name):
             values[name] = given
-    if paper.upvotes is not None and paper.upvotes != row.upvotes:
+    refresh = row.upvotes is None or upvotes_recent(row, today)
+    if paper.upvotes is not None and paper.upvotes != row.upvotes and refresh:
         values["upvotes"] = paper.upvotes
     return change
 

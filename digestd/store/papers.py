@@ -45,7 +45,8 @@ def store_dump(
     session: Session, dump_file: DumpFile, *, now: datetime, source: str = ""
 ) -> StoredCounts:
     """Store a parsed dump or response and its papers not seen before; papers already stored
-    are completed or revised (see store/paper_merge.py).
+    are completed or revised, and take the upvote count it states while they are recent (see
+    store/paper_merge.py).
 
     A paper is already stored when a stored paper has its uid (its arXiv id, else its DOI,
     else its folded title) or, failing that, is the same paper by DOI or folded title. Within
@@ -75,7 +76,7 @@ def store_dump(
     session.flush()
     assert dump.id is not None
     for attempt in range(_INSERT_TRIES):
-        fresh, changes = _sort_out(session, latest)
+        fresh, changes = _sort_out(session, latest, today=now.date())
         try:
             with session.begin_nested():
                 instants = _instants(session, len(fresh) + sum(c.visible for c in changes), now)
@@ -106,10 +107,11 @@ _MERGED = [getattr(Paper, name) for name in MERGE_COLUMNS]
 
 
 def _sort_out(
-    session: Session, latest: dict[str, tuple[str, ParsedPaper]]
+    session: Session, latest: dict[str, tuple[str, ParsedPaper]], *, today: date
 ) -> tuple[_Fresh, list[PaperChange]]:
     """(uid, title key, paper) of the papers in ``latest`` that no stored paper is, and the
-    changes the others make to the stored papers they are."""
+    changes the others make to the stored papers they are (upvotes refreshed while recent
+    on ``today``)."""
     # A paper with nothing but a title and an abstract (a text dump's) changes no stored paper:
     # whether one is stored is all it needs, and the cheap lookups tell.
     rich = {uid: (key, p) for uid, (key, p) in latest.items() if brings_more(p)}
@@ -141,7 +143,7 @@ def _sort_out(
             row = None  # it took another arXiv id in this dump: this is another paper
         if row is not None:
             if row.id not in taken or not current.startswith("arxiv:"):
-                change = merge_change(row, paper, uid=uid)
+                change = merge_change(row, paper, uid=uid, today=today)
                 taken[row.id] = change.values.get("uid", current)
                 if change.values:
                     changes.append(change)

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from digestd.errors import InputError, NotFoundError
 from digestd.models import Delivery, Follow, Profile, SentPaper, Subscriber, Topic
 from digestd.schedule import Schedule
+from digestd.store.trending import refuse_reserved
 from digestd.validation import check_queries, normalize_email
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -235,7 +236,8 @@ def add_topic(
     description: str = "",
     now: datetime,
 ) -> Topic:
-    """Create a topic, refusing a bad slug, a taken slug or an invalid query."""
+    """Create a topic, refusing a bad slug, a taken or reserved slug or an invalid query."""
+    refuse_reserved(slug)
     if not SLUG.match(slug):
         raise InputError(f"topic slug {slug!r} must be lower-case letters, digits and dashes")
     check_queries([query])  # a QueryError names the position
@@ -256,7 +258,8 @@ def edit_topic(
     session: Session, slug: str, *, title: str | None = None, description: str | None = None
 ) -> Topic:
     """Change a topic's title or description (its query and slug stay: they are its identity
-    for followers and feed readers)."""
+    for followers and feed readers). The reserved Trending topic is refused."""
+    refuse_reserved(slug)
     topic = topic_by_slug(session, slug)
     if title is not None:
         topic.title = title.strip() or slug
@@ -282,7 +285,8 @@ def topics(session: Session) -> list[Topic]:
 def remove_topic(session: Session, slug: str, *, force: bool = False) -> list[str]:
     """Delete a topic; its followers stop following it. Followers for whom it was the only
     subscription would never get mail again: refused unless ``force``, which pauses them.
-    Returns the addresses paused."""
+    Returns the addresses paused. The reserved Trending topic is refused."""
+    refuse_reserved(slug)
     topic = topic_by_slug(session, slug)
     queries = queries_by_subscriber(session)
     followed = topics_by_subscriber(session)

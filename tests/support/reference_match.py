@@ -9,11 +9,23 @@ category, from the rules in digestd.match.query, sharing no code with the engine
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from typing import TypeVar
 
 from digestd.match.hits import Hit, PaperMatch, score_hits
-from digestd.match.query import And, CompiledQuery, Node, Not, Or, Phrase, Prefix, Term, Word
+from digestd.match.query import (
+    And,
+    CompiledQuery,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    Upvotes,
+    Word,
+)
 from digestd.match.text import FIELDS, TEXT_FIELDS, Token, tokenize
 
 _FIELD_RANK: Mapping[str, int] = {name: rank for rank, name in enumerate(FIELDS)}
@@ -49,6 +61,9 @@ class AnalyzedPaper:
     abstract: AnalyzedField
     authors: tuple[tuple[str, ...], ...] = ()
     categories: tuple[str, ...] = ()
+    upvotes: int | None = None
+    day: date | None = None
+    day_rank: int | None = None  # set by match_papers, which sees the whole day
 
 
 def analyze_field(text: str) -> AnalyzedField:
@@ -71,7 +86,12 @@ def analyze_field(text: str) -> AnalyzedField:
 
 
 def analyze_paper(
-    title: str, abstract: str, authors: Sequence[str] = (), categories: Sequence[str] = ()
+    title: str,
+    abstract: str,
+    authors: Sequence[str] = (),
+    categories: Sequence[str] = (),
+    upvotes: int | None = None,
+    day: date | None = None,
 ) -> AnalyzedPaper:
     """A paper analyzed once for matching: title and abstract tokenized, normalized and
     stemmed; names tokenized and normalized, one by one; categories lower-cased."""
@@ -80,7 +100,46 @@ def analyze_paper(
         abstract=analyze_field(abstract),
         authors=tuple(tuple(token.norm for token in tokenize(name)) for name in authors),
         categories=tuple(category.strip().lower() for category in categories),
+        upvotes=upvotes,
+        day=day,
     )
+
+
+def _passes(test: Upvotes, paper: AnalyzedPaper) -> bool:
+    """Whether ``paper`` passes the upvote ``test`` (never without an upvote count)."""
+    if paper.upvotes is None:
+        return False
+    checks = {
+        ">=": paper.upvotes >= test.value,
+        ">": paper.upvotes > test.value,
+        "<=": paper.upvotes <= test.value,
+        "<": paper.upvotes < test.value,
+        "top": paper.day_rank is not None and paper.day_rank <= test.value,
+    }
+    return checks[test.test]
+
+
+def _with_day_ranks(papers: Mapping[P, AnalyzedPaper]) -> dict[P, AnalyzedPaper]:
+    """``papers``, each with an upvote count and a day knowing its place in that day: one
+    plus the papers of the day with more upvotes, or as many and an earlier key."""
+    keyed = list(papers.items())
+    ranked: dict[P, AnalyzedPaper] = {}
+    for position, (key, paper) in enumerate(keyed):
+        if paper.upvotes is None or paper.day is None:
+            ranked[key] = paper
+            continue
+        tie = key if isinstance(key, int) else position
+        ahead = 0
+        for other_position, (other_key, other) in enumerate(keyed):
+            if other.upvotes is None or other.day != paper.day or other_key == key:
+                continue
+            other_tie = other_key if isinstance(other_key, int) else other_position
+            if other.upvotes > paper.upvotes or (
+                other.upvotes == paper.upvotes and (other_tie, other_position) < (tie, position)
+            ):
+                ahead += 1
+        ranked[key] = replace(paper, day_rank=ahead + 1)
+    return ranked
 
 
 def _phrase_starts(stems: tuple[str, ...], field: AnalyzedField) -> list[int]:
@@ -135,6 +194,9 @@ def _field_count(term: Term, paper: AnalyzedPaper, name: str) -> int:
 def _evaluate(node: Node, paper: AnalyzedPaper) -> tuple[bool, list[Hit]]:
     """Whether ``node`` matches ``paper``, and the hits of the positive terms that made it so."""
     hits: list[Hit] = []
+    if isinstance(node, Upvotes):
+        passed = _passes(node, paper)
+        return passed, [Hit(node.display, "upvotes", 1)] if passed else []
     if isinstance(node, Word | Phrase | Prefix):
         for name in (node.field,) if node.field else TEXT_FIELDS:
             count = _field_count(node, paper, name)
@@ -181,6 +243,7 @@ def match_papers(
     Queries and papers without any match are left out.
     """
     results: dict[K, dict[P, PaperMatch]] = {}
+    papers = _with_day_ranks(papers)
     for key, query in queries.items():
         matches: dict[P, PaperMatch] = {}
         for paper_key, paper in papers.items():
