@@ -33,6 +33,7 @@ from digestd.sources import (
     Validators,
     host_gate,
 )
+from digestd.trending import ensure_trending
 
 FAILED = ("failed", "quarantined")
 _SUFFIXES = {
@@ -172,6 +173,7 @@ def _poll(
             status = "already ingested"
         else:
             new = store.store_dump(session, dump_file, now=now, source=spec.name)[0]
+            ensure_trending(session, settings, now=now)  # the first upvotes offer it
             status = "stored"
         store.record_fetch_success(
             session,

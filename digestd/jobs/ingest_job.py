@@ -26,6 +26,7 @@ from digestd.jobs.common import log
 from digestd.jobs.reports import Progress
 from digestd.runtime import utc_now
 from digestd.storage import disk_refuses_writes, os_reason, storage_error
+from digestd.trending import ensure_trending
 
 # How often a wait for inbox files to settle looks at them again, at most.
 _SETTLE_POLL_SECONDS = 0.5
@@ -231,6 +232,7 @@ def _ingest_one(
             outcome = FileOutcome(path, "already ingested", known=len(dump_file.parsed.papers))
         else:
             new, known, revised = store.store_dump(session, dump_file, now=utc_now())
+            ensure_trending(session, settings, now=utc_now())  # the first upvotes offer it
             outcome = FileOutcome(
                 path,
                 "ingested",
