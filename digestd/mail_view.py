@@ -131,7 +131,7 @@ def entry_view(
                 SOURCES_SHOWN,
             )
         ),
-        links=links or ((("abstract", url),) if http_link(url) else ()),
+        links=links,
     )
 
 
