@@ -258,7 +258,7 @@ class DigestRenderer:
             "dir": text_direction(self.language),
             "preheader": preheader(digest, self.translations),
             "preheader_padding": PREHEADER_PADDING,
-            "site_name": clean_text(digest.site_name),
+            "site_name": breakable(clean_text(digest.site_name)),
             "header_line": header_line(digest, self.translations),
             "subscriber_email": clean_text(digest.subscriber_email),
             "entries": entries,
@@ -284,7 +284,10 @@ class DigestRenderer:
             "why_line": gettext(
                 "You receive this digest because you subscribed to %(site)s as %(email)s."
             )
-            % {"site": clean_text(digest.site_name), "email": clean_text(digest.subscriber_email)},
+            % {
+                "site": breakable(clean_text(digest.site_name)),
+                "email": breakable(clean_text(digest.subscriber_email)),
+            },
         }
 
 
