@@ -70,9 +70,7 @@ def test_latex_is_shown_as_readable_text(latex: str, text: str) -> None:
 
 def test_abstract_is_cut_after_a_sentence_near_the_limit() -> None:
     sentences = "".join(f"Sentence number {n} says something. " for n in range(30))
-    plain, _ = highlighted_field(
-        ((sentences, False),), limit=300, hit_open="<b>", sentences=True
-    )
+    plain, _ = highlighted_field(((sentences, False),), limit=300, hit_open="<b>", sentences=True)
     assert 180 <= len(plain) <= 302
     assert plain.endswith(". …") and sentences.startswith(plain.removesuffix(" …"))
     # Without a sentence end past 60% of the limit, the cut falls between words.

@@ -49,8 +49,9 @@ class Element:
         return chain
 
     def hidden(self) -> bool:
-        """Whether an inline ``display:none`` hides the element or one of its ancestors."""
-        return any(node.style().get("display") == "none" for node in self.ancestors())
+        """Whether inline styles hide the element or one of its ancestors: ``display:none``, or
+        a zero font size with a zero maximum height (for clients that ignore display:none)."""
+        return any(_hides(node.style()) for node in self.ancestors())
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,10 @@ class MailDocument(HTMLParser):
 def urls(text: str) -> list[str]:
     """The http(s) URLs in ``text``, in order."""
     return _URL.findall(text)
+
+
+def _hides(style: dict[str, str]) -> bool:
+    zero = ("0", "0px")
+    return style.get("display") == "none" or (
+        style.get("font-size") in zero and style.get("max-height") in zero
+    )
