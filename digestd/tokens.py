@@ -98,7 +98,7 @@ def read_token(
     return claim.subscriber_id if claim is not None else None
 
 
-PURPOSES = ("confirm", "manage", "unsubscribe", "feed")
+PURPOSES = ("confirm", "manage", "unsubscribe", "feed", "pause")
 
 
 def link_url(
