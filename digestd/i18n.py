@@ -51,3 +51,32 @@ def short_date(day: date, language: str) -> str:
 def long_date(day: date, language: str) -> str:
     """``day`` written out, e.g. "March 14, 2026" or "14. März 2026"."""
     return format_date(day, format="long", locale=language)
+
+
+def N_(message: str) -> str:  # the name pybabel looks for
+    """``message`` unchanged: marks a constant for extraction; it is translated where shown."""
+    return message
+
+
+def language_or_default(language: str | None, default: str) -> str:
+    """``language`` if digestd speaks it, else ``default``."""
+    return language if language in LANGUAGES else default
+
+
+def accepted_language(header: str, default: str) -> str:
+    """The language of LANGUAGES an Accept-Language ``header`` prefers most (by its q values,
+    "de-AT" counting as "de"), else ``default``."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")[:50]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().split("-")[0].lower()
+        if primary in LANGUAGES and quality > 0:
+            ranked.append((-quality, position, primary))
+    return min(ranked)[2] if ranked else default

@@ -146,6 +146,9 @@ def test_topics_and_subscribers(ready: Cli, sample_path: Path) -> None:
             "send_hour": 8,
             "weekday": "mon",
             "revised_papers": False,
+            "language": "en",
+            "digest_order": "relevance",
+            "paused_until": None,
             "queries": ["oracle"],
             "topics": ["text-to-sql"],
         }

@@ -270,6 +270,7 @@ def get_paths(http: httpx.Client, settings: Settings, engine: Engine) -> list[st
         "/confirm/{token}": make_token(secret, "confirm", ada.id or 0, ada.email),
         "/manage/{token}": make_token(secret, "manage", ada.id or 0, ada.email),
         "/unsubscribe/{token}": make_token(secret, "unsubscribe", ada.id or 0, ada.email),
+        "/pause/{token}": make_token(secret, "pause", ada.id or 0, ada.email),
         "/feeds/me/{token}.atom": make_token(secret, "feed", ada.id or 0, ada.email),
         "/digest/{token}": make_token(secret, "digest", ada.id or 0, ada.email, reference="x"),
         "/feeds/{slug}.atom": "oracle",

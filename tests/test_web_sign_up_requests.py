@@ -272,6 +272,7 @@ def test_each_link_applies_the_preferences_of_its_own_sign_up(web_site: WebSite)
             "Topics": "none",
             "Frequency": "Daily",
             "Send at": "07:00, UTC time",
+            "Order": "Most relevant first",
             "New versions": "Only new papers",
         }
         assert not wants_revised(site, ADA)
@@ -285,6 +286,7 @@ def test_each_link_applies_the_preferences_of_its_own_sign_up(web_site: WebSite)
             "Topics": "Language &lt;models&gt;",
             "Frequency": "Weekly, on Friday",
             "Send at": "18:00, Europe/Paris time",
+            "Order": "Most relevant first",
             "New versions": "A paper comes again when a new version of it appears",
         }
         assert wants_revised(site, ADA)

@@ -22,6 +22,8 @@ from digestd.cli.common import (
 from digestd.errors import InputError
 from digestd.models import Subscriber
 from digestd.schedule import Schedule
+from digestd.store.people import MAX_PAUSE_DAYS, check_choice, paused_on
+from digestd.validation import DIGEST_ORDERS, LANGUAGES
 
 
 @topic_app.command("add")
@@ -110,6 +112,21 @@ RevisedOption = Annotated[
         help="also send a paper again when a new arXiv version of it appears (default: no)",
     ),
 ]
+LanguageOption = Annotated[
+    str | None, typer.Option("--language", help="of their mails and pages: en or de")
+]
+OrderOption = Annotated[
+    str | None,
+    typer.Option("--order", help="of their digest: relevance (default), newest or upvotes"),
+]
+
+
+def _checked_choices(language: str | None, order: str | None) -> None:
+    """Refuse a --language or --order digestd does not know, naming the option."""
+    if language is not None:
+        check_choice("--language", language, LANGUAGES)
+    if order is not None:
+        check_choice("--order", order, DIGEST_ORDERS)
 
 
 @subscriber_app.command("add")
@@ -127,8 +144,11 @@ def subscriber_add(
     send_hour: SendHourOption = None,
     weekday: WeekdayOption = None,
     revised: RevisedOption = None,
+    language: LanguageOption = None,
+    order: OrderOption = None,
 ) -> None:
     """Add a subscriber with keyword queries and followed topics."""
+    _checked_choices(language, order)
     config = settings()
     with database(config) as session:
         subscriber = store.add_subscriber(
@@ -142,6 +162,8 @@ def subscriber_add(
             send_hour=config.schedule.default_send_hour if send_hour is None else send_hour,
             weekday=weekday or config.schedule.weekly_day,
             revised_papers=bool(revised),
+            language=language or config.digest.default_language,
+            digest_order=order or "relevance",
             now=jobs.utc_now(),
         )
     out.print(f"subscriber {subscriber.email} added")
@@ -168,8 +190,20 @@ def subscriber_edit(
     send_hour: SendHourOption = None,
     weekday: WeekdayOption = None,
     revised: RevisedOption = None,
+    language: LanguageOption = None,
+    order: OrderOption = None,
+    pause_days: Annotated[
+        int | None,
+        typer.Option(
+            "--pause-days", help="skip their digests for N days from their today; 0 resumes"
+        ),
+    ] = None,
 ) -> None:
-    """Change a subscriber's queries, topics, schedule or revised-papers choice."""
+    """Change a subscriber's queries, topics, schedule, language, digest order or
+    revised-papers choice, or pause them for some days."""
+    _checked_choices(language, order)
+    if pause_days is not None and not 0 <= pause_days <= MAX_PAUSE_DAYS:
+        raise InputError(f"--pause-days {pause_days} must be 0 (resume) to {MAX_PAUSE_DAYS}")
     with database() as session:
         subscriber = store.update_subscriber(
             session,
@@ -184,17 +218,25 @@ def subscriber_edit(
             send_hour=send_hour,
             weekday=weekday,
             revised_papers=revised,
+            language=language,
+            digest_order=order,
+            pause_days=pause_days,
+            now=jobs.utc_now(),
         )
     out.print(f"subscriber {subscriber.email} updated")
 
 
 def _status(subscriber: Subscriber) -> str:
-    """One word for where a subscriber stands."""
+    """One word for where a subscriber stands ("paused until <date>" for a pause of days)."""
     if subscriber.suppressed_at is not None:
         return "suppressed"
     if subscriber.confirmed_at is None:
         return "pending"
-    return "active" if subscriber.active else "paused"
+    if not subscriber.active:
+        return "paused"
+    if paused_on(subscriber, jobs.utc_now()):
+        return f"paused until {subscriber.paused_until}"
+    return "active"
 
 
 @subscriber_app.command("list")
@@ -216,6 +258,9 @@ def subscriber_list(
             "send_hour": s.send_hour,
             "weekday": s.weekday,
             "revised_papers": s.revised_papers,
+            "language": s.language,
+            "digest_order": s.digest_order,
+            "paused_until": s.paused_until.isoformat() if s.paused_until else None,
             "queries": queries.get(s.id or 0, []),
             "topics": [t.slug for t in followed.get(s.id or 0, [])],
         }
@@ -224,7 +269,7 @@ def subscriber_list(
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return
-    result = table("email", "name", "status", "schedule", "queries", "topics")
+    result = table("email", "name", "status", "schedule", "language", "order", "queries", "topics")
     for row in rows:
         schedule = f"{row['frequency']} {row['send_hour']:02d}:00 {row['timezone']}"
         result.add_row(
@@ -232,10 +277,23 @@ def subscriber_list(
             row["name"],
             row["status"],
             schedule,
+            row["language"],
+            row["digest_order"],
             "\n".join(row["queries"]),
             ", ".join(row["topics"]),
         )
     out.print(result)
+
+
+def _next_digest(s: Subscriber, last_key: str | None) -> str:
+    """When the subscriber's next digest is due, in words."""
+    now = jobs.utc_now()
+    if not s.active or s.suppressed_at is not None or paused_on(s, now):
+        return "none while paused or suppressed"
+    when = Schedule.of(s).next_send(now, last_key=last_key, created=store.aware(s.created_at))
+    if when <= now:
+        return "due now (the next send run)"
+    return when.strftime("%Y-%m-%d %H:%M ") + s.timezone
 
 
 @subscriber_app.command("show")
@@ -248,15 +306,7 @@ def subscriber_show(email: str) -> None:
         deliveries = store.deliveries_of(session, s.id or 0)
         bounces = store.bounces_of(session, s.id or 0)
         last_key = store.last_digest_keys(session).get(s.id or 0)
-    next_digest = "none while paused or suppressed"
-    if s.active and s.suppressed_at is None:
-        now = jobs.utc_now()
-        when = Schedule.of(s).next_send(now, last_key=last_key, created=store.aware(s.created_at))
-        next_digest = (
-            "due now (the next send run)"
-            if when <= now
-            else when.strftime("%Y-%m-%d %H:%M ") + s.timezone
-        )
+    next_digest = _next_digest(s, last_key)
     about = table("field", "value", title=s.email)
     status = _status(s)
     if status == "pending":
@@ -273,6 +323,9 @@ def subscriber_show(email: str) -> None:
         ("send hour", f"{s.send_hour:02d}:00 {s.timezone}"),
         ("next digest", next_digest),
         ("revised papers", "sent again when a new version appears" if s.revised_papers else "no"),
+        ("language", s.language),
+        ("digest order", s.digest_order),
+        ("paused until", s.paused_until.isoformat() if s.paused_until else "-"),
         ("queries", "\n".join(queries)),
         ("topics", ", ".join(t.slug for t in followed)),
         ("since", s.created_at.isoformat(timespec="seconds")),

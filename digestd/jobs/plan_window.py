@@ -16,6 +16,7 @@ from digestd.errors import InputError
 from digestd.ingest import paper_url
 from digestd.models import Delivery, Paper, Subscriber, Topic
 from digestd.schedule import Schedule
+from digestd.store.people import paused_on
 
 # A paper stored while a digest was being planned is older than that digest's record; reaching
 # back this far past the last completed digest keeps it a candidate (the sent list stops repeats).
@@ -109,13 +110,16 @@ def select_due(
 ) -> DueSelection:
     """Which of ``people`` get a digest at ``now``: an open digest is resumed (unless it waits
     for its next attempt), otherwise the schedule decides. Unconfirmed sign-ups never do;
-    paused and suppressed subscribers only if ``include_paused``."""
+    paused and suppressed subscribers only if ``include_paused``, and neither do those whose
+    pause of some days (``paused_until``) lasts past their local today."""
     due: list[Subscriber] = []
     resumed: dict[int, Delivery] = {}
     for s in people:
         assert s.id is not None
         if not (s.active or include_paused) or (s.suppressed_at and not include_paused):
             continue
+        if not include_paused and paused_on(s, now):
+            continue  # paused for some days: they resume by themselves after paused_until
         if s.confirmed_at is None:
             continue  # a web sign-up that was never confirmed
         row = open_rows.get(s.id)
@@ -162,13 +166,20 @@ class PlanningWindow:
         return texts, sources
 
 
-def _people(session: Session, only_email: str | None, include_paused: bool) -> list[Subscriber]:
+def _people(
+    session: Session, only_email: str | None, include_paused: bool, now: datetime
+) -> list[Subscriber]:
     """The subscribers to consider: every active one, or only ``only_email``."""
     if not only_email:
         return store.subscribers(session, active_only=True)
     person = store.subscriber_by_email(session, only_email)
     if not (person.active or include_paused):
         raise InputError(f"subscriber {person.email} is paused (resume them first)")
+    if paused_on(person, now) and not include_paused:
+        raise InputError(
+            f"subscriber {person.email} is paused until {person.paused_until} "
+            "(resume them first: subscriber edit --pause-days 0)"
+        )
     return [person]
 
 
@@ -200,7 +211,7 @@ def load_window(
     a window with only the (empty) selection."""
     last_keys = store.last_digest_keys(session)
     selection = select_due(
-        _people(session, only_email, include_paused),
+        _people(session, only_email, include_paused, now),
         last_keys=last_keys,
         open_rows=store.open_deliveries(session),
         now=now,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
@@ -14,9 +15,37 @@ from digestd.errors import InputError, NotFoundError
 from digestd.models import Delivery, Follow, Profile, SentPaper, Subscriber, Topic
 from digestd.schedule import Schedule
 from digestd.store.trending import refuse_reserved
-from digestd.validation import check_queries, normalize_email
+from digestd.validation import DIGEST_ORDERS, LANGUAGES, check_queries, normalize_email
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_PAUSE_DAYS = 365
+
+
+def check_choice(field: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` if it is one of ``allowed``, else InputError naming ``field``."""
+    if value not in allowed:
+        raise InputError(f"{field} {value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+def local_today(subscriber: Subscriber, now: datetime) -> date:
+    """The date it is at ``now`` where the subscriber lives."""
+    return now.astimezone(ZoneInfo(subscriber.timezone)).date()
+
+
+def paused_on(subscriber: Subscriber, now: datetime) -> bool:
+    """Whether a pause of some days (``paused_until``) still holds at ``now``, their time."""
+    until = subscriber.paused_until
+    return until is not None and until > local_today(subscriber, now)
+
+
+def pause_for_days(subscriber: Subscriber, days: int, *, now: datetime) -> date | None:
+    """Pause a subscriber's digests for ``days`` days from their today (0 resumes them at
+    once); the date digests start again, None when not paused."""
+    if not 0 <= days <= MAX_PAUSE_DAYS:
+        raise InputError(f"pause days {days} must be 0 (resume) to {MAX_PAUSE_DAYS}")
+    subscriber.paused_until = local_today(subscriber, now) + timedelta(days=days) if days else None
+    return subscriber.paused_until
 
 
 def add_subscriber(
@@ -31,6 +60,8 @@ def add_subscriber(
     send_hour: int = 7,
     weekday: str = "mon",
     revised_papers: bool = False,
+    language: str = "en",
+    digest_order: str = "relevance",
     now: datetime,
     confirmed: bool = True,
 ) -> Subscriber:
@@ -40,6 +71,8 @@ def add_subscriber(
     for the click in its confirmation mail and gets no digest before."""
     address = normalize_email(email)
     Schedule(frequency, send_hour, weekday, timezone).checked()
+    check_choice("language", language, LANGUAGES)
+    check_choice("digest order", digest_order, DIGEST_ORDERS)
     if not queries and not topic_slugs:
         raise InputError(f"subscriber {address} needs at least one --query or --topic")
     checked = check_queries(queries)
@@ -54,6 +87,8 @@ def add_subscriber(
         send_hour=send_hour,
         weekday=weekday,
         revised_papers=revised_papers,
+        language=language,
+        digest_order=digest_order,
         active=True,
         created_at=now,
         confirmed_at=now if confirmed else None,
@@ -89,9 +124,21 @@ def update_subscriber(
     send_hour: int | None = None,
     weekday: str | None = None,
     revised_papers: bool | None = None,
+    language: str | None = None,
+    digest_order: str | None = None,
+    pause_days: int | None = None,
+    now: datetime | None = None,
 ) -> Subscriber:
-    """Change a subscriber's settings, queries and topics; refuses to leave them with neither."""
+    """Change a subscriber's settings, queries and topics (refusing to leave them with
+    neither); ``pause_days`` pauses them for that many days from ``now``, 0 resumes."""
     subscriber = subscriber_by_email(session, email)
+    if language is not None:
+        subscriber.language = check_choice("language", language, LANGUAGES)
+    if digest_order is not None:
+        subscriber.digest_order = check_choice("digest order", digest_order, DIGEST_ORDERS)
+    if pause_days is not None:
+        assert now is not None, "a pause counts from now"
+        pause_for_days(subscriber, pause_days, now=now)
     assert subscriber.id is not None
     Schedule(
         frequency or subscriber.frequency,

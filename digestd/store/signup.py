@@ -27,11 +27,12 @@ from digestd.store.bounces import suppress
 from digestd.store.deliveries import aware
 from digestd.store.people import (
     add_subscriber,
+    check_choice,
     find_subscriber,
     remove_subscriber,
     topic_by_slug,
 )
-from digestd.validation import check_queries, normalize_email
+from digestd.validation import DIGEST_ORDERS, LANGUAGES, check_queries, normalize_email
 
 UNSUBSCRIBED = "unsubscribed"  # the start of the suppression reason a subscriber chose
 
@@ -48,6 +49,8 @@ class Preferences:
     weekday: str = "mon"
     paused: bool = False
     revised_papers: bool = False  # a paper sent before comes again when a new version appears
+    language: str = "en"  # of their mails and pages
+    digest_order: str = "relevance"  # how their digest is ordered
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Confirmation:
 def check_preferences(preferences: Preferences) -> None:
     """Refuse preferences that cannot be stored, naming the field that is wrong."""
     Schedule.of(preferences).checked()
+    check_choice("language", preferences.language, LANGUAGES)
+    check_choice("digest order", preferences.digest_order, DIGEST_ORDERS)
     if not [q for q in preferences.queries if q.strip()] and not preferences.topic_slugs:
         raise InputError("choose at least one topic or write keywords")
     check_queries([q for q in preferences.queries if q.strip()])
@@ -110,6 +115,8 @@ def sign_up(
             send_hour=preferences.send_hour,
             weekday=preferences.weekday,
             revised_papers=preferences.revised_papers,
+            language=preferences.language,
+            digest_order=preferences.digest_order,
             now=now,
             confirmed=False,
         )
@@ -174,6 +181,8 @@ def confirm(
         send_hour=wanted.send_hour,
         weekday=wanted.weekday,
         revised_papers=wanted.revised_papers,
+        language=wanted.language,
+        digest_order=wanted.digest_order,
     )
     _replace_preferences(session, subscriber, applied)
     _start_digests(session, subscriber, now=now)
@@ -190,7 +199,22 @@ def request_preferences(request: SignUpRequest) -> Preferences:
         send_hour=request.send_hour,
         weekday=request.weekday,
         revised_papers=request.revised_papers,
+        language=request.language,
+        digest_order=request.digest_order,
     )
+
+
+def request_language(session: Session, subscriber_id: int, nonce: str | None) -> str | None:
+    """The language the sign-up request ``nonce`` of a subscriber asked for; None if there is
+    no such request."""
+    if nonce is None:
+        return None
+    found = session.exec(
+        select(SignUpRequest.language).where(
+            SignUpRequest.nonce == nonce, SignUpRequest.subscriber_id == subscriber_id
+        )
+    ).first()
+    return found
 
 
 def withdraw_sign_ups(session: Session, subscriber_id: int) -> int:
@@ -275,6 +299,8 @@ def _replace_preferences(
     subscriber.send_hour = preferences.send_hour
     subscriber.weekday = preferences.weekday
     subscriber.revised_papers = preferences.revised_papers
+    subscriber.language = preferences.language
+    subscriber.digest_order = preferences.digest_order
     subscriber.active = not preferences.paused
     session.add(subscriber)
 
@@ -299,6 +325,8 @@ def _add_request(
             timezone=preferences.timezone,
             weekday=preferences.weekday,
             revised_papers=preferences.revised_papers,
+            language=preferences.language,
+            digest_order=preferences.digest_order,
             created_at=now,
         )
     )

@@ -30,17 +30,23 @@ class SignUpMail:
     subscriber_id: int
     email: str
     nonce: str | None = None
+    language: str = "en"  # "confirm": the sign-up's; "already": the subscriber's
 
 
 def record_sign_up(
-    engine: Engine, form: PreferencesForm, *, now: datetime, resend_after: timedelta
+    engine: Engine,
+    form: PreferencesForm,
+    *,
+    now: datetime,
+    resend_after: timedelta,
+    language: str = "en",
 ) -> tuple[dict[str, str], SignUpMail | None]:
-    """Check the sign-up form and record it: what is wrong with each field (nothing when it
-    was recorded), and the mail to send, if any."""
+    """Check the sign-up form and record it: what is wrong with each field, in ``language``
+    (nothing when it was recorded), and the mail to send, if any."""
     try:
         with session_scope(engine) as session:
             slugs = {topic.slug for topic in store.topics(session)}
-            check = check_form(form, topic_slugs=slugs, with_email=True)
+            check = check_form(form, topic_slugs=slugs, with_email=True, language=language)
             if check.preferences is None:
                 return check.errors, None
             try:
@@ -55,7 +61,14 @@ def record_sign_up(
                 return {}, None
             session.flush()
             assert subscriber.id is not None
-            return {}, SignUpMail(result.mail, subscriber.id, subscriber.email, result.nonce)
+            speaks = check.preferences.language if result.mail == "confirm" else None
+            return {}, SignUpMail(
+                result.mail,
+                subscriber.id,
+                subscriber.email,
+                result.nonce,
+                speaks or subscriber.language,
+            )
     except IntegrityError:
         # The same new address signed up twice at once: the other request mails them.
         return {}, None
@@ -93,12 +106,12 @@ def confirm_sign_up(
 
 
 def save_preferences(
-    session: Session, subscriber: Subscriber, form: PreferencesForm
+    session: Session, subscriber: Subscriber, form: PreferencesForm, *, language: str = "en"
 ) -> dict[str, str]:
-    """Check the preference form and save it for ``subscriber``: what is wrong with each field
-    (nothing when it was saved)."""
+    """Check the preference form and save it for ``subscriber``: what is wrong with each field,
+    in ``language`` (nothing when it was saved)."""
     slugs = {topic.slug for topic in store.topics(session)}
-    check = check_form(form, topic_slugs=slugs, with_email=False)
+    check = check_form(form, topic_slugs=slugs, with_email=False, language=language)
     if check.preferences is None:
         return check.errors
     try:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import css_inline
 
+from digestd.i18n import language_or_default, translations
 from digestd.message import OutgoingMessage, build_message
 from digestd.render import RenderedMail
 from digestd.runtime import Runtime
@@ -23,11 +24,12 @@ log = logging.getLogger("digestd.web")
 MAIL_KINDS = ("confirm", "already")
 
 
-def mail_subject(kind: str, site_name: str) -> str:
-    """The subject of a sign-up mail of ``kind`` ("confirm" or "already")."""
+def mail_subject(kind: str, site_name: str, language: str = "en") -> str:
+    """The subject of a sign-up mail of ``kind`` ("confirm" or "already") in ``language``."""
+    _ = translations(language).gettext
     if kind == "confirm":
-        return f"Confirm your subscription to {site_name}"
-    return f"You are already subscribed to {site_name}"
+        return _("Confirm your subscription to %(site_name)s") % {"site_name": site_name}
+    return _("You are already subscribed to %(site_name)s") % {"site_name": site_name}
 
 
 def sign_up_message(
@@ -38,9 +40,10 @@ def sign_up_message(
     email: str,
     now: datetime,
     nonce: str | None = None,
+    language: str = "en",
 ) -> OutgoingMessage:
-    """The mail of ``kind`` to a subscriber: text and HTML, with their signed links (a
-    "confirm" mail's link names the sign-up request ``nonce``).
+    """The mail of ``kind`` to a subscriber in ``language``: text and HTML, with their signed
+    links (a "confirm" mail's link names the sign-up request ``nonce``).
 
     Raises ValueError for an address the message cannot carry or a confirm mail without a
     nonce, ConfigError for a broken DKIM setup."""
@@ -50,12 +53,13 @@ def sign_up_message(
         raise ValueError("a confirm mail names its sign-up request")
     settings, identity, secret = runtime.settings, runtime.identity, runtime.link_secret
     base_url = settings.feeds.base_url
-    subject = mail_subject(kind, settings.digest.site_name)
+    language = language_or_default(language, settings.digest.default_language)
+    subject = mail_subject(kind, settings.digest.site_name, language)
     context = {
         "subject": subject,
         "site_name": settings.digest.site_name,
         "email": email,
-        "confirm_hours": _hours(settings.web.confirm_hours),
+        "confirm_hours": _hours(settings.web.confirm_hours, language),
         "confirm_url": (
             link_url(base_url, secret, "confirm", subscriber_id, email, reference=nonce)
             if kind == "confirm"
@@ -64,7 +68,7 @@ def sign_up_message(
         "manage_url": link_url(base_url, secret, "manage", subscriber_id, email),
         "unsubscribe_url": link_url(base_url, secret, "unsubscribe", subscriber_id, email),
     }
-    environment = web_environment(settings.templates_dir)
+    environment = web_environment(settings.templates_dir, language)
     text = environment.get_template(f"web/mail_{kind}.txt").render(context)
     html = environment.get_template(f"web/mail_{kind}.html").render(context)
     html = css_inline.inline(html, extra_css=template_source(environment, "digest.css"))
@@ -95,12 +99,19 @@ async def send_sign_up_mail(
     email: str,
     now: datetime,
     nonce: str | None = None,
+    language: str = "en",
 ) -> bool:
     """Build and send one sign-up mail; whether the server took it. Never raises: a failure
     is logged."""
     try:
         message = sign_up_message(
-            runtime, kind=kind, subscriber_id=subscriber_id, email=email, now=now, nonce=nonce
+            runtime,
+            kind=kind,
+            subscriber_id=subscriber_id,
+            email=email,
+            now=now,
+            nonce=nonce,
+            language=language,
         )
         async with runtime.open_sender() as sender:
             result = await sender.send(message)
@@ -114,5 +125,8 @@ async def send_sign_up_mail(
     return result.ok
 
 
-def _hours(hours: float) -> str:
-    return f"{hours:g} hours" if hours != 1 else "1 hour"
+def _hours(hours: float, language: str) -> str:
+    """``hours`` in words of ``language``: "48 hours", "1 hour", "1.5 hours"."""
+    return translations(language).ngettext(
+        "%(num)s hour", "%(num)s hours", 1 if hours == 1 else 2
+    ) % {"num": f"{hours:g}" if language == "en" else f"{hours:g}".replace(".", ",")}

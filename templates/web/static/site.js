@@ -22,13 +22,16 @@
     });
   }
 
-  function describe(result) {
+  // The page carries the sentence in its own language, with {num} for the count.
+  function describe(result, field) {
     if (!result.valid) {
       return result.error;
     }
-    var papers = result.matches === 1 ? " paper" : " papers";
-    return "This would have matched " + result.matches + papers + " in the last " +
-      result.days + " days.";
+    var one = field.getAttribute("data-check-one") ||
+      "This would have matched {num} paper in the last " + result.days + " days.";
+    var many = field.getAttribute("data-check-many") ||
+      "This would have matched {num} papers in the last " + result.days + " days.";
+    return (result.matches === 1 ? one : many).replace("{num}", String(result.matches));
   }
 
   function liveCheck() {
@@ -48,7 +51,8 @@
         output.classList.remove("error");
         return;
       }
-      fetch(url + "?queries=" + encodeURIComponent(text), {
+      var joiner = url.indexOf("?") < 0 ? "?" : "&";
+      fetch(url + joiner + "queries=" + encodeURIComponent(text), {
         headers: { "Accept": "application/json" },
         credentials: "same-origin"
       })
@@ -62,7 +66,7 @@
           if (ticket !== latest) {
             return;  // a newer check is on its way
           }
-          output.textContent = describe(result);
+          output.textContent = describe(result, field);
           output.classList.toggle("error", !result.valid);
         })
         .catch(function () {
