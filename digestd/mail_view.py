@@ -16,13 +16,13 @@ from babel.dates import format_date
 
 from digestd.digest import Digest, DigestEntry
 from digestd.formatting import HIT_CLOSE
-from digestd.i18n import short_date
+from digestd.i18n import N_, short_date
 from digestd.snippets import clean_text, cut_point, highlighted_field, readable_latex
 
 if TYPE_CHECKING:
     from digestd.config import Settings
 
-DEFAULT_SUBJECT = "{first} and {more} more papers — {date}"
+DEFAULT_SUBJECT = N_("{first} and {more} more papers — {date}")
 SUBJECT_LIMIT = 78  # characters of a subject before encoding (RFC 5322's line length)
 PREHEADER_LIMIT = 90  # characters an inbox shows beside the subject, give or take
 TITLE_LIMIT = 200  # characters of a title shown; hostile titles are cut at a word

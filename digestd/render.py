@@ -22,7 +22,7 @@ import markupsafe
 
 from digestd.digest import Digest, DigestEntry
 from digestd.formatting import HIT_OPEN, list_item, wrap_text
-from digestd.i18n import translations
+from digestd.i18n import N_, translations
 from digestd.mail_view import (
     MORE_LISTED,
     PREHEADER_PADDING,
@@ -63,7 +63,7 @@ _HIT_TAG = re.compile(r"<span\b[^>]*>")
 # Rendered entries repeat across the digests of one run, since one day's papers go to many
 # subscribers (an entry differs by its highlights and reasons); this covers a busy day.
 _CACHE_SIZE = 16_384
-_LINK_NAMES = {"abstract": "Abstract", "pdf": "PDF", "hf": "Hugging Face"}
+_LINK_NAMES = {"abstract": N_("Abstract"), "pdf": N_("PDF"), "hf": N_("Hugging Face")}
 _TEXT_WORD = 66  # a longer word (not a link) is broken so plain-text lines stay under 78
 
 

@@ -227,3 +227,23 @@ def test_reason_line_names_a_few_terms_and_sources() -> None:
     joined = reason.replace("\n    ", " ")
     assert "query number 2" in joined and "query number 3" not in joined
     assert "x" * 61 not in joined
+
+
+def test_a_german_digest_has_no_english_fixed_words_left() -> None:
+    from tests.support.mail_samples import many_paper_digest
+    from tests.test_web_language import english_left
+
+    english = many_paper_digest()
+    german = dataclasses.replace(
+        english, language="de", view_url="https://x/digest/t", pause_url="https://x/pause/t"
+    )
+    for sample in (english, german):
+        assert sample.entries and sample.more_count
+    rendered = render_digest(german)
+    assert english_left(rendered.html) == []
+    assert english_left(rendered.text.replace("\n    ", " ").replace("\n", " ")) == []
+    assert 'lang="de"' in rendered.html
+    assert "Im Browser ansehen" in rendered.html and "Abbestellen" in rendered.text
+    assert "14. März" in rendered.subject or "März" in rendered.subject
+    # the check finds English where there is some
+    assert len(english_left(render_digest(english).html)) > 5
