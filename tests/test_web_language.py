@@ -238,3 +238,13 @@ def test_dates_are_written_for_the_language() -> None:
 
     assert long_date(date(2026, 3, 14), "de") == "14. März 2026"
     assert long_date(date(2026, 3, 14), "en") == "March 14, 2026"
+
+
+def test_error_pages_speak_the_visitors_language(web_site: WebSite) -> None:
+    with client(web_site) as http:
+        german = http.get("/no-such-page", headers={"Accept-Language": "de"})
+        english = http.get("/no-such-page?lang=en")
+    assert german.status_code == 404
+    assert "Seite nicht gefunden" in german.text and 'lang="de"' in german.text
+    assert english_left(german.text) == []
+    assert "Page not found" in english.text

@@ -25,35 +25,45 @@ from starlette.routing import BaseRoute, Match, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digestd.db import driver_line
-from digestd.web.templating import PageRenderer
+from digestd.i18n import N_
+from digestd.web.templating import PageRenderer, visitor_language
 
 log = logging.getLogger("digestd.web")
 
 # What each error page says: its heading and one line. Nothing from the request is shown, so
 # a forged link's 404 reads exactly like an unknown page's.
+# Translated where shown, in the visitor's language.
 ERROR_PAGES: dict[int, tuple[str, str]] = {
-    404: ("Page not found", "There is no page at this address: the link may be cut short."),
-    405: ("Not possible here", "This page does not take that kind of request."),
+    404: (N_("Page not found"), N_("There is no page at this address: the link may be cut short.")),
+    405: (N_("Not possible here"), N_("This page does not take that kind of request.")),
     422: (
-        "This request cannot be read",
-        "Something in it is missing or not in the expected form. Go back and try again.",
+        N_("This request cannot be read"),
+        N_("Something in it is missing or not in the expected form. Go back and try again."),
     ),
-    500: ("Something went wrong", "The error was logged for the operator. Try again later."),
-    503: ("Temporarily unavailable", "Please try again in a few minutes."),
+    500: (
+        N_("Something went wrong"),
+        N_("The error was logged for the operator. Try again later."),
+    ),
+    503: (N_("Temporarily unavailable"), N_("Please try again in a few minutes.")),
 }
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Characters a redirect's path keeps as they are; everything else (a backslash too) is encoded.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
-def error_page(renderer: PageRenderer, status: int) -> Response:
-    """The site's page for an error ``status``."""
+def error_page(renderer: PageRenderer, status: int, request: Request | None = None) -> Response:
+    """The site's page for an error ``status``, in the visitor's language when ``request``
+    says it (``?lang=``, Accept-Language)."""
+    if request is not None:
+        renderer = renderer.in_language(visitor_language(request, renderer.language))
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
-    heading, line = ERROR_PAGES.get(status, (phrase, "This request could not be answered."))
-    return renderer.message(heading, line, status=status, home=True)
+    heading, line = ERROR_PAGES.get(status, (phrase, N_("This request could not be answered.")))
+    return renderer.message(
+        renderer.gettext(heading), renderer.gettext(line), status=status, home=True
+    )
 
 
 def install_error_pages(app: FastAPI, renderer: PageRenderer, *, base_url: str) -> None:
@@ -69,7 +79,7 @@ def install_error_pages(app: FastAPI, renderer: PageRenderer, *, base_url: str) 
             location = slash_redirect(request.scope, app.router.routes, site=site)
             if location is not None:
                 return RedirectResponse(location, status_code=307)
-        response = error_page(renderer, exc.status_code)
+        response = error_page(renderer, exc.status_code, request)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         if exc.status_code == 405:
@@ -79,13 +89,13 @@ def install_error_pages(app: FastAPI, renderer: PageRenderer, *, base_url: str) 
         return response
 
     async def invalid_request(request: Request, exc: Exception) -> Response:
-        return error_page(renderer, 422)
+        return error_page(renderer, 422, request)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         # The database is down or locked for too long: a page that says so, not a traceback.
         route = _route_of(request.scope)
         log.error("%s %s: database unavailable: %s", request.method, route, driver_line(exc))
-        response = error_page(renderer, 503)
+        response = error_page(renderer, 503, request)
         response.headers["Retry-After"] = "60"
         return response
 
