@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -92,6 +92,23 @@ def default_templates_dir() -> Path:
 @lru_cache(maxsize=8)
 def template_environment(templates_dir: Path | None = None) -> jinja2.Environment:
     """A Jinja environment on ``templates_dir`` with autoescaping and strict undefined names."""
+    return _environment(templates_dir)
+
+
+@lru_cache(maxsize=16)
+def mail_environment(templates_dir: Path | None, language: str) -> jinja2.Environment:
+    """The digest templates' environment for one language: ``template_environment`` with the
+    gettext calls (``_``, ``gettext``, ``ngettext``, ``{% trans %}``) of that language's
+    catalog. Each language has an environment of its own: the translations live in its
+    globals, which an overlay would share with every other language."""
+    env = _environment(templates_dir, extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["text_item"] = _text_item
+    env.filters["text_wrap"] = _text_wrap
+    return env
+
+
+def _environment(templates_dir: Path | None, extensions: Sequence[str] = ()) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir or default_templates_dir())),
         autoescape=jinja2.select_autoescape(["html", "xml", "htm"], default_for_string=True),
@@ -99,21 +116,10 @@ def template_environment(templates_dir: Path | None = None) -> jinja2.Environmen
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=list(extensions),
     )
     env.filters["wrap_text"] = wrap_text
     env.filters["list_item"] = list_item
-    return env
-
-
-@lru_cache(maxsize=16)
-def mail_environment(templates_dir: Path | None, language: str) -> jinja2.Environment:
-    """The digest templates' environment for one language: ``template_environment`` with the
-    gettext calls (``_``, ``gettext``, ``ngettext``, ``{% trans %}``) of that language's
-    catalog."""
-    env = template_environment(templates_dir).overlay(extensions=["jinja2.ext.i18n"])
-    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
-    env.filters["text_item"] = _text_item
-    env.filters["text_wrap"] = _text_wrap
     return env
 
 

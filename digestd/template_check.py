@@ -16,7 +16,7 @@ from digestd.digest import Digest, DigestEntry
 from digestd.errors import ConfigError
 from digestd.formatting import Byline
 from digestd.mail_view import MailOptions, mail_options
-from digestd.render import DigestRenderer, default_templates_dir, template_environment
+from digestd.render import DigestRenderer, default_templates_dir, mail_environment
 from digestd.validation import LANGUAGES
 
 # The templates that make a digest mail, which an operator may override (README, "Templates").
@@ -56,7 +56,7 @@ def check_templates(
 
 
 def _compile_all(folder: Path, templates_dir: Path | None) -> list[TemplateProblem]:
-    env = template_environment(templates_dir).overlay(extensions=["jinja2.ext.i18n"])
+    env = mail_environment(templates_dir, "en")
     problems = []
     for path in sorted(folder.rglob("*")):
         if path.suffix not in (".html", ".txt", ".xml") or not path.is_file():

@@ -247,3 +247,12 @@ def test_a_german_digest_has_no_english_fixed_words_left() -> None:
     assert "14. März" in rendered.subject or "März" in rendered.subject
     # the check finds English where there is some
     assert len(english_left(render_digest(english).html)) > 5
+
+
+def test_each_language_keeps_its_own_words_whatever_was_rendered_before() -> None:
+    one = digest(entry(1))
+    german = render_digest(dataclasses.replace(one, language="de")).text
+    english = render_digest(one).text
+    assert "Treffer" in german and "Matched" not in german
+    assert "Matched" in english and "Treffer" not in english
+    assert "Treffer" in render_digest(dataclasses.replace(one, language="de")).text
