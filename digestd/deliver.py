@@ -29,7 +29,8 @@ import aiosmtplib
 
 from digestd.atomic import write_atomic
 from digestd.errors import ConfigError
-from digestd.message import OutgoingMessage, build_message, header_text
+from digestd.header_words import header_text
+from digestd.message import OutgoingMessage, build_message
 from digestd.pacing import SendRate, send_concurrently
 from digestd.storage import os_reason, storage_hint
 

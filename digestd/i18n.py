@@ -13,6 +13,7 @@ from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 
+from babel import Locale
 from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -43,14 +44,29 @@ def translations(language: str) -> gettext.NullTranslations:
     return Translations(fp=compiled)
 
 
+@lru_cache(maxsize=len(LANGUAGES) + 1)
+def locale_of(language: str) -> Locale:
+    """The Babel locale of ``language`` (parsed once: every date in every digest needs it)."""
+    return Locale.parse(language)
+
+
+@lru_cache(maxsize=4096)
 def short_date(day: date, language: str) -> str:
     """``day`` as a short month and day, e.g. "Mar 14" or "14. März"."""
-    return format_date(day, format="MMM d" if language == "en" else "d. MMM", locale=language)
+    pattern = "MMM d" if language == "en" else "d. MMM"
+    return format_date(day, format=pattern, locale=locale_of(language))
 
 
+@lru_cache(maxsize=4096)
 def long_date(day: date, language: str) -> str:
     """``day`` written out, e.g. "March 14, 2026" or "14. März 2026"."""
-    return format_date(day, format="long", locale=language)
+    return format_date(day, format="long", locale=locale_of(language))
+
+
+@lru_cache(maxsize=4096)
+def medium_date(day: date, language: str) -> str:
+    """``day`` in a few characters, e.g. "Mar 14, 2026" or "14.03.2026"."""
+    return format_date(day, format="medium", locale=locale_of(language))
 
 
 def N_(message: str) -> str:  # the name pybabel looks for

@@ -6,18 +6,21 @@ renderer caches each paper's view, since one day's papers go to many readers."""
 from __future__ import annotations
 
 import gettext
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import markupsafe
-from babel import Locale
-from babel.dates import format_date
 
 from digestd.digest import Digest, DigestEntry
 from digestd.formatting import HIT_CLOSE
-from digestd.i18n import N_, short_date
-from digestd.snippets import clean_text, cut_point, highlighted_field, readable_latex
+from digestd.i18n import N_, locale_of, medium_date, short_date
+from digestd.snippets import (
+    breakable,
+    clean_text,
+    cut_point,
+    highlighted_field,
+    readable_latex,
+)
 
 if TYPE_CHECKING:
     from digestd.config import Settings
@@ -33,7 +36,6 @@ MORE_LISTED = 15  # papers past the cap listed by title in the mail; the rest ar
 # Invisible characters after the preheader, so inboxes do not fill the preview with the body.
 PREHEADER_PADDING = markupsafe.Markup("&#847;&zwnj;&nbsp;" * 60)
 NO_MARKUP = markupsafe.Markup("")
-_LONG_WORD = re.compile(r"[^\s/]{40,}")  # a word that would overflow a phone's width
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class EntryView:
     terms: tuple[str, ...]  # the matched terms
     # (kind, label) of the queries and topics that found it; kind "" is a reason said whole
     found_in: tuple[tuple[str, str], ...]
+    sources: tuple[str, ...]  # the same in the reader's words: 'your query “llm”', 'topic “X”'
     links: tuple[tuple[str, str], ...]  # (kind, url): abstract, pdf, hf
     html: markupsafe.Markup = NO_MARKUP
     text: str = ""
@@ -75,16 +78,6 @@ class EntryView:
 def http_link(url: str) -> str | None:
     """``url`` if it is safe to make clickable (http or https), else None."""
     return url if url.lower().startswith(("https://", "http://")) else None
-
-
-def breakable(text: str) -> str:
-    """``text`` with a zero-width space every 30 characters of a very long word (not a link),
-    so a hostile title cannot push a phone's screen wide."""
-    return _LONG_WORD.sub(lambda m: "\u200b".join(_chunks(m.group(), 30)), text)
-
-
-def _chunks(word: str, size: int) -> list[str]:
-    return [word[at : at + size] for at in range(0, len(word), size)]
 
 
 def entry_view(
@@ -97,19 +90,27 @@ def entry_view(
 ) -> EntryView:
     """The view of ``entry`` for one language and highlight style (its fragments not yet set)."""
     title, title_html = highlighted_field(
-        _breakable_segments(entry.title_segments or ((entry.title, False),)),
+        entry.title_segments or ((entry.title, False),),
         limit=TITLE_LIMIT,
         hit_open=hit_open,
         hit_close=HIT_CLOSE,
     )
     abstract, abstract_html = highlighted_field(
-        _breakable_segments(entry.abstract_segments or ((entry.abstract, False),)),
+        entry.abstract_segments or ((entry.abstract, False),),
         limit=snippet_chars,
         hit_open=hit_open,
         hit_close=HIT_CLOSE,
         sentences=True,
     )
     url = clean_text(entry.url)
+    found_in = tuple(
+        (kind, _shorten(label, len(label) - LABEL_LIMIT))
+        for kind, label in _first(
+            [(kind, clean_text(label)) for kind, label in entry.found_in]
+            or [("", clean_text(reason)) for reason in entry.reasons if reason.strip()],
+            SOURCES_SHOWN,
+        )
+    )
     links = tuple((kind, clean_text(u)) for kind, u in entry.links if http_link(clean_text(u)))
     return EntryView(
         title=title,
@@ -123,14 +124,8 @@ def entry_view(
         terms=_first(
             [clean_text(term) for term in entry.matched_terms if term.strip()], TERMS_SHOWN
         ),
-        found_in=tuple(
-            (kind, _shorten(label, len(label) - LABEL_LIMIT))
-            for kind, label in _first(
-                [(kind, clean_text(label)) for kind, label in entry.found_in]
-                or [("", clean_text(reason)) for reason in entry.reasons if reason.strip()],
-                SOURCES_SHOWN,
-            )
-        ),
+        found_in=found_in,
+        sources=tuple(_source_words(kind, label, translations) for kind, label in found_in),
         links=links,
     )
 
@@ -143,8 +138,13 @@ def _first(items: list[Any], count: int) -> tuple[Any, ...]:
     return (*items[:count], more)
 
 
-def _breakable_segments(segments: tuple[tuple[str, bool], ...]) -> tuple[tuple[str, bool], ...]:
-    return tuple((breakable(text), marked) for text, marked in segments)
+def _source_words(kind: str, label: str, translations: gettext.NullTranslations) -> str:
+    """Why a paper is here in the reader's words: 'your query “llm”', 'topic “Agents”'."""
+    if kind == "query":
+        return translations.gettext("your query “%(query)s”") % {"query": label}
+    if kind == "topic":
+        return translations.gettext("topic “%(topic)s”") % {"topic": label}
+    return label
 
 
 def _details(entry: DigestEntry, language: str, translations: gettext.NullTranslations) -> str:
@@ -154,7 +154,7 @@ def _details(entry: DigestEntry, language: str, translations: gettext.NullTransl
         revision = translations.gettext("new version (v%(num)d)")
         parts.append(revision % {"num": entry.revised_version})
     if entry.day is not None:
-        parts.append(format_date(entry.day, format="medium", locale=language))
+        parts.append(medium_date(entry.day, language))
     parts.append(entry.byline.where)
     if entry.upvotes is not None:
         count = entry.upvotes
@@ -250,4 +250,4 @@ def header_line(digest: Digest, translations: gettext.NullTranslations) -> str:
 
 def text_direction(language: str) -> str:
     """ "rtl" for a language written right to left, else "ltr"."""
-    return "rtl" if Locale.parse(language).character_order == "right-to-left" else "ltr"
+    return "rtl" if locale_of(language).character_order == "right-to-left" else "ltr"

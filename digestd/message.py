@@ -24,19 +24,15 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.header import Header
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from digestd.header_words import LONGEST_PLAIN_PHRASE, fold, header_text, phrase, subject_header
 from digestd.render import RenderedMail
 
 if TYPE_CHECKING:
     from digestd.dkim_sign import DkimSigner
 
-# CR, LF and every other control character (C0, DEL, C1) plus the Unicode line and paragraph
-# separators, which some parsers also treat as line ends. Runs of them become one space. Lone
-# surrogates go too: they cannot be written as UTF-8.
-_HEADER_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 _DOMAIN = re.compile(_HOST)
 # An addr-spec as SMTP carries it without extensions: a dot-atom local part, a host name.
@@ -46,13 +42,10 @@ _ADDR_SPEC = re.compile(
 # RFC 5322 msg-id, loosely: printable ASCII without spaces, angle brackets or a second "@".
 _MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")
 # A display name made of these needs no quoting (RFC 5322 atext and spaces).
-_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 _LIST_ID_UNSAFE = re.compile(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]")
 # A phrase longer than this is written as encoded words, which fold anywhere: quoted, it could
 # make a line longer than the 998-octet limit.
-_LONGEST_PLAIN_PHRASE = 400
 # Folding keeps header lines near 78 characters (RFC 5322's "should"); 998 is the hard limit.
-_FOLD_AT = 78
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 _HEADERS_MOST = 4096  # header values an EncodedPieces keeps
 # Message ids and boundaries need to be unique, not secret: a generator seeded from the
@@ -101,11 +94,6 @@ class OutgoingMessage:
     recipient: str
     message_id: str
     data: bytes
-
-
-def header_text(value: str) -> str:
-    """``value`` made safe for a header: control characters and line breaks become spaces."""
-    return _HEADER_UNSAFE.sub(" ", value).strip()
 
 
 def _make(make: Callable[..., str], *args: object) -> str:
@@ -176,9 +164,9 @@ def build_message(
     # boundary cannot collide with a line of either part.
     head = "".join(
         [
-            _mailbox_header("From", made(_phrase, from_name), sender),
-            _mailbox_header("To", made(_phrase, to_name), recipient),
-            made(_subject_header, header_text(rendered.subject)),
+            _mailbox_header("From", made(phrase, from_name), sender),
+            _mailbox_header("To", made(phrase, to_name), recipient),
+            made(subject_header, header_text(rendered.subject)),
             "Date: ",
             made(_date, date or datetime.datetime.now(datetime.UTC)),
             "\r\nMessage-ID: ",
@@ -280,54 +268,7 @@ def _addr_spec(address: str) -> str:
 
 def _mailbox_header(name: str, phrase: str, addr_spec: str) -> str:
     """``Name: phrase <addr-spec>``, folded; no phrase gives ``Name: addr-spec``."""
-    return _fold(f"{name}: {phrase} <{addr_spec}>") if phrase else f"{name}: {addr_spec}\r\n"
-
-
-def _phrase(display_name: str) -> str:
-    """A display name as a header phrase: bare, quoted, or RFC 2047 encoded words."""
-    phrase = header_text(display_name)
-    if not phrase.isascii() or "=?" in phrase or len(phrase) > _LONGEST_PLAIN_PHRASE:
-        # Encoded words only use characters that are allowed in a phrase (RFC 2047 section 5).
-        # Text that merely looks like an encoded word is encoded too, so it decodes as itself.
-        return _encoded_words(phrase)
-    if _PLAIN_PHRASE.fullmatch(phrase):
-        return phrase
-    return f'"{email.utils.quote(phrase)}"'
-
-
-def _subject_header(subject: str) -> str:
-    """``Subject: ...``, as encoded words if not ASCII or if it holds what looks like one."""
-    if subject.isascii() and "=?" not in subject and all(len(w) < 900 for w in subject.split()):
-        return _fold(f"Subject: {subject}")
-    return _fold(f"Subject: {_encoded_words(subject)}")
-
-
-def _encoded_words(text: str) -> str:
-    """``text`` as RFC 2047 encoded words (UTF-8), each under 76 characters, space-separated."""
-    # Header folds between encoded words; _fold does the folding here, for the whole line.
-    return Header(text, "utf-8").encode(linesep="\r\n").replace("\r\n ", " ")
-
-
-def _fold(line: str) -> str:
-    """``line`` folded at spaces into lines of about 78 characters, ending with CRLF.
-
-    Only called on ASCII text whose words are shorter than the 998-character limit.
-    """
-    if len(line) <= _FOLD_AT:
-        return line + "\r\n"
-    out: list[str] = []
-    # The first line holds the field name and at least the first word of its value: a value
-    # starting on a continuation line would keep the folding space when unfolded.
-    name, *words = line.split(" ")
-    current = f"{name} {words.pop(0)}" if words else name
-    for word in words:
-        if len(current) + 1 + len(word) > _FOLD_AT:
-            out.append(current)
-            current = " " + word
-        else:
-            current = f"{current} {word}"
-    out.append(current)
-    return "\r\n".join(out) + "\r\n"
+    return fold(f"{name}: {phrase} <{addr_spec}>") if phrase else f"{name}: {addr_spec}\r\n"
 
 
 def _date(when: datetime.datetime) -> str:
@@ -353,14 +294,14 @@ def _list_id_header(list_id: str, description: str) -> str:
     identifier = _LIST_ID_UNSAFE.sub("", value)
     if not identifier or len(identifier) > 255:
         raise ValueError(f"unusable list id {list_id!r}")
-    phrase = header_text(description)
-    if not phrase or not phrase.isascii() or "=?" in phrase or len(phrase) > _LONGEST_PLAIN_PHRASE:
+    text = header_text(description)
+    if not text or not text.isascii() or "=?" in text or len(text) > LONGEST_PLAIN_PHRASE:
         # Left out rather than encoded: a description is optional, and some list filters
         # compare the header as written.
         return f"List-Id: <{identifier}>\r\n"
-    if not phrase.replace(" ", "").isalnum():
-        phrase = f'"{email.utils.quote(phrase)}"'
-    return _fold(f"List-Id: {phrase} <{identifier}>")
+    if not text.replace(" ", "").isalnum():
+        text = f'"{email.utils.quote(text)}"'
+    return fold(f"List-Id: {text} <{identifier}>")
 
 
 def _list_unsubscribe(url: str, mailto: str) -> str:

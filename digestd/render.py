@@ -28,7 +28,6 @@ from digestd.mail_view import (
     PREHEADER_PADDING,
     EntryView,
     MailOptions,
-    breakable,
     entry_view,
     header_line,
     http_link,
@@ -37,7 +36,7 @@ from digestd.mail_view import (
     subject_line,
     text_direction,
 )
-from digestd.snippets import clean_text
+from digestd.snippets import breakable, clean_text
 from digestd.template_css import inline_template_css, load_template
 
 __all__ = [
@@ -347,9 +346,11 @@ def _text_item(text: str, number: int) -> str:
 
 def _break_words(text: str) -> str:
     """``text`` with every word over 66 characters that is not a link cut into pieces."""
-    words = text.replace("\u200b", "").split(" ")
-    if all(len(word) <= _TEXT_WORD for word in words):
-        return " ".join(words)
+    if "\u200b" in text:
+        text = text.replace("\u200b", "")
+    if max(map(len, text.split()), default=0) <= _TEXT_WORD:
+        return text
+    words = text.split(" ")
     out: list[str] = []
     for word in words:
         if len(word) > _TEXT_WORD and not http_link(word):

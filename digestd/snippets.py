@@ -22,12 +22,20 @@ _UNSAFE_OR_SPACE = re.compile(
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARKS = re.compile("[\ue000\ue001]")
 _SPACES = re.compile(r"[ \xa0]{2,}")
+_LONG_WORD_SIZE = 40  # characters of a word (not a link) that would overflow a phone's width
+_LONG_WORD = re.compile(r"[^\s/]{40,}")
 _ADJACENT_MARKS = re.compile("\ue001([ \xa0]*)\ue000")
 # LaTeX is converted only where the text has some: math between dollars, or a command.
 _HAS_LATEX = re.compile(r"\$[^$]+\$|\\[A-Za-z]+")
 # Characters LaTeX treats specially but abstracts use as plain text ("50%", "R&D", "#1").
 _LITERAL = re.compile(r"(?<!\\)([%&#])")
-_CITATION = re.compile(r"~?\\(?:cite|citep|citet|ref|eqref|label)\*?\{[^}]*\}")
+# A piece of LaTeX: math between dollars, a group opened by a command ({\\it x}), or a command
+# with its optional and braced arguments.
+_LATEX_ISLAND = re.compile(
+    r"\$\$?[^$]{1,400}?\$\$?|\{\\[A-Za-z]+\s[^{}]*\}|\\[A-Za-z]+\*?(?:\[[^\]]*\])?(?:\{[^{}]*\})*"
+)
+_ISLANDS_KEPT = 8192  # converted pieces of LaTeX remembered: a busy day's papers
+_CITATION = re.compile(r" ?~?\\(?:cite|citep|citet|ref|eqref|label)\*?\{[^}]*\}")
 # The end of a sentence: its mark, a closing quote or bracket, then space and a capital or digit.
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]?(?=\s+[A-Z0-9\"“(])")
 _SLACK = 1.1  # a text up to 10% over its limit is kept whole rather than cut a few words short
@@ -47,16 +55,42 @@ def _latex_converter() -> LatexNodes2Text:
 
 def readable_latex(text: str) -> str:
     """``text`` with its LaTeX shown as readable text: ``$\\alpha$-divergence`` becomes
-    "α-divergence", ``\\textbf{X}`` "X"; citations and labels are dropped. Text without LaTeX
-    is returned as it is, and so is text the converter cannot read."""
+    "α-divergence", ``\\textbf{X}`` "X"; citations and labels are dropped. Only the LaTeX in
+    it is converted (math between dollars, commands with their arguments), each piece once
+    however many digests show it; the rest, highlights included, stays as it is."""
     if ("$" not in text and "\\" not in text) or not _HAS_LATEX.search(text):
         return text
-    source = _LITERAL.sub(r"\\\1", _CITATION.sub("", text))
+    return _LATEX_ISLAND.sub(_island_text, _CITATION.sub("", text))
+
+
+def _island_text(match: re.Match[str]) -> str:
+    island = match.group()
+    # A highlight inside LaTeX cannot be kept through the conversion: the words stay, unmarked.
+    return _converted_island(_MARKS.sub("", island) if _MARK_OPEN in island else island)
+
+
+@lru_cache(maxsize=_ISLANDS_KEPT)
+def _converted_island(island: str) -> str:
+    """One piece of LaTeX as text (as it is, if the converter cannot read it)."""
     try:
-        converted = _latex_converter().latex_to_text(source)
+        converted = _latex_converter().latex_to_text(_LITERAL.sub(r"\\\1", island))
     except Exception:  # a converter failure must not stop a digest
+        return island
+    return _SPACES.sub(" ", converted) if converted.strip() else island
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space every 30 characters of a very long word (not a link),
+    so a hostile title cannot push a phone's screen wide."""
+    # Splitting is several times quicker than a regular expression that finds no long word.
+    if len(text) < _LONG_WORD_SIZE or max(map(len, text.split())) < _LONG_WORD_SIZE:
         return text
-    return _SPACES.sub(" ", converted) if converted.strip() else text
+    return _LONG_WORD.sub(_broken_word, text)
+
+
+def _broken_word(match: re.Match[str]) -> str:
+    word = match.group()
+    return "\u200b".join([word[at : at + 30] for at in range(0, len(word), 30)])
 
 
 def cut_point(plain: str, limit: int, *, sentences: bool) -> int:
@@ -96,7 +130,7 @@ def highlighted_field(
         ]
     )
     # Neighbouring highlights become one ("<hit>kv cache</hit>", not two spans).
-    joined = _ADJACENT_MARKS.sub(r"\1", readable_latex(joined).strip())
+    joined = breakable(_ADJACENT_MARKS.sub(r"\1", readable_latex(joined).strip()))
     plain = _MARKS.sub("", joined)
     if limit is not None:
         cut = cut_point(plain, limit, sentences=sentences)
@@ -118,19 +152,16 @@ def _cut_marked(joined: str, cut: int) -> str:
     """``joined`` (text with highlight stand-ins) cut after ``cut`` characters of its text, with
     an ellipsis, any highlight open at the cut closed."""
     seen = 0
-    opened = False
-    for index, char in enumerate(joined):
-        if char == _MARK_OPEN:
-            opened = True
-        elif char == _MARK_CLOSE:
-            opened = False
-        elif seen == cut:
-            kept = joined[:index]
+    start = 0
+    for found in _MARKS.finditer(joined):
+        run = found.start() - start
+        if seen + run >= cut:
             break
-        else:
-            seen += 1
-    else:
-        kept = joined
+        seen += run
+        start = found.end()
+    end = start + (cut - seen)
+    kept = joined[:end]
+    opened = kept.rfind(_MARK_OPEN) > kept.rfind(_MARK_CLOSE)
     return _with_ellipsis(kept + (_MARK_CLOSE if opened else ""))
 
 

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from digestd.dkim_sign import SIGNED_HEADERS, DkimSigner, load_signer
 from digestd.errors import ConfigError
-from digestd.message import OutgoingMessage, build_message, header_text, message_id_for
+from digestd.header_words import header_text
+from digestd.message import OutgoingMessage, build_message, message_id_for
 from digestd.render import RenderedMail
 
 FROM = "papers@digest.example.org"
