@@ -25,6 +25,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from digestd.config import Settings, TrendingSettings
+from digestd.i18n import N_
 from digestd.models import Topic
 from digestd.store.trending import (
     TRENDING_SLUG,
@@ -37,7 +38,7 @@ from digestd.store.trending import (
 log = logging.getLogger("digestd")
 
 TRENDING_TITLE = "Trending"
-TRENDING_DESCRIPTION = "The most upvoted papers of each day on Hugging Face Daily Papers."
+TRENDING_DESCRIPTION = N_("The most upvoted papers of each day on Hugging Face Daily Papers.")
 
 __all__ = ["TRENDING_SLUG", "ensure_trending", "trending_out_of_date", "trending_query"]
 

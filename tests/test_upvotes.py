@@ -128,7 +128,7 @@ def test_labels_and_scores_say_what_an_upvote_test_is_without_outranking_words()
     assert popular.score == plain.score + 0.5  # what a category hit adds, no more
     assert abstract_only.score < plain.score  # a title word still outranks popularity
     assert hit_labels(popular.hits) == ("graph", "upvotes ≥ 10")
-    assert hit_labels(found["t"][3].hits) == ("top 1 by upvotes",)
+    assert hit_labels(found["t"][3].hits) == ("upvotes:top1",)
     below = engine_match_all({"q": "upvotes:<3 graph"}, papers)["q"][2]
     assert hit_labels(below.hits) == ("graph", "upvotes < 3")
 

@@ -98,7 +98,7 @@ def hit_labels(
     """What a reader is shown for ``hits``, each label once, in hit order: the term of a
     title or abstract hit, ``author: Yann LeCun`` for each author an author hit found, and
     ``cat:cs.CL`` for each category a category hit found (as the paper spells them), and the
-    test of an upvotes hit as words (``upvotes ≥ 10``, ``top 10 by upvotes``)."""
+    test of an upvotes hit as words (``upvotes ≥ 10``, ``upvotes:top10``)."""
     labels: dict[str, None] = {}
     for hit in hits:
         if hit.field in TEXT_FIELDS:

@@ -96,9 +96,10 @@ class Upvotes:
 
     @property
     def label(self) -> str:
-        """The test as a reader is shown it: ``upvotes ≥ 10``, ``top 10 by upvotes``."""
+        """The test as a reader is shown it: ``upvotes ≥ 10``, and ``upvotes:top10`` as written
+        (the field's name, as in ``author:``, reads the same in every language)."""
         if self.test == "top":
-            return f"top {self.value} by upvotes"
+            return self.display
         return f"upvotes {_SHOWN_TESTS[self.test]}{self.value}"
 
 

@@ -14,6 +14,7 @@ allows inline styles and images over https but no scripts, forms or framing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -72,8 +73,11 @@ def digest_page_router(runtime: Runtime) -> APIRouter:
         digest = stored_digest(settings, engine, subscriber.id, key, runtime=runtime)
         if digest is None:
             raise HTTPException(status_code=404)
+        # The page is the browser view itself: no link to it.
         html = render_digest(
-            digest, templates_dir=settings.templates_dir, options=mail_options(settings)
+            dataclasses.replace(digest, view_url=None),
+            templates_dir=settings.templates_dir,
+            options=mail_options(settings),
         ).html
         return HTMLResponse(with_robots_meta(html).encode("utf-8", "replace"), headers=PAGE_HEADERS)
 
