@@ -166,6 +166,10 @@ class DigestRenderer:
         self.language = language
         self.options = options or MailOptions()
         self.translations = translations(language)
+        # The words of each kind of paper link (Abstract, PDF, ...) in this language.
+        self.link_names = {
+            kind: self.translations.gettext(name) for kind, name in _LINK_NAMES.items()
+        }
         css_path = Path(templates_dir or default_templates_dir()) / "digest.css"
         self.css = css_path.read_text(encoding="utf-8") if css_path.is_file() else ""
         self.hit_open = HIT_OPEN
@@ -236,17 +240,9 @@ class DigestRenderer:
         )
         if not whole:
             return view
-        context = {"entry": view, "link_names": self._link_names()}
+        context = {"entry": view, "link_names": self.link_names}
         html = markupsafe.Markup(self._run(self._entry_html, context))
         return dataclasses.replace(view, html=html, text=self._run(self._entry_text, context))
-
-    @functools.cached_property
-    def _link_names_map(self) -> dict[str, str]:
-        gettext = self.translations.gettext
-        return {kind: gettext(name) for kind, name in _LINK_NAMES.items()}
-
-    def _link_names(self) -> dict[str, str]:
-        return self._link_names_map
 
     def _context(
         self, digest: Digest, entries: list[EntryView], compact: list[EntryView]
