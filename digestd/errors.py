@@ -65,5 +65,5 @@ class StorageError(DigestError):
 
 
 class BusyError(DigestError):
-    """Another digestd process holds a lock (the database's write lock, the send lock) for
+    """Another digestd process holds a lock (the database's write lock) for
     longer than digestd waits; trying again later succeeds."""

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -157,16 +166,31 @@ class Follow(SQLModel, table=True):
     )
 
 
+OPEN_CONDITION = "status IN ('planned', 'sending', 'retry')"  # an open digest: still to send
+
+
 class Delivery(SQLModel, table=True):
     """The outbox: one digest for one subscriber and digest key, from planned to sent or failed.
 
     Status moves planned -> sending -> sent, or -> retry -> sending ... -> sent or failed;
     a digest that found nothing new is recorded as empty. The unique (subscriber, digest key)
-    pair is what makes a second digest for the same day impossible.
+    pair is what makes a second digest for the same day impossible, and the partial unique
+    index on open rows a second digest in flight for one subscriber.
     """
 
     __tablename__ = "delivery"
-    __table_args__ = (UniqueConstraint("subscriber_id", "digest_key"),)
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "digest_key"),
+        # At most one open digest per subscriber (migration 0007): two planners at the same
+        # moment cannot both put one into the outbox.
+        Index(
+            "uq_delivery_one_open",
+            "subscriber_id",
+            unique=True,
+            sqlite_where=text(OPEN_CONDITION),
+            postgresql_where=text(OPEN_CONDITION),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(
@@ -189,6 +213,10 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime | None = None
     give_up_at: datetime | None = None
     sent_at: datetime | None = None
+    # The process sending it ("host:pid") and until when, in the database's own time
+    # (naive UTC): another process takes a "sending" digest over only once the lease ended.
+    claimed_by: str = Field(default="", max_length=96)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(), nullable=True))
 
 
 class Bounce(SQLModel, table=True):

@@ -10,6 +10,8 @@ live here, each bounded, and ``close`` drops the caches.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -125,6 +127,9 @@ class Runtime:
         self.identity = sender_identity(settings)
         self.match = MatchCache()
         self.encoded_pieces = EncodedPieces()  # what messages share, encoded once
+        # This process among all that share the database ("host:pid"): it holds the digests it
+        # sends. Digests it still holds from an earlier run of its own are its to send again.
+        self.node_id = f"{socket.gethostname()[:80]}:{os.getpid()}"
         # The papers of the last days the pages show, read again when papers changed
         # (web.recent); the web application's threads share it.
         self.recent_papers: LatestValue[list[Paper]] = LatestValue()

@@ -429,7 +429,7 @@ def test_a_digest_the_database_cannot_record_as_sending_is_not_sent(
 ) -> None:
     settings, engine, people = file_backend
     outbox = settings.folder("outbox")
-    mark_sending = store.mark_sending
+    mark_sending = store.claim_for_sending
     calls: list[int] = []
 
     def mark_sending_until_full(session, delivery_id, **options):  # type: ignore[no-untyped-def]
@@ -438,7 +438,7 @@ def test_a_digest_the_database_cannot_record_as_sending_is_not_sent(
             raise disk_full_error()
         return mark_sending(session, delivery_id, **options)
 
-    monkeypatch.setattr(store, "mark_sending", mark_sending_until_full)
+    monkeypatch.setattr(store, "claim_for_sending", mark_sending_until_full)
     report = asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
 
     assert isinstance(report.record_error, StorageError)
@@ -446,7 +446,7 @@ def test_a_digest_the_database_cannot_record_as_sending_is_not_sent(
     assert len(calls) == 3  # the run paused at once: no other digest was tried
     assert Counter(d.status for d in outbox_rows(settings).values()) == {"sent": 2, "planned": 6}
     assert len(mailed(outbox)) == 2
-    monkeypatch.setattr(store, "mark_sending", mark_sending)
+    monkeypatch.setattr(store, "claim_for_sending", mark_sending)
     asyncio.run(jobs.run_send(settings, engine, ignore_schedule=True))
     assert_everyone_mailed_once(settings, outbox, people)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from digestd.db import _alembic_config, check_schema, make_engine, migrate
@@ -101,3 +103,39 @@ def test_release_three_data_migrates_to_sign_up_requests_and_unique_paper_instan
     command.downgrade(_alembic_config(engine), "0003")
     migrate(engine)
     check_schema(engine)
+
+
+def test_surplus_open_digests_are_closed_before_one_open_digest_is_enforced(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'raced.db'}")
+    command.upgrade(_alembic_config(engine), "0006")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO subscriber (id, email, name, timezone, frequency, send_hour, weekday,"
+            " active, created_at) VALUES (1, 'a@example.org', '', 'UTC', 'daily', 7, 'mon', 1,"
+            " '2026-11-01 07:00:00')"
+        )
+        # Two runs that raced before 0007 left two open digests for one subscriber.
+        for row_id, key, status in (
+            (1, "2026-11-20", "sent"),
+            (2, "2026-11-21", "planned"),
+            (3, "2026-11-21T070000", "sending"),
+        ):
+            conn.exec_driver_sql(
+                "INSERT INTO delivery (id, subscriber_id, digest_key, status, message_id,"
+                " paper_count, reply, created_at)"
+                " VALUES (?, 1, ?, ?, '<m@x>', 0, '', '2026-11-21 07:00:00')",
+                (row_id, key, status),
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id, status FROM delivery ORDER BY id").all()
+        assert [tuple(r) for r in rows] == [(1, "sent"), (2, "planned"), (3, "failed")]
+    # And now the database refuses a second open digest.
+    with engine.connect() as conn, pytest.raises(IntegrityError, match="UNIQUE"):
+        conn.exec_driver_sql(
+            "INSERT INTO delivery (subscriber_id, digest_key, status, message_id,"
+            " paper_count, reply, created_at)"
+            " VALUES (1, 'k', 'retry', '<n@x>', 0, '', '2026-11-22')"
+        )

@@ -202,6 +202,7 @@ def send(
         f"{report.due} due: {report.count('sent')} sent, {report.count('retry')} to retry, "
         f"{report.count('failed')} failed, {report.nothing_new} with nothing new"
         + (f", {report.resent} sent again after an interrupted run" if report.resent else "")
+        + (f", {report.count('taken')} left to another run" if report.count("taken") else "")
         + (f", {report.count('dry-run')} would be sent" if dry_run else "")
     )
     if report.paused:

@@ -58,6 +58,7 @@ class PreparedDigest:
     resumed_status: str = ""  # the open row's status when resumed: planned, sending or retry
     attempts: int = 0  # attempts made before this one
     give_up_at: datetime | None = None
+    claimant: str = ""  # the process that sends it (Runtime.node_id), once queued
 
 
 def _new_key(now: datetime, subscriber: Subscriber, last_keys: dict[int, str], forced: bool) -> str:

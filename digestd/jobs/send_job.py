@@ -19,7 +19,6 @@ import itertools
 import random
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -30,7 +29,6 @@ from digestd.config import Settings
 from digestd.deliver import Sender, SendResult, send_concurrently
 from digestd.jobs.plan_job import PreparedDigest, plan_due_digests
 from digestd.jobs.reports import DigestOutcome, Progress, SendReport
-from digestd.jobs.run_lock import exclusive
 from digestd.jobs.send_record import (
     FailureStreak,
     pause,
@@ -74,20 +72,19 @@ async def run_send(
     """Send every due digest through the outbox: open ones first (resumed after a crash, or
     due for another attempt), then new ones. Never two digests for one key."""
     runtime = runtime if runtime is not None else Runtime(settings, engine)
-    # Planning and recording must not interleave with another send (the daemon's, or a CLI
-    # call): the second would plan the same papers before the first records them.
-    lock = nullcontext() if dry_run else exclusive(settings.data_dir / "send.lock", "digestd send")
-    with lock:
-        return await _send_all(
-            settings,
-            engine,
-            now=now or utc_now(),
-            only_email=only_email,
-            ignore_schedule=ignore_schedule,
-            dry_run=dry_run,
-            progress=progress,
-            runtime=runtime,
-        )
+    # Other runs may send at the same time, in this process, another one, or on another
+    # machine: the database keeps them apart (one open digest per subscriber, each digest
+    # claimed by one run at a time; see store.deliveries), no lock of this machine does.
+    return await _send_all(
+        settings,
+        engine,
+        now=now or utc_now(),
+        only_email=only_email,
+        ignore_schedule=ignore_schedule,
+        dry_run=dry_run,
+        progress=progress,
+        runtime=runtime,
+    )
 
 
 async def _send_all(
@@ -132,7 +129,9 @@ async def _send_all(
             # Each digest is planned, queued, sent and recorded by exactly one task, in turn
             # (so memory holds only the digests in flight); as many are in flight as the sender
             # has connections. After too many failures in a row no new digest is started.
-            queued = _queued(engine, settings, itertools.chain((first,), planned), now, report)
+            queued = _queued(
+                engine, settings, itertools.chain((first,), planned), now, report, runtime.node_id
+            )
             report.outcomes.extend(
                 await send_concurrently(
                     failures.until_paused(queued), send, limit=sender.connections
@@ -168,10 +167,12 @@ def _queued(
     items: Iterable[PreparedDigest],
     now: datetime,
     report: SendReport,
+    claimant: str,
 ) -> Iterator[PreparedDigest]:
-    """``items`` with outbox rows: new digests are written as planned, a batch at a time. Before
-    each batch the disks are checked for their reserve; the run pauses when one is short, or
-    when the rows cannot be written."""
+    """``items`` with outbox rows, to be claimed by ``claimant``: new digests are written as
+    planned, a batch at a time. A new digest the database refuses (another run has an open
+    digest of that subscriber) is left to that run. Before each batch the disks are checked
+    for their reserve; the run pauses when one is short, or when the rows cannot be written."""
     give_up_at = now + timedelta(hours=settings.delivery.give_up_hours)
     batch: list[PreparedDigest] = []
     for item in itertools.chain(items, [None]):
@@ -194,10 +195,10 @@ def _queued(
             store.PlannedRow(i.subscriber_id, i.key, i.message_id, i.planned.paper_ids, give_up_at)
             for i in fresh
         ]
-        added: list[int] = []
+        added: list[int | None] = []
 
         def add(
-            session: Session, rows: list[store.PlannedRow] = rows, added: list[int] = added
+            session: Session, rows: list[store.PlannedRow] = rows, added: list[int | None] = added
         ) -> None:
             added.extend(store.add_planned(session, rows, now=now))
 
@@ -208,9 +209,19 @@ def _queued(
         ids = iter(added)
         for queued in batch:
             if queued.delivery_id is None:
-                queued = dataclasses.replace(queued, delivery_id=next(ids), give_up_at=give_up_at)
-            yield queued
+                delivery_id = next(ids)
+                if delivery_id is None:
+                    report.outcomes.append(_taken(queued, "another run has its digest"))
+                    continue
+                queued = dataclasses.replace(queued, delivery_id=delivery_id, give_up_at=give_up_at)
+            yield dataclasses.replace(queued, claimant=claimant)
         batch = []
+
+
+def _taken(item: PreparedDigest, why: str) -> DigestOutcome:
+    """The outcome of a digest this run leaves to another one."""
+    send_log.info("digest to %s left to another run: %s", item.email, why)
+    return DigestOutcome(item.email, "taken", len(item.planned.entries), detail=why)
 
 
 def _record_empty(
@@ -250,15 +261,29 @@ async def _send_one(
         if error is not None:  # still planned: the next run tries to build it again
             stop_recording(report, error, f"cannot record that the digest to {item.email} failed")
         return DigestOutcome(item.email, "failed", count, detail=detail)
-    resend = item.resumed_status == "sending"
     marking = time.perf_counter()
-    error = record(engine, lambda s: store.mark_sending(s, delivery_id, interrupted=resend))
+    claimed: list[str] = []
+    error = record(
+        engine,
+        lambda s: claimed.append(
+            store.claim_for_sending(
+                s,
+                delivery_id,
+                subscriber_id=item.subscriber_id,
+                paper_ids=item.planned.paper_ids,
+                claimant=item.claimant,
+            )
+        ),
+    )
     if error is not None:
         # Nothing is sent that is not recorded as "sending": the digest waits, the run stops.
         send_log.error("digest to %s not sent: cannot record it as sending: %s", item.email, error)
         stop_recording(report, error, f"cannot record the digest to {item.email} as sending")
         return DigestOutcome(item.email, "retry", count, detail=f"not sent: {error.message}")
-    if resend:
+    if claimed[0] in ("taken", "duplicate"):
+        why = "another run has it" if claimed[0] == "taken" else "another digest carried its papers"
+        return _taken(item, why)
+    if claimed[0] == "resumed":
         report.resent += 1
         send_log.warning(
             "digest to %s (%s) was being sent when a run stopped: sending it again, same "
@@ -307,7 +332,9 @@ def _refused(
     kind = "hard" if fault == RECIPIENT else "refused"
 
     def mark_refused(session: Session) -> None:
-        store.mark_failed(session, item.delivery_id or 0, reply=reply, fault=fault)
+        store.mark_failed(
+            session, item.delivery_id or 0, reply=reply, fault=fault, claimant=item.claimant
+        )
         suppressed = store.record_bounce(
             session,
             subscriber_id=item.subscriber_id,
@@ -354,7 +381,12 @@ def _temporary(
     give_up_at = item.give_up_at or now
     if now >= give_up_at:
         detail = f"gave up after {attempts} attempts: {reply}"
-        error = record(engine, lambda s: store.mark_failed(s, item.delivery_id or 0, reply=detail))
+        error = record(
+            engine,
+            lambda s: store.mark_failed(
+                s, item.delivery_id or 0, reply=detail, claimant=item.claimant
+            ),
+        )
         send_log.warning("digest to %s failed: %s", item.email, detail)
         outcome = DigestOutcome(item.email, "failed", count, subject, detail, hint=result.hint)
     else:
@@ -365,7 +397,10 @@ def _temporary(
         )
         at = min(now + delay, give_up_at)
         error = record(
-            engine, lambda s: store.mark_retry(s, item.delivery_id or 0, reply=reply, at=at)
+            engine,
+            lambda s: store.mark_retry(
+                s, item.delivery_id or 0, claimant=item.claimant, reply=reply, at=at
+            ),
         )
         send_log.warning(
             "digest to %s: temporary failure (attempt %d), next attempt at %s: %s",

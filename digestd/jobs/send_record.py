@@ -76,8 +76,9 @@ class FailureStreak:
         """Count one digest's outcome; pause the run when the streak reaches the threshold.
 
         An address refused as the recipient's fault neither counts nor breaks the streak: the
-        server answered, and a run of dead addresses must not stop everyone's mail."""
-        if outcome.fault == RECIPIENT:
+        server answered, and a run of dead addresses must not stop everyone's mail. A digest left
+        to another run (taken) was no attempt at all."""
+        if outcome.fault == RECIPIENT or outcome.status == "taken":
             return
         self.streak = 0 if outcome.status == "sent" else self.streak + 1
         if self.streak >= self.threshold:
@@ -116,6 +117,10 @@ def record(engine: Engine, change: Callable[[Session], None]) -> DigestError | N
             change(session)
     except SQLAlchemyError as exc:
         return database_error(exc, url=engine.url)
+    except store.LostClaim as exc:
+        # This run held the digest too long (its lease ended) and another run took it over:
+        # that one records it, this one records nothing over it.
+        send_log.warning("%s: another run took it over; nothing recorded here", exc)
     return None
 
 
@@ -140,6 +145,7 @@ def record_sent(
         store.mark_sent(
             session,
             delivery_id,
+            claimant=item.claimant,
             subscriber_id=item.subscriber_id,
             paper_ids=item.planned.paper_ids,
             reply=reply,
