@@ -31,6 +31,8 @@ from digestd.jobs.plan_job import PreparedDigest, plan_due_digests
 from digestd.jobs.reports import DigestOutcome, Progress, SendReport
 from digestd.jobs.send_record import (
     FailureStreak,
+    claim,
+    left_to_another,
     pause,
     record,
     record_sent,
@@ -211,17 +213,11 @@ def _queued(
             if queued.delivery_id is None:
                 delivery_id = next(ids)
                 if delivery_id is None:
-                    report.outcomes.append(_taken(queued, "another run has its digest"))
+                    report.outcomes.append(left_to_another(queued, "another run has its digest"))
                     continue
                 queued = dataclasses.replace(queued, delivery_id=delivery_id, give_up_at=give_up_at)
             yield dataclasses.replace(queued, claimant=claimant)
         batch = []
-
-
-def _taken(item: PreparedDigest, why: str) -> DigestOutcome:
-    """The outcome of a digest this run leaves to another one."""
-    send_log.info("digest to %s left to another run: %s", item.email, why)
-    return DigestOutcome(item.email, "taken", len(item.planned.entries), detail=why)
 
 
 def _record_empty(
@@ -262,36 +258,9 @@ async def _send_one(
             stop_recording(report, error, f"cannot record that the digest to {item.email} failed")
         return DigestOutcome(item.email, "failed", count, detail=detail)
     marking = time.perf_counter()
-    claimed: list[str] = []
-    error = record(
-        engine,
-        lambda s: claimed.append(
-            store.claim_for_sending(
-                s,
-                delivery_id,
-                subscriber_id=item.subscriber_id,
-                paper_ids=item.planned.paper_ids,
-                claimant=item.claimant,
-            )
-        ),
-    )
-    if error is not None:
-        # Nothing is sent that is not recorded as "sending": the digest waits, the run stops.
-        send_log.error("digest to %s not sent: cannot record it as sending: %s", item.email, error)
-        stop_recording(report, error, f"cannot record the digest to {item.email} as sending")
-        return DigestOutcome(item.email, "retry", count, detail=f"not sent: {error.message}")
-    if claimed[0] in ("taken", "duplicate"):
-        why = "another run has it" if claimed[0] == "taken" else "another digest carried its papers"
-        return _taken(item, why)
-    if claimed[0] == "resumed":
-        report.resent += 1
-        send_log.warning(
-            "digest to %s (%s) was being sent when a run stopped: sending it again, same "
-            "Message-ID %s",
-            item.email,
-            item.key,
-            item.message_id,
-        )
+    refused = claim(engine, item, report)
+    if refused is not None:  # another run has it, or the database cannot record the claim
+        return refused
     sending = time.perf_counter()
     result = await sender.send(message)
     recording = time.perf_counter()

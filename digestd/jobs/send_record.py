@@ -172,3 +172,48 @@ def record_sent(
     stop_recording(report, error, f"cannot record the digest to {item.email} as sent")
     detail = f"accepted, not recorded (the next run sends it again, same Message-ID): {reply}"
     return DigestOutcome(item.email, "sent", count, subject, detail)
+
+
+def claim(engine: Engine, item: PreparedDigest, report: SendReport) -> DigestOutcome | None:
+    """Claim the digest for this run before the server is contacted (see
+    store.claim_for_sending); None when claimed, else the digest's outcome: left to another run,
+    or waiting because the claim could not be recorded (the run then stops)."""
+    count = len(item.planned.entries)
+    claimed: list[str] = []
+    error = record(
+        engine,
+        lambda s: claimed.append(
+            store.claim_for_sending(
+                s,
+                item.delivery_id or 0,
+                subscriber_id=item.subscriber_id,
+                paper_ids=item.planned.paper_ids,
+                claimant=item.claimant,
+            )
+        ),
+    )
+    if error is not None:
+        # Nothing is sent that is not recorded as "sending": the digest waits, the run stops.
+        send_log.error("digest to %s not sent: cannot record it as sending: %s", item.email, error)
+        stop_recording(report, error, f"cannot record the digest to {item.email} as sending")
+        return DigestOutcome(item.email, "retry", count, detail=f"not sent: {error.message}")
+    if claimed[0] == "taken":
+        return left_to_another(item, "another run has it")
+    if claimed[0] == "duplicate":
+        return left_to_another(item, "other digests carried its papers")
+    if claimed[0] == "resumed":
+        report.resent += 1
+        send_log.warning(
+            "digest to %s (%s) was being sent when a run stopped: sending it again, same "
+            "Message-ID %s",
+            item.email,
+            item.key,
+            item.message_id,
+        )
+    return None
+
+
+def left_to_another(item: PreparedDigest, why: str) -> DigestOutcome:
+    """The outcome of a digest this run leaves to another one."""
+    send_log.info("digest to %s left to another run: %s", item.email, why)
+    return DigestOutcome(item.email, "taken", len(item.planned.entries), detail=why)

@@ -18,23 +18,15 @@ from digestd.store.bounces import (
 )
 from digestd.store.deliveries import (
     STATUSES,
-    LostClaim,
     PlannedRow,
-    add_planned,
     aware,
-    claim_for_sending,
     deliveries_of,
     delivery_counts,
     failed_by_fault,
-    holder_is_gone,
     last_completed_at,
     last_digest_keys,
     list_deliveries,
     mark_bounced,
-    mark_empty,
-    mark_failed,
-    mark_retry,
-    mark_sent,
     open_deliveries,
     paper_id_list,
     record_empty,
@@ -49,6 +41,16 @@ from digestd.store.host_leases import (
     host_lease,
     release_host_lease,
     take_host_lease,
+)
+from digestd.store.outbox_states import (
+    LostClaim,
+    add_planned,
+    claim_for_sending,
+    holder_is_gone,
+    mark_empty,
+    mark_failed,
+    mark_retry,
+    mark_sent,
 )
 from digestd.store.paper_list import listed_papers
 from digestd.store.papers import (
