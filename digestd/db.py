@@ -99,10 +99,12 @@ def _revisions(engine: Engine) -> tuple[str | None, str | None]:
 
 def migrate(engine: Engine) -> None:
     """Bring the database schema up to the newest migration; when it is current already, only
-    read (no write lock: the daemon starts while another process writes)."""
+    read (no write lock: the daemon starts while another process writes). A database already
+    past this code's newest migration (a newer digestd migrated it) is refused."""
     current, head = _revisions(engine)
     if current == head:
         return
+    _refuse_newer(engine, current, head)
     try:
         command.upgrade(_alembic_config(engine), "head")
     except sa.exc.SQLAlchemyError as exc:
@@ -119,10 +121,26 @@ def check_schema(engine: Engine) -> None:
     shown = describe_database(engine.url)
     if current is None:
         raise DigestError(f"database {shown} is not initialised", hint="run digestd init")
+    _refuse_newer(engine, current, head)
     if current != head:
         raise DigestError(
             f"database {shown} is at schema {current}, the code needs {head}",
             hint="run digestd init to migrate",
+        )
+
+
+def _refuse_newer(engine: Engine, current: str | None, head: str | None) -> None:
+    """Refuse a database whose schema a newer digestd made: this code does not know it."""
+    from alembic.script import ScriptDirectory
+
+    if current is None:
+        return
+    scripts = ScriptDirectory.from_config(_alembic_config(engine))
+    if current not in {script.revision for script in scripts.walk_revisions()}:
+        raise DigestError(
+            f"database {describe_database(engine.url)} is at schema {current}, newer than this "
+            f"digestd knows (its newest is {head})",
+            hint="run the newer digestd on this node too; an older one must not touch it",
         )
 
 

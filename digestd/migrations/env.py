@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import digestd.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
+MIGRATION_LOCK = 0x6469676573746400  # "digestd\0": the advisory lock of schema changes
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:
     sqlite = connection.dialect.name == "sqlite"
@@ -21,6 +22,12 @@ with engine.connect() as connection:
         render_as_batch=sqlite,
     )
     with context.begin_transaction():
+        # Migrations once, however many processes start at the same moment: they take turns
+        # (PostgreSQL: an advisory lock held to the end of this transaction; SQLite: the write
+        # lock every digestd transaction takes up front), and each runs only what the version
+        # table, read after its turn came, says is still to do.
+        if not sqlite:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
     connection.commit()
     if sqlite:
