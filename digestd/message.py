@@ -207,6 +207,7 @@ def message_id_for(*, secret: str, subscriber_id: int, digest_key: str, domain: 
 _ONE_CLICK = "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
+_QP_LINE = 76  # the longest quoted-printable line (RFC 2045 6.7)
 _PART_HEAD = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable'
 _PLAIN_HEAD = (_PART_HEAD.format("plain") + "\r\n\r\n").encode("ascii")
 _HTML_HEAD = (_PART_HEAD.format("html") + "\r\n\r\n").encode("ascii")
@@ -255,7 +256,26 @@ def _encode_piece(cache: EncodedPieces, piece: str, recurs: bool) -> bytes:
 
 def _encode_lines(text: str) -> bytes:
     # With LF line ends binascii writes LF soft breaks too; both become CRLF here.
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    if any(len(line) > _QP_LINE for line in encoded.split(b"\n")):
+        # binascii lets a line reach 77 when whitespace at its end is encoded (=09, =20).
+        encoded = b"\n".join(_qp_wrapped(line) for line in encoded.split(b"\n"))
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _qp_wrapped(line: bytes) -> bytes:
+    """A quoted-printable ``line`` cut by soft breaks into lines of at most 76 bytes, never
+    inside an =XX escape."""
+    pieces = []
+    while len(line) > _QP_LINE:
+        cut = _QP_LINE - 1  # room for the "=" of the soft break
+        escape = line.rfind(b"=", cut - 2, cut)
+        if escape >= 0:
+            cut = escape
+        pieces.append(line[:cut] + b"=")
+        line = line[cut:]
+    pieces.append(line)
+    return b"\n".join(pieces)
 
 
 def _addr_spec(address: str) -> str:

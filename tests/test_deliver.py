@@ -478,3 +478,12 @@ def test_send_job_with_a_pool_sends_each_digest_once(
     assert 1 < smtp_server.handler.connections <= 3
     assert cli("send", "--now").code == 0  # everything was recorded: nothing goes twice
     assert len(smtp_server.handler.envelopes) == len(readers)
+
+
+def test_whitespace_encoded_at_a_line_end_still_keeps_lines_short() -> None:
+    # binascii.b2a_qp lets such a line reach 77 bytes (found by the property test above).
+    html = "0\x1f\x1f\x80\x80𐀀𐀀𐀀𐀀𐀀00000\x08\x80\x80\x80\x80𐀀𐀀𐀀\t"
+    data = build(rendered=RenderedMail(subject="s", html=html, text="")).data
+    assert max(len(line) for line in body_lines(data)) <= 76
+    body = parse(data).get_body(("html",))
+    assert body is not None and body.get_content().rstrip("\r\n") == html
