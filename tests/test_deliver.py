@@ -339,9 +339,16 @@ def test_encoding_by_pieces_is_encoding_the_whole_text(
     marks = [0, *sorted(ends[c] for c in cuts if c < len(ends)), len(text)]
     pieces = tuple((text[a:b], a % 2 == 0) for a, b in itertools.pairwise(marks))
     assert "".join(piece for piece, _ in pieces) == text
-    assert _quoted_printable(text) == expected
+    encoded = _quoted_printable(text)
+    # binascii's own output, except where it lets a line reach 77 bytes (an encoded space or
+    # tab at a line end): such a line is cut once more, and the text decodes the same.
+    lines = encoded.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 76
+    assert binascii.a2b_qp(encoded.replace(b"\r\n", b"\n")) == whole.encode()
+    if max(len(line) for line in expected.split(b"\r\n")) <= 76:
+        assert encoded == expected
     for _ in range(3):  # the second and third time, pieces come from the cache
-        assert _quoted_printable(text, pieces) == expected
+        assert _quoted_printable(text, pieces) == encoded
 
 
 def test_long_lines_and_trailing_spaces_survive_quoted_printable() -> None:
